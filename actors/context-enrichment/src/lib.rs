@@ -1,0 +1,22 @@
+//! Context Enrichment — port 8023: location, time, weather and calendar context for events.
+//!
+//! Built so far: the service's supervised tree (its `core` actor) and the ops routes every port
+//! serves. Its feature routes are not built yet: until they are, the port answers `/health`,
+//! `/ready`, `/metrics` and `/version`, and 404 problem+json for anything else.
+
+use loom_protocol::ServiceId;
+use loom_service::{ServiceContext, ServiceDef, ServiceParts};
+
+pub fn definition() -> ServiceDef {
+    ServiceDef {
+        id: ServiceId::ContextEnrichment,
+        version: env!("CARGO_PKG_VERSION"),
+        dependencies: &[],
+        observes: &[],
+        build,
+    }
+}
+
+fn build(ctx: &ServiceContext) -> ServiceParts {
+    ServiceParts::foundation_only(ctx)
+}

@@ -1,0 +1,22 @@
+//! File Processing — port 8021: thumbnails, audio conversion, text extraction, video frames, metadata.
+//!
+//! Built so far: the service's supervised tree (its `core` actor) and the ops routes every port
+//! serves. Its feature routes are not built yet: until they are, the port answers `/health`,
+//! `/ready`, `/metrics` and `/version`, and 404 problem+json for anything else.
+
+use loom_protocol::ServiceId;
+use loom_service::{ServiceContext, ServiceDef, ServiceParts};
+
+pub fn definition() -> ServiceDef {
+    ServiceDef {
+        id: ServiceId::FileProcessing,
+        version: env!("CARGO_PKG_VERSION"),
+        dependencies: &[],
+        observes: &[],
+        build,
+    }
+}
+
+fn build(ctx: &ServiceContext) -> ServiceParts {
+    ServiceParts::foundation_only(ctx)
+}

@@ -1,0 +1,22 @@
+//! Schema Registry — port 8010: Confluent-compatible JSON Schema registry: validation, evolution, explained compatibility, generated docs (issue #4).
+//!
+//! Built so far: the service's supervised tree (its `core` actor) and the ops routes every port
+//! serves. Its feature routes are not built yet: until they are, the port answers `/health`,
+//! `/ready`, `/metrics` and `/version`, and 404 problem+json for anything else.
+
+use loom_protocol::ServiceId;
+use loom_service::{ServiceContext, ServiceDef, ServiceParts};
+
+pub fn definition() -> ServiceDef {
+    ServiceDef {
+        id: ServiceId::SchemaRegistry,
+        version: env!("CARGO_PKG_VERSION"),
+        dependencies: &[],
+        observes: &[],
+        build,
+    }
+}
+
+fn build(ctx: &ServiceContext) -> ServiceParts {
+    ServiceParts::foundation_only(ctx)
+}

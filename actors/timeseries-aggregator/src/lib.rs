@@ -1,0 +1,22 @@
+//! Time Series Aggregator — port 8020: windowed aggregation of event streams with late-data handling.
+//!
+//! Built so far: the service's supervised tree (its `core` actor) and the ops routes every port
+//! serves. Its feature routes are not built yet: until they are, the port answers `/health`,
+//! `/ready`, `/metrics` and `/version`, and 404 problem+json for anything else.
+
+use loom_protocol::ServiceId;
+use loom_service::{ServiceContext, ServiceDef, ServiceParts};
+
+pub fn definition() -> ServiceDef {
+    ServiceDef {
+        id: ServiceId::TimeseriesAggregator,
+        version: env!("CARGO_PKG_VERSION"),
+        dependencies: &[],
+        observes: &[],
+        build,
+    }
+}
+
+fn build(ctx: &ServiceContext) -> ServiceParts {
+    ServiceParts::foundation_only(ctx)
+}

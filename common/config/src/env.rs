@@ -1,0 +1,161 @@
+//! The one table of `LOOM_*` environment overrides. Each entry names the variable, the config
+//! field it sets, and how to parse it. Empty values are ignored (an unset override).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use loom_protocol::{Scope, ServiceId};
+
+use crate::{ConfigError, HumanDuration, NodeConfig, ObjectBackend, Secret, TokenConfig};
+
+type Apply = fn(&mut NodeConfig, &str) -> Result<(), String>;
+
+/// One environment override.
+pub struct EnvOverride {
+    pub var: &'static str,
+    pub field: &'static str,
+    apply: Apply,
+}
+
+macro_rules! env_table {
+    ($( $var:literal => $field:literal : $apply:expr ),* $(,)?) => {
+        /// Every supported environment override, in the order they are applied.
+        pub static ENV_OVERRIDES: &[EnvOverride] = &[
+            $( EnvOverride { var: $var, field: $field, apply: $apply } ),*
+        ];
+    };
+}
+
+env_table! {
+    "LOOM_NODE_NAME" => "node.name": |c, v| { c.node.name = v.to_owned(); Ok(()) },
+    "LOOM_BIND_ADDR" => "node.bind_addr": |c, v| {
+        c.node.bind_addr = v.parse().map_err(|_| format!("`{v}` is not an IP address"))?;
+        Ok(())
+    },
+    "LOOM_DATA_DIR" => "node.data_dir": |c, v| { c.node.data_dir = PathBuf::from(v); Ok(()) },
+    "LOOM_SHUTDOWN_TIMEOUT" => "node.shutdown_timeout": |c, v| {
+        c.node.shutdown_timeout = HumanDuration::parse(v)?;
+        Ok(())
+    },
+    "LOOM_FAULT_INJECTION" => "node.fault_injection": |c, v| {
+        c.node.fault_injection = parse_bool(v)?;
+        Ok(())
+    },
+    "LOOM_CLUSTER_PORT" => "cluster.port": |c, v| { c.cluster.port = parse_port(v)?; Ok(()) },
+    "LOOM_SEEDS" => "cluster.seeds": |c, v| { c.cluster.seeds = split_list(v); Ok(()) },
+    "LOOM_COOKIE" => "cluster.cookie": |c, v| { c.cluster.cookie = Some(Secret::new(v)); Ok(()) },
+    "LOOM_LOG" => "log.filter": |c, v| { c.log.filter = v.to_owned(); Ok(()) },
+    "LOOM_LOG_FORMAT" => "log.format": |c, v| {
+        c.log.format = match v {
+            "json" => crate::LogFormat::Json,
+            "pretty" => crate::LogFormat::Pretty,
+            other => return Err(format!("`{other}` is not a log format, expected json or pretty")),
+        };
+        Ok(())
+    },
+    "LOOM_HTTP_BODY_LIMIT" => "http.body_limit_bytes": |c, v| {
+        c.http.body_limit_bytes = v.parse().map_err(|_| format!("`{v}` is not a byte count"))?;
+        Ok(())
+    },
+    "LOOM_HTTP_REQUEST_TIMEOUT" => "http.request_timeout": |c, v| {
+        c.http.request_timeout = HumanDuration::parse(v)?;
+        Ok(())
+    },
+    "LOOM_AUTH_TOKENS" => "auth.tokens": |c, v| { c.auth.tokens = parse_tokens(v)?; Ok(()) },
+    "LOOM_DATABASE_URL" => "storage.database_url": |c, v| {
+        c.storage.database_url = Some(v.to_owned());
+        Ok(())
+    },
+    "LOOM_REDIS_URL" => "storage.redis_url": |c, v| { c.storage.redis_url = Some(v.to_owned()); Ok(()) },
+    "LOOM_OBJECT_STORE" => "storage.objects.backend": |c, v| {
+        c.storage.objects.backend = match v {
+            "local" => ObjectBackend::Local,
+            "s3" => ObjectBackend::S3,
+            other => return Err(format!("`{other}` is not an object store, expected local or s3")),
+        };
+        Ok(())
+    },
+    "LOOM_S3_ENDPOINT" => "storage.objects.endpoint": |c, v| {
+        c.storage.objects.endpoint = Some(v.to_owned());
+        Ok(())
+    },
+    "LOOM_S3_BUCKET" => "storage.objects.bucket": |c, v| {
+        c.storage.objects.bucket = Some(v.to_owned());
+        Ok(())
+    },
+    "LOOM_S3_REGION" => "storage.objects.region": |c, v| {
+        c.storage.objects.region = v.to_owned();
+        Ok(())
+    },
+    "LOOM_S3_ACCESS_KEY" => "storage.objects.access_key": |c, v| {
+        c.storage.objects.access_key = Some(Secret::new(v));
+        Ok(())
+    },
+    "LOOM_S3_SECRET_KEY" => "storage.objects.secret_key": |c, v| {
+        c.storage.objects.secret_key = Some(Secret::new(v));
+        Ok(())
+    },
+    "LOOM_KAFKA_BROKERS" => "kafka.brokers": |c, v| { c.kafka.brokers = split_list(v); Ok(()) },
+    "LOOM_SERVICES" => "services.*.enabled": |c, v| {
+        let wanted: Vec<ServiceId> = split_list(v)
+            .iter()
+            .map(|name| name.parse::<ServiceId>())
+            .collect::<Result<_, _>>()?;
+        for id in ServiceId::ALL {
+            c.services.get_mut(id).enabled = wanted.contains(&id);
+        }
+        Ok(())
+    },
+}
+
+pub(crate) fn apply(config: &mut NodeConfig, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+    for entry in ENV_OVERRIDES {
+        let Some(value) = env.get(entry.var) else { continue };
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        (entry.apply)(config, value).map_err(|reason| ConfigError::Env {
+            var: entry.var.to_owned(),
+            field: entry.field,
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn parse_port(v: &str) -> Result<u16, String> {
+    v.parse().map_err(|_| format!("`{v}` is not a port (1-65535)"))
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("`{other}` is not a boolean, expected true or false")),
+    }
+}
+
+/// `name:scope[+scope]:token,…` — the token may contain `:`; it never appears in errors.
+fn parse_tokens(v: &str) -> Result<Vec<TokenConfig>, String> {
+    split_list(v)
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let mut parts = entry.splitn(3, ':');
+            let (Some(name), Some(scopes), Some(token)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(format!("entry {} must be `name:scope[+scope]:token`", i + 1));
+            };
+            let scopes = scopes
+                .split('+')
+                .map(|s| s.parse::<Scope>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("entry {} ({name}): {e}", i + 1))?;
+            Ok(TokenConfig { name: name.to_owned(), token: Secret::new(token), scopes })
+        })
+        .collect()
+}

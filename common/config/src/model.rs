@@ -1,0 +1,361 @@
+//! The configuration structs: the shape of `cluster.toml`, its defaults, and the resolved form
+//! handed to the node. Field docs here are the config reference (README links to this file).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use loom_protocol::{Scope, ServiceId};
+use serde::{Deserialize, Serialize};
+
+use crate::secret::redact_url;
+use crate::{HumanDuration, Secret};
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    pub cluster: ClusterSection,
+    pub log: LogSection,
+    pub http: HttpSection,
+    pub auth: AuthSection,
+    pub storage: StorageSection,
+    pub kafka: KafkaSection,
+    pub supervision: SupervisionSection,
+    pub services: ServicesSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// Node name, unique in a cluster (`LOOM_NODE_NAME`).
+    pub name: String,
+    /// IP address every service listener and the cluster listener bind to (`LOOM_BIND_ADDR`).
+    pub bind_addr: IpAddr,
+    /// Where embedded stores keep their files (`LOOM_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Bound on graceful shutdown: drain, stop actor trees, flush (`LOOM_SHUTDOWN_TIMEOUT`).
+    pub shutdown_timeout: HumanDuration,
+    /// Enables `POST /admin/faults` (admin scope) for chaos tests (`LOOM_FAULT_INJECTION`).
+    pub fault_injection: bool,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            name: "loom-1".into(),
+            bind_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            data_dir: PathBuf::from("data"),
+            shutdown_timeout: HumanDuration::from_secs(10),
+            fault_injection: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// Cluster port (`LOOM_CLUSTER_PORT`).
+    pub port: u16,
+    /// `host:port` of other nodes to join through (`LOOM_SEEDS`, comma-separated). Empty: one node.
+    pub seeds: Vec<String>,
+    /// Shared secret authenticating cluster traffic; required when `seeds` is set (`LOOM_COOKIE`).
+    pub cookie: Option<Secret>,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection { port: 4697, seeds: Vec::new(), cookie: None }
+    }
+}
+
+impl ClusterSection {
+    pub fn is_multi_node(&self) -> bool {
+        !self.seeds.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (default).
+    Json,
+    /// Human-readable lines, for a terminal.
+    Pretty,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `tracing` filter directives, e.g. `info,loom_http=debug` (`LOOM_LOG`).
+    pub filter: String,
+    /// `json` or `pretty` (`LOOM_LOG_FORMAT`).
+    pub format: LogFormat,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { filter: "info".into(), format: LogFormat::Json }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Largest accepted request body in bytes (`LOOM_HTTP_BODY_LIMIT`); larger → 413.
+    pub body_limit_bytes: usize,
+    /// Per-request time limit (`LOOM_HTTP_REQUEST_TIMEOUT`); slower → 504.
+    pub request_timeout: HumanDuration,
+    /// Requests handled at once per service port; more → 503 `overloaded`.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            body_limit_bytes: 2 * 1024 * 1024,
+            request_timeout: HumanDuration::from_secs(30),
+            max_concurrent_requests: 1024,
+        }
+    }
+}
+
+/// One bearer token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds the token (appears in logs; the token never does).
+    pub name: String,
+    pub token: Secret,
+    /// `read`, `write`, `admin`; admin implies write implies read.
+    pub scopes: Vec<Scope>,
+}
+
+impl TokenConfig {
+    /// The strongest scope the token holds.
+    pub fn max_scope(&self) -> Option<Scope> {
+        self.scopes.iter().copied().max()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Bearer tokens (`LOOM_AUTH_TOKENS` as `name:scope:token,…`). Empty: auth off.
+    pub tokens: Vec<TokenConfig>,
+}
+
+impl AuthSection {
+    pub fn enabled(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// `sqlite://…` or `postgres://…` (`LOOM_DATABASE_URL`). Unset: SQLite file in the data dir.
+    pub database_url: Option<String>,
+    /// Connection pool size for PostgreSQL (SQLite uses one writer).
+    pub database_max_connections: u32,
+    /// `redis://…` (`LOOM_REDIS_URL`). Unset: in-process cache.
+    pub redis_url: Option<String>,
+    /// Entry bound of the in-process cache.
+    pub cache_max_entries: u64,
+    pub objects: ObjectStoreSection,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            database_url: None,
+            database_max_connections: 10,
+            redis_url: None,
+            cache_max_entries: 100_000,
+            objects: ObjectStoreSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectBackend {
+    /// Files under `path` (default `<data_dir>/objects`).
+    Local,
+    /// An S3-compatible store (MinIO, AWS S3, s3s-fs).
+    S3,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectStoreSection {
+    /// `local` or `s3` (`LOOM_OBJECT_STORE`).
+    pub backend: ObjectBackend,
+    /// Root directory for `local` (default `<data_dir>/objects`).
+    pub path: Option<PathBuf>,
+    /// S3 endpoint URL (`LOOM_S3_ENDPOINT`), e.g. `http://minio:9000`.
+    pub endpoint: Option<String>,
+    /// S3 bucket (`LOOM_S3_BUCKET`).
+    pub bucket: Option<String>,
+    /// S3 region (`LOOM_S3_REGION`).
+    pub region: String,
+    /// `LOOM_S3_ACCESS_KEY`.
+    pub access_key: Option<Secret>,
+    /// `LOOM_S3_SECRET_KEY`.
+    pub secret_key: Option<Secret>,
+}
+
+impl Default for ObjectStoreSection {
+    fn default() -> Self {
+        ObjectStoreSection {
+            backend: ObjectBackend::Local,
+            path: None,
+            endpoint: None,
+            bucket: None,
+            region: "us-east-1".into(),
+            access_key: None,
+            secret_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSection {
+    /// Bootstrap brokers (`LOOM_KAFKA_BROKERS`, comma-separated). Empty: Kafka bridge off.
+    pub brokers: Vec<String>,
+}
+
+impl KafkaSection {
+    pub fn enabled(&self) -> bool {
+        !self.brokers.is_empty()
+    }
+}
+
+/// Restart policy applied to every supervised child unless a service overrides it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisionSection {
+    /// Restarts allowed within `window` before the supervisor escalates to its parent.
+    pub max_restarts: u32,
+    pub window: HumanDuration,
+    /// First restart delay; doubles per consecutive restart up to `backoff_max`.
+    pub backoff_initial: HumanDuration,
+    pub backoff_max: HumanDuration,
+    /// Messages a service actor may have queued before senders are refused (503 `overloaded`).
+    pub mailbox_capacity: usize,
+}
+
+impl Default for SupervisionSection {
+    fn default() -> Self {
+        SupervisionSection {
+            max_restarts: 5,
+            window: HumanDuration::from_secs(60),
+            backoff_initial: HumanDuration::from_millis(50),
+            backoff_max: HumanDuration::from_secs(5),
+            mailbox_capacity: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    pub enabled: bool,
+    /// Listening port; defaults to the service's documented port.
+    pub port: Option<u16>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig { enabled: true, port: None }
+    }
+}
+
+/// One table per service, keyed by the service's kebab-case name. `LOOM_SERVICES` (comma list)
+/// enables exactly the named services.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct ServicesSection {
+    pub schema_registry: ServiceConfig,
+    pub privacy_filter: ServiceConfig,
+    pub device_identity: ServiceConfig,
+    pub event_router: ServiceConfig,
+    pub timeseries_aggregator: ServiceConfig,
+    pub file_processing: ServiceConfig,
+    pub dedup: ServiceConfig,
+    pub context_enrichment: ServiceConfig,
+    pub health_aggregator: ServiceConfig,
+    pub data_quality: ServiceConfig,
+}
+
+impl ServicesSection {
+    pub fn get(&self, id: ServiceId) -> &ServiceConfig {
+        match id {
+            ServiceId::SchemaRegistry => &self.schema_registry,
+            ServiceId::PrivacyFilter => &self.privacy_filter,
+            ServiceId::DeviceIdentity => &self.device_identity,
+            ServiceId::EventRouter => &self.event_router,
+            ServiceId::TimeseriesAggregator => &self.timeseries_aggregator,
+            ServiceId::FileProcessing => &self.file_processing,
+            ServiceId::Dedup => &self.dedup,
+            ServiceId::ContextEnrichment => &self.context_enrichment,
+            ServiceId::HealthAggregator => &self.health_aggregator,
+            ServiceId::DataQuality => &self.data_quality,
+        }
+    }
+
+    pub fn get_mut(&mut self, id: ServiceId) -> &mut ServiceConfig {
+        match id {
+            ServiceId::SchemaRegistry => &mut self.schema_registry,
+            ServiceId::PrivacyFilter => &mut self.privacy_filter,
+            ServiceId::DeviceIdentity => &mut self.device_identity,
+            ServiceId::EventRouter => &mut self.event_router,
+            ServiceId::TimeseriesAggregator => &mut self.timeseries_aggregator,
+            ServiceId::FileProcessing => &mut self.file_processing,
+            ServiceId::Dedup => &mut self.dedup,
+            ServiceId::ContextEnrichment => &mut self.context_enrichment,
+            ServiceId::HealthAggregator => &mut self.health_aggregator,
+            ServiceId::DataQuality => &mut self.data_quality,
+        }
+    }
+
+    /// Enabled services in start order with their resolved ports.
+    pub fn enabled(&self) -> Vec<(ServiceId, u16)> {
+        ServiceId::ALL
+            .into_iter()
+            .filter(|id| self.get(*id).enabled)
+            .map(|id| (id, self.get(id).port.unwrap_or(id.default_port())))
+            .collect()
+    }
+}
+
+impl NodeConfig {
+    /// Fills derived defaults (ports, data-dir paths) so the printed config is the one in effect.
+    pub(crate) fn resolve(&mut self) {
+        for id in ServiceId::ALL {
+            let service = self.services.get_mut(id);
+            service.port.get_or_insert(id.default_port());
+        }
+        let data_dir = self.node.data_dir.clone();
+        self.storage
+            .database_url
+            .get_or_insert_with(|| format!("sqlite://{}?mode=rwc", data_dir.join("loom.db").display()));
+        if self.storage.objects.backend == ObjectBackend::Local {
+            self.storage.objects.path.get_or_insert_with(|| data_dir.join("objects"));
+        }
+    }
+
+    /// The database URL in effect (always set after loading).
+    pub fn database_url(&self) -> &str {
+        self.storage.database_url.as_deref().unwrap_or("sqlite::memory:")
+    }
+
+    /// A copy fit for printing and logging: URL passwords redacted (secrets redact themselves).
+    pub fn redacted(&self) -> NodeConfig {
+        let mut copy = self.clone();
+        copy.storage.database_url = copy.storage.database_url.as_deref().map(redact_url);
+        copy.storage.redis_url = copy.storage.redis_url.as_deref().map(redact_url);
+        copy
+    }
+}

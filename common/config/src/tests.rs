@@ -1,0 +1,162 @@
+//! Table-driven tests of loading: file parsing, environment overrides, validation messages.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use loom_protocol::{Scope, ServiceId};
+
+use crate::{ConfigError, NodeConfig};
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn load_text(text: &str, pairs: &[(&str, &str)]) -> Result<NodeConfig, ConfigError> {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    NodeConfig::load(Some(file.path()), &env(pairs))
+}
+
+#[test]
+fn defaults_are_one_embedded_node_with_ten_services() {
+    let c = NodeConfig::load(None, &env(&[])).unwrap();
+    assert_eq!(c.node.bind_addr.to_string(), "127.0.0.1");
+    assert_eq!(c.services.enabled().len(), 10);
+    assert!(c.database_url().starts_with("sqlite://"), "{}", c.database_url());
+    assert!(c.storage.redis_url.is_none());
+    assert!(!c.kafka.enabled());
+    assert!(!c.auth.enabled());
+    let ports: Vec<u16> = c.services.enabled().iter().map(|(_, p)| *p).collect();
+    assert_eq!(ports, [8010, 8011, 8012, 8013, 8020, 8021, 8022, 8023, 8030, 8031]);
+}
+
+#[test]
+fn the_repository_cluster_toml_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster.toml");
+    let c = NodeConfig::load(Some(&path), &env(&[])).unwrap();
+    assert_eq!(c.services.enabled().len(), 10);
+    assert_eq!(c.cluster.port, 4697);
+}
+
+#[test]
+fn environment_overrides_apply() {
+    let c = NodeConfig::load(
+        None,
+        &env(&[
+            ("LOOM_NODE_NAME", "n2"),
+            ("LOOM_BIND_ADDR", "127.0.0.2"),
+            ("LOOM_SEEDS", "127.0.0.1:4697, 127.0.0.3:4697"),
+            ("LOOM_COOKIE", "0123456789abcdef"),
+            ("LOOM_DATA_DIR", "/tmp/x"),
+            ("LOOM_DATABASE_URL", "postgres://u:p@h/db"),
+            ("LOOM_REDIS_URL", "redis://127.0.0.1:6379"),
+            ("LOOM_KAFKA_BROKERS", "127.0.0.1:9092"),
+            ("LOOM_LOG", "debug"),
+            ("LOOM_SERVICES", "schema-registry,health-aggregator"),
+            ("LOOM_AUTH_TOKENS", "ops:admin:aaaaaaaaaaaaaaaa,ci:read+write:bbbbbbbbbbbbbbbb"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.node.name, "n2");
+    assert_eq!(c.node.bind_addr.to_string(), "127.0.0.2");
+    assert_eq!(c.cluster.seeds, ["127.0.0.1:4697", "127.0.0.3:4697"]);
+    assert_eq!(c.database_url(), "postgres://u:p@h/db");
+    assert_eq!(c.kafka.brokers, ["127.0.0.1:9092"]);
+    assert_eq!(c.log.filter, "debug");
+    let enabled: Vec<ServiceId> = c.services.enabled().iter().map(|(id, _)| *id).collect();
+    assert_eq!(enabled, [ServiceId::SchemaRegistry, ServiceId::HealthAggregator]);
+    assert_eq!(c.auth.tokens.len(), 2);
+    assert_eq!(c.auth.tokens[1].max_scope(), Some(Scope::Write));
+}
+
+#[test]
+fn printed_config_never_shows_secrets() {
+    let c = NodeConfig::load(
+        None,
+        &env(&[
+            ("LOOM_SEEDS", "127.0.0.1:4697"),
+            ("LOOM_COOKIE", "cookie-cookie-cookie"),
+            ("LOOM_DATABASE_URL", "postgres://u:dbpassword@h/db"),
+            ("LOOM_AUTH_TOKENS", "ops:admin:tokentokentokentoken"),
+        ]),
+    )
+    .unwrap();
+    let printed = c.to_redacted_toml();
+    for secret in ["cookie-cookie-cookie", "dbpassword", "tokentokentokentoken"] {
+        assert!(!printed.contains(secret), "{secret} leaked:\n{printed}");
+    }
+    assert!(printed.contains("<redacted>"));
+    // the printed form loads back
+    NodeConfig::parse_toml(&printed).unwrap();
+}
+
+/// (file text, env, expected fragment of the error message)
+type ErrorCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
+#[test]
+fn errors_name_the_field_and_why() {
+    let cases: &[ErrorCase] = &[
+        ("[node]\nnmae = \"x\"\n", &[], "unknown field `nmae`"),
+        ("[nodes]\n", &[], "unknown field `nodes`"),
+        ("[services.schema]\n", &[], "unknown field `schema`"),
+        ("[node]\nbind_addr = \"nope\"\n", &[], "invalid IP address"),
+        ("[node]\nshutdown_timeout = \"10\"\n", &[], "invalid duration `10`"),
+        ("", &[("LOOM_BIND_ADDR", "x.y")], "LOOM_BIND_ADDR (sets `node.bind_addr`): `x.y` is not an IP address"),
+        ("", &[("LOOM_SEEDS", "127.0.0.1:4697")], "`cluster.cookie`: required when cluster.seeds is set"),
+        (
+            "",
+            &[("LOOM_SEEDS", "nohost"), ("LOOM_COOKIE", "0123456789abcdef")],
+            "`cluster.seeds[0]`: `nohost` must be host:port",
+        ),
+        ("", &[("LOOM_COOKIE", "short")], "`cluster.cookie`: must be at least 16"),
+        ("", &[("LOOM_CLUSTER_PORT", "99999")], "LOOM_CLUSTER_PORT"),
+        ("", &[("LOOM_DATABASE_URL", "mysql://x")], "`storage.database_url`: must start with"),
+        ("", &[("LOOM_REDIS_URL", "http://x")], "`storage.redis_url`"),
+        ("", &[("LOOM_OBJECT_STORE", "s3")], "`storage.objects.bucket`: required"),
+        ("", &[("LOOM_SERVICES", "schema-registry,nope")], "unknown service `nope`"),
+        ("", &[("LOOM_AUTH_TOKENS", "ops:root:aaaaaaaaaaaaaaaa")], "unknown scope `root`"),
+        ("", &[("LOOM_AUTH_TOKENS", "ops:admin:short")], "`auth.tokens[0].token`: must be at least 16"),
+        ("", &[("LOOM_AUTH_TOKENS", "justonepart")], "must be `name:scope[+scope]:token`"),
+        ("[services.dedup]\nport = 8010\n", &[], "`services.dedup.port`: 8010 is also the port of schema-registry"),
+        ("[services.dedup]\nport = 4697\n", &[], "4697 is also the cluster port"),
+        ("[http]\nbody_limit_bytes = 0\n", &[], "`http.body_limit_bytes`"),
+        ("[node]\nname = \"bad name\"\n", &[], "`node.name`"),
+        ("[supervision]\nbackoff_initial = \"10s\"\nbackoff_max = \"1s\"\n", &[], "`supervision.backoff_initial`"),
+        ("[kafka]\nbrokers = [\"localhost\"]\n", &[], "`kafka.brokers[0]`"),
+    ];
+    for (text, pairs, want) in cases {
+        match load_text(text, pairs) {
+            Ok(_) => panic!("{text:?} {pairs:?}: loaded, wanted error containing {want:?}"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains(want), "{text:?} {pairs:?}: got {msg:?}, want {want:?}");
+                assert!(!msg.contains('\n'), "error must be one line: {msg:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let err =
+        NodeConfig::load(Some(std::path::Path::new("/nonexistent/cluster.toml")), &env(&[])).unwrap_err().to_string();
+    assert!(err.starts_with("cannot read config file /nonexistent/cluster.toml"), "{err}");
+}
+
+#[test]
+fn env_table_has_every_documented_override_once() {
+    let vars: Vec<&str> = crate::ENV_OVERRIDES.iter().map(|e| e.var).collect();
+    for required in [
+        "LOOM_NODE_NAME",
+        "LOOM_BIND_ADDR",
+        "LOOM_SEEDS",
+        "LOOM_COOKIE",
+        "LOOM_DATA_DIR",
+        "LOOM_DATABASE_URL",
+        "LOOM_REDIS_URL",
+        "LOOM_KAFKA_BROKERS",
+        "LOOM_LOG",
+    ] {
+        assert_eq!(vars.iter().filter(|v| **v == required).count(), 1, "{required}");
+    }
+}

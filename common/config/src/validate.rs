@@ -1,0 +1,181 @@
+//! Validation of a loaded configuration. Each rule names the field and why it is wrong.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::{ConfigError, NodeConfig, ObjectBackend};
+
+/// Shortest accepted cluster cookie and bearer token.
+pub const MIN_SECRET_LEN: usize = 16;
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), reason: reason.into() }
+}
+
+pub(crate) fn validate(c: &NodeConfig) -> Result<(), ConfigError> {
+    validate_node(c)?;
+    validate_cluster(c)?;
+    validate_http(c)?;
+    validate_auth(c)?;
+    validate_storage(c)?;
+    validate_kafka(c)?;
+    validate_supervision(c)?;
+    validate_services(c)
+}
+
+fn validate_node(c: &NodeConfig) -> Result<(), ConfigError> {
+    let name = &c.node.name;
+    let ok_char = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.');
+    if name.is_empty() || name.len() > 64 || !name.chars().all(ok_char) {
+        return Err(invalid(
+            "node.name",
+            format!("`{name}` must be 1-64 characters of letters, digits, `-`, `_` or `.`"),
+        ));
+    }
+    if c.node.shutdown_timeout.get().is_zero() {
+        return Err(invalid("node.shutdown_timeout", "must be greater than zero"));
+    }
+    Ok(())
+}
+
+fn validate_cluster(c: &NodeConfig) -> Result<(), ConfigError> {
+    if c.cluster.port == 0 {
+        return Err(invalid("cluster.port", "must be a port between 1 and 65535"));
+    }
+    for (i, seed) in c.cluster.seeds.iter().enumerate() {
+        check_host_port(seed).map_err(|why| invalid(format!("cluster.seeds[{i}]"), why))?;
+    }
+    match &c.cluster.cookie {
+        None if c.cluster.is_multi_node() => Err(invalid(
+            "cluster.cookie",
+            "required when cluster.seeds is set: a multi-node cluster must authenticate its members (set LOOM_COOKIE)",
+        )),
+        Some(cookie) if cookie.expose().len() < MIN_SECRET_LEN => {
+            Err(invalid("cluster.cookie", format!("must be at least {MIN_SECRET_LEN} characters")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_host_port(s: &str) -> Result<(), String> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("`{s}` must be host:port"))?;
+    if host.is_empty() {
+        return Err(format!("`{s}` has no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("`{s}` has an invalid port `{port}`")),
+    }
+}
+
+fn validate_http(c: &NodeConfig) -> Result<(), ConfigError> {
+    const MAX_BODY: usize = 1 << 30;
+    if c.http.body_limit_bytes == 0 || c.http.body_limit_bytes > MAX_BODY {
+        return Err(invalid("http.body_limit_bytes", format!("must be between 1 and {MAX_BODY}")));
+    }
+    if c.http.request_timeout.get().is_zero() {
+        return Err(invalid("http.request_timeout", "must be greater than zero"));
+    }
+    if c.http.max_concurrent_requests == 0 {
+        return Err(invalid("http.max_concurrent_requests", "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn validate_auth(c: &NodeConfig) -> Result<(), ConfigError> {
+    let mut names = HashSet::new();
+    let mut secrets = HashSet::new();
+    for (i, t) in c.auth.tokens.iter().enumerate() {
+        let field = format!("auth.tokens[{i}]");
+        if t.name.is_empty() {
+            return Err(invalid(format!("{field}.name"), "must not be empty"));
+        }
+        if !names.insert(t.name.as_str()) {
+            return Err(invalid(format!("{field}.name"), format!("`{}` is used twice", t.name)));
+        }
+        if t.token.expose().len() < MIN_SECRET_LEN {
+            return Err(invalid(format!("{field}.token"), format!("must be at least {MIN_SECRET_LEN} characters")));
+        }
+        if !secrets.insert(t.token.expose()) {
+            return Err(invalid(format!("{field}.token"), "the same token is configured twice"));
+        }
+        if t.scopes.is_empty() {
+            return Err(invalid(format!("{field}.scopes"), "must list at least one of read, write, admin"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_storage(c: &NodeConfig) -> Result<(), ConfigError> {
+    let db = c.database_url();
+    if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+        return Err(invalid("storage.database_url", "must start with sqlite:, postgres:// or postgresql://"));
+    }
+    if c.storage.database_max_connections == 0 {
+        return Err(invalid("storage.database_max_connections", "must be at least 1"));
+    }
+    if let Some(url) = &c.storage.redis_url
+        && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+    {
+        return Err(invalid("storage.redis_url", "must start with redis:// or rediss://"));
+    }
+    if c.storage.cache_max_entries == 0 {
+        return Err(invalid("storage.cache_max_entries", "must be at least 1"));
+    }
+    let o = &c.storage.objects;
+    if o.backend == ObjectBackend::S3 {
+        if o.bucket.as_deref().unwrap_or("").is_empty() {
+            return Err(invalid("storage.objects.bucket", "required when backend = \"s3\" (LOOM_S3_BUCKET)"));
+        }
+        if let Some(endpoint) = &o.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(invalid("storage.objects.endpoint", "must start with http:// or https://"));
+        }
+        if o.access_key.is_some() != o.secret_key.is_some() {
+            return Err(invalid("storage.objects.secret_key", "access_key and secret_key must be set together"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_kafka(c: &NodeConfig) -> Result<(), ConfigError> {
+    for (i, broker) in c.kafka.brokers.iter().enumerate() {
+        check_host_port(broker).map_err(|why| invalid(format!("kafka.brokers[{i}]"), why))?;
+    }
+    Ok(())
+}
+
+fn validate_supervision(c: &NodeConfig) -> Result<(), ConfigError> {
+    let s = &c.supervision;
+    if s.window.get().is_zero() {
+        return Err(invalid("supervision.window", "must be greater than zero"));
+    }
+    if s.backoff_initial > s.backoff_max {
+        return Err(invalid("supervision.backoff_initial", "must not exceed supervision.backoff_max"));
+    }
+    if s.mailbox_capacity == 0 {
+        return Err(invalid("supervision.mailbox_capacity", "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn validate_services(c: &NodeConfig) -> Result<(), ConfigError> {
+    let enabled = c.services.enabled();
+    if enabled.is_empty() {
+        return Err(invalid("services", "at least one service must be enabled"));
+    }
+    let mut seen: HashMap<u16, &str> = HashMap::new();
+    for (id, port) in enabled {
+        let field = format!("services.{}.port", id.name());
+        if port == 0 {
+            return Err(invalid(field, "must be a port between 1 and 65535"));
+        }
+        if port == c.cluster.port {
+            return Err(invalid(field, format!("{port} is also the cluster port")));
+        }
+        if let Some(other) = seen.insert(port, id.name()) {
+            return Err(invalid(field, format!("{port} is also the port of {other}")));
+        }
+    }
+    Ok(())
+}

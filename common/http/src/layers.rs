@@ -1,0 +1,165 @@
+//! The middleware every service port runs, as one edge function so its order is visible:
+//! request id → span → concurrency limit → auth → body limit → timeout → handler → problem
+//! normalization → metrics and one log line.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use loom_protocol::request::REQUEST_ID_HEADER;
+use loom_protocol::{RequestId, ServiceId};
+use loom_telemetry::names;
+use tokio::sync::Semaphore;
+use tracing::{Instrument, debug, info, info_span};
+
+use crate::ops::{self, OpsProvider};
+use crate::{Auth, Problem};
+
+/// Per-port HTTP settings, from the node config.
+#[derive(Clone)]
+pub struct HttpSettings {
+    pub service: ServiceId,
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+    pub auth: Auth,
+    pub fault_injection: bool,
+}
+
+struct Edge {
+    settings: HttpSettings,
+    permits: Arc<Semaphore>,
+}
+
+/// Builds a service port's full router: the ops routes, the service's own routes, a JSON 404
+/// fallback and the edge middleware.
+pub fn service_router(settings: HttpSettings, routes: Router, ops: Arc<dyn OpsProvider>) -> Router {
+    let edge = Arc::new(Edge { permits: Arc::new(Semaphore::new(settings.max_concurrent_requests)), settings });
+    Router::new()
+        .merge(ops::routes(ops, edge.settings.fault_injection))
+        .merge(routes)
+        .fallback(|| async { Problem::for_status(StatusCode::NOT_FOUND) })
+        .layer(DefaultBodyLimit::max(edge.settings.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(edge, edge_fn))
+}
+
+fn quiet_path(path: &str) -> bool {
+    matches!(path, "/health" | "/ready" | "/metrics")
+}
+
+async fn edge_fn(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(RequestId::parse)
+        .unwrap_or_else(RequestId::generate);
+    req.extensions_mut().insert(request_id.clone());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().clone();
+    let service = edge.settings.service.name();
+    let span = info_span!("http", service, request_id = %request_id, method = %method, route = %route);
+
+    async move {
+        let in_flight = metrics::gauge!(names::HTTP_IN_FLIGHT, "service" => service);
+        in_flight.increment(1.0);
+        let response = handle(&edge, req, next).await;
+        in_flight.decrement(1.0);
+        let mut response = normalize(response, &request_id);
+        if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        metrics::counter!(names::HTTP_REQUESTS, "service" => service, "route" => route.clone(),
+            "method" => method.to_string(), "status" => status.to_string())
+        .increment(1);
+        metrics::histogram!(names::HTTP_DURATION, "service" => service, "route" => route.clone(),
+            "method" => method.to_string())
+        .record(elapsed.as_secs_f64());
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        if quiet_path(&route) && status < 400 {
+            debug!(status, duration_ms, "request");
+        } else {
+            info!(status, duration_ms, "request");
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+async fn handle(edge: &Edge, req: Request, next: Next) -> Response {
+    let service = edge.settings.service.name();
+    let reject = |reason: &'static str, problem: Problem| {
+        metrics::counter!(names::HTTP_REJECTED, "service" => service, "reason" => reason).increment(1);
+        problem.into_response()
+    };
+    let Ok(_permit) = edge.permits.clone().try_acquire_owned() else {
+        let mut response = reject(
+            "overloaded",
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many concurrent requests, retry shortly"),
+        );
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    if let Err(problem) = edge.settings.auth.authorize(req.headers(), req.method(), req.uri().path()) {
+        return reject("unauthorized", problem);
+    }
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > edge.settings.body_limit_bytes as u64) {
+        return reject(
+            "body_limit",
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body exceeds the limit of {} bytes", edge.settings.body_limit_bytes),
+            ),
+        );
+    }
+    match tokio::time::timeout(edge.settings.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => reject(
+            "timeout",
+            Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "request_timeout",
+                format!("the request did not finish within {} ms", edge.settings.request_timeout.as_millis()),
+            ),
+        ),
+    }
+}
+
+/// Any error response that is not JSON (axum's plain-text rejections, empty 404/405 bodies)
+/// becomes problem+json, so clients see one error shape.
+fn normalize(response: Response, request_id: &RequestId) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("json"));
+    if is_json {
+        return response;
+    }
+    let mut problem = Problem::for_status(status);
+    problem.request_id = Some(request_id.to_string());
+    let (parts, _) = response.into_parts();
+    let mut fresh = problem.into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(v) = parts.headers.get(&name) {
+            fresh.headers_mut().insert(name, v.clone());
+        }
+    }
+    fresh
+}

@@ -1,0 +1,19 @@
+//! HTTP glue shared by every service port: the problem+json error shape (`problem`), the
+//! middleware stack — request id, logging span, metrics, concurrency, timeout, body limit, auth —
+//! (`layers`, `auth`), JSON extraction with problem rejections (`json`), the four ops routes
+//! (`ops`) and graceful serving (`server`). Services add their own routes; everything else here
+//! is identical on all ten ports.
+
+pub mod auth;
+pub mod json;
+pub mod layers;
+pub mod ops;
+pub mod problem;
+pub mod server;
+
+pub use auth::Auth;
+pub use json::ApiJson;
+pub use layers::{HttpSettings, service_router};
+pub use ops::{HealthReport, OpsProvider, VersionInfo};
+pub use problem::{ApiError, Problem};
+pub use server::serve;

@@ -1,0 +1,86 @@
+//! The contract between the node and each service crate. A service crate exports one
+//! [`ServiceDef`]: its id, version, the stores it depends on, and a `build` function that turns
+//! a [`ServiceContext`] into its supervised children and its routes. Everything a service shares
+//! with the others — typed actor handles with bounded mailboxes (`handle`), the core actor every
+//! service runs (`core`), and the ops provider behind `/health`, `/ready`, `/metrics`, `/version`
+//! (`ops`) — lives here, so service crates stay thin and never depend on each other.
+
+pub mod core;
+pub mod handle;
+pub mod ops;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use loom_config::NodeConfig;
+use loom_protocol::ServiceId;
+use loom_storage::Stores;
+use loom_supervisors::{ChildSpec, RestartPolicy, StatusBoard};
+
+pub use handle::{CallError, Handle, Mailbox};
+pub use loom_storage::Dependency;
+pub use ops::ServiceOps;
+
+/// Facts about the running node every service may report.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub name: String,
+    pub version: &'static str,
+    pub commit: String,
+    pub profile: &'static str,
+}
+
+/// What the node hands a service when building it. Cheap to clone.
+#[derive(Clone)]
+pub struct ServiceContext {
+    pub id: ServiceId,
+    pub node: Arc<NodeInfo>,
+    pub config: Arc<NodeConfig>,
+    pub stores: Stores,
+    pub board: StatusBoard,
+    /// True once the node starts shutting down: every service reports not-ready.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl ServiceContext {
+    /// The restart policy from `[supervision]`.
+    pub fn restart_policy(&self) -> RestartPolicy {
+        let s = &self.config.supervision;
+        RestartPolicy {
+            max_restarts: s.max_restarts,
+            window: s.window.get(),
+            backoff_initial: s.backoff_initial.get(),
+            backoff_max: s.backoff_max.get(),
+        }
+    }
+}
+
+/// What a service crate exports.
+pub struct ServiceDef {
+    pub id: ServiceId,
+    /// The service crate's version (`env!("CARGO_PKG_VERSION")` of that crate).
+    pub version: &'static str,
+    /// Stores the service uses; `/health` and `/ready` check exactly these.
+    pub dependencies: &'static [Dependency],
+    /// Stores the service watches without needing them: in `/health`, not in `/ready`.
+    pub observes: &'static [Dependency],
+    pub build: fn(&ServiceContext) -> ServiceParts,
+}
+
+/// A built service: the children its supervisor starts (in order), its HTTP routes, and the
+/// handle of its core actor (probed by `/health` and `/ready`).
+pub struct ServiceParts {
+    pub children: Vec<ChildSpec>,
+    pub routes: Router,
+    pub core: core::CoreHandle,
+}
+
+impl ServiceParts {
+    /// A service whose features are not built yet: its core actor and no routes beyond the ops
+    /// routes. Unknown paths answer 404 problem+json.
+    pub fn foundation_only(ctx: &ServiceContext) -> ServiceParts {
+        let (core, spec) = core::core_child(ctx);
+        ServiceParts { children: vec![spec], routes: Router::new(), core }
+    }
+}

