@@ -97,7 +97,7 @@ start_tansu() {
 }
 
 start_s3() {
-  mkdir -p "$DIR/s3/data"
+  mkdir -p "$DIR/s3/data/loom-test"   # s3s-fs: a bucket is a directory
   if alive "$DIR/s3/pid"; then return 0; fi
   nohup "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3_PORT" --access-key "$S3_KEY" --secret-key "$S3_SECRET" \
     "$DIR/s3/data" >"$DIR/s3/s3.log" 2>&1 &

@@ -1,1 +1,32 @@
-//! placeholder
+//! Test kit for Loom's integration tests: where the real infrastructure is (`infra`), `loom`
+//! processes on their own loopback addresses with captured logs (`node`), and a polling helper
+//! instead of sleeps (`eventually`).
+
+pub mod infra;
+pub mod node;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+pub use node::{LoomNode, NodeOptions};
+
+/// Polls `check` every 25 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A client that never pools connections, so every request sees the server's current state.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(30)).build().expect("http client")
+}

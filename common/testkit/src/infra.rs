@@ -1,0 +1,48 @@
+//! Where the real infrastructure the tests use is listening. `scripts/infra.sh up` starts it
+//! (Redis, PostgreSQL, Tansu, s3s-fs on loopback) and writes these variables; `scripts/test.sh`
+//! exports them. A test that needs one fails with instructions when it is missing — never skips.
+
+fn required(var: &str) -> String {
+    std::env::var(var).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| {
+        panic!("{var} is not set: run the suite with scripts/test.sh, or `scripts/infra.sh up && source <(scripts/infra.sh env)`")
+    })
+}
+
+pub fn redis_url() -> String {
+    required("LOOM_TEST_REDIS_URL")
+}
+
+/// A PostgreSQL server URL (superuser, `postgres` database).
+pub fn postgres_url() -> String {
+    required("LOOM_TEST_DATABASE_URL")
+}
+
+pub fn kafka_brokers() -> String {
+    required("LOOM_TEST_KAFKA_BROKERS")
+}
+
+/// S3 endpoint, access key, secret key. The bucket `loom-test` exists.
+pub fn s3() -> (String, String, String) {
+    (required("LOOM_TEST_S3_ENDPOINT"), required("LOOM_TEST_S3_ACCESS_KEY"), required("LOOM_TEST_S3_SECRET_KEY"))
+}
+
+pub const S3_BUCKET: &str = "loom-test";
+
+/// Creates a fresh PostgreSQL database for one test and returns its URL.
+pub async fn fresh_postgres_database(name_hint: &str) -> String {
+    let server = postgres_url();
+    let db = format!(
+        "{}_{}_{}",
+        name_hint.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros() % 1_000_000
+    );
+    let status = tokio::process::Command::new("psql")
+        .args([server.as_str(), "-q", "-c", &format!("CREATE DATABASE \"{db}\"")])
+        .status()
+        .await
+        .expect("psql runs");
+    assert!(status.success(), "cannot create database {db}");
+    let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
+    format!("{base}/{db}")
+}
