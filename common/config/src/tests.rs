@@ -108,7 +108,7 @@ fn errors_name_the_field_and_why() {
             &[("LOOM_SEEDS", "nohost"), ("LOOM_COOKIE", "0123456789abcdef")],
             "`cluster.seeds[0]`: `nohost` must be host:port",
         ),
-        ("", &[("LOOM_COOKIE", "short")], "`cluster.cookie`: must be at least 16"),
+        ("", &[("LOOM_COOKIE", "short")], "`cluster.cookie`: must be at least 8"),
         ("", &[("LOOM_CLUSTER_PORT", "99999")], "LOOM_CLUSTER_PORT"),
         ("", &[("LOOM_DATABASE_URL", "mysql://x")], "`storage.database_url`: must start with"),
         ("", &[("LOOM_REDIS_URL", "http://x")], "`storage.redis_url`"),

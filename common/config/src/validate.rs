@@ -4,8 +4,10 @@ use std::collections::{HashMap, HashSet};
 
 use crate::{ConfigError, NodeConfig, ObjectBackend};
 
-/// Shortest accepted cluster cookie and bearer token.
+/// Shortest accepted bearer token.
 pub const MIN_SECRET_LEN: usize = 16;
+/// Shortest accepted cluster cookie.
+pub const MIN_COOKIE_LEN: usize = 8;
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { field: field.into(), reason: reason.into() }
@@ -49,8 +51,8 @@ fn validate_cluster(c: &NodeConfig) -> Result<(), ConfigError> {
             "cluster.cookie",
             "required when cluster.seeds is set: a multi-node cluster must authenticate its members (set LOOM_COOKIE)",
         )),
-        Some(cookie) if cookie.expose().len() < MIN_SECRET_LEN => {
-            Err(invalid("cluster.cookie", format!("must be at least {MIN_SECRET_LEN} characters")))
+        Some(cookie) if cookie.expose().len() < MIN_COOKIE_LEN => {
+            Err(invalid("cluster.cookie", format!("must be at least {MIN_COOKIE_LEN} characters")))
         }
         _ => Ok(()),
     }
