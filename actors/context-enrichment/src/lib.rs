@@ -5,18 +5,8 @@
 //! `/ready`, `/metrics` and `/version`, and 404 problem+json for anything else.
 
 use loom_protocol::ServiceId;
-use loom_service::{ServiceContext, ServiceDef, ServiceParts};
+use loom_service::ServiceDef;
 
 pub fn definition() -> ServiceDef {
-    ServiceDef {
-        id: ServiceId::ContextEnrichment,
-        version: env!("CARGO_PKG_VERSION"),
-        dependencies: &[],
-        observes: &[],
-        build,
-    }
-}
-
-fn build(ctx: &ServiceContext) -> ServiceParts {
-    ServiceParts::foundation_only(ctx)
+    ServiceDef::foundation_only(ServiceId::ContextEnrichment, env!("CARGO_PKG_VERSION"))
 }

@@ -7,19 +7,11 @@
 //! watching dependencies is its job; they do not gate its readiness.
 
 use loom_protocol::ServiceId;
-use loom_service::Dependency;
-use loom_service::{ServiceContext, ServiceDef, ServiceParts};
+use loom_service::{Dependency, ServiceDef};
 
 pub fn definition() -> ServiceDef {
     ServiceDef {
-        id: ServiceId::HealthAggregator,
-        version: env!("CARGO_PKG_VERSION"),
-        dependencies: &[],
         observes: &[Dependency::Database, Dependency::Cache, Dependency::ObjectStore],
-        build,
+        ..ServiceDef::foundation_only(ServiceId::HealthAggregator, env!("CARGO_PKG_VERSION"))
     }
-}
-
-fn build(ctx: &ServiceContext) -> ServiceParts {
-    ServiceParts::foundation_only(ctx)
 }

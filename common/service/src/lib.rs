@@ -68,6 +68,14 @@ pub struct ServiceDef {
     pub build: fn(&ServiceContext) -> ServiceParts,
 }
 
+impl ServiceDef {
+    /// A service whose features are not built yet: its core actor under its supervisor and the
+    /// ops routes, no stores. Pass the service crate's `env!("CARGO_PKG_VERSION")`.
+    pub fn foundation_only(id: ServiceId, version: &'static str) -> ServiceDef {
+        ServiceDef { id, version, dependencies: &[], observes: &[], build: ServiceParts::foundation_only }
+    }
+}
+
 /// A built service: the children its supervisor starts (in order), its HTTP routes, and the
 /// handle of its core actor (probed by `/health` and `/ready`).
 pub struct ServiceParts {
