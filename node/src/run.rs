@@ -96,6 +96,18 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
     metrics::gauge!(names::NODE_START_TIME).set(unix_now.as_secs_f64());
     info!(config = %source, bind_addr = %config.node.bind_addr, "node starting");
 
+    if config.kafka.enabled() {
+        warn!(
+            brokers = config.kafka.brokers.len(),
+            "kafka.brokers is set but the Kafka bridge is not built yet; no consumers or producers start"
+        );
+    }
+    if config.cluster.is_multi_node() {
+        warn!(
+            seeds = config.cluster.seeds.len(),
+            "cluster.seeds is set but cluster membership is not built yet; this node runs standalone"
+        );
+    }
     let enabled = config.services.enabled();
     let mut listeners = Vec::new();
     for (id, port) in &enabled {
