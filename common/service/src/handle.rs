@@ -133,7 +133,16 @@ impl<M: Message> Handle<M> {
     fn current(&self) -> Result<ActorRef<M>, CallError> {
         let slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
         match slot.as_ref() {
-            Some(actor) if actor.get_status() == ractor::ActorStatus::Running => Ok(actor.clone()),
+            // Starting actors queue messages and handle them once started; only a stopping or
+            // stopped actor is unavailable.
+            Some(actor)
+                if !matches!(
+                    actor.get_status(),
+                    ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped | ractor::ActorStatus::Draining
+                ) =>
+            {
+                Ok(actor.clone())
+            }
             _ => Err(CallError::Unavailable { actor: self.actor.clone() }),
         }
     }

@@ -17,6 +17,9 @@ const LAST_ADDR: u8 = 250;
 /// The documented service ports.
 pub const PORTS: [u16; 10] = [8010, 8011, 8012, 8013, 8020, 8021, 8022, 8023, 8030, 8031];
 
+/// The default cluster port.
+pub const CLUSTER_PORT: u16 = 4697;
+
 /// A claimed loopback address; released when dropped.
 pub struct Address {
     pub ip: String,
@@ -30,11 +33,17 @@ pub fn claim_address() -> Address {
     for last in FIRST_ADDR..=LAST_ADDR {
         let ip = format!("127.0.0.{last}");
         let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(&ip)).expect("lock file");
-        if file.try_lock().is_ok() {
+        // A stray process (a killed run's node, an operator's) may hold the ports without the
+        // lock: skip addresses where any port is taken.
+        if file.try_lock().is_ok() && ports_free(&ip) {
             return Address { ip, _lock: file };
         }
     }
     panic!("no free loopback address between 127.0.0.{FIRST_ADDR} and 127.0.0.{LAST_ADDR}");
+}
+
+fn ports_free(ip: &str) -> bool {
+    PORTS.iter().chain([&CLUSTER_PORT]).all(|port| std::net::TcpListener::bind((ip, *port)).is_ok())
 }
 
 /// The `loom` binary under test: `LOOM_BIN`, else `<target dir>/debug/loom`.
