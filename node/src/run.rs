@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use loom_cluster::Cluster;
 use loom_config::NodeConfig;
 use loom_http::{Auth, HttpSettings, OpsProvider, service_router};
 use loom_protocol::ServiceId;
@@ -102,17 +103,12 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
             "kafka.brokers is set but the Kafka bridge is not built yet; no consumers or producers start"
         );
     }
-    if config.cluster.is_multi_node() {
-        warn!(
-            seeds = config.cluster.seeds.len(),
-            "cluster.seeds is set but cluster membership is not built yet; this node runs standalone"
-        );
-    }
     let enabled = config.services.enabled();
     let mut listeners = Vec::new();
     for (id, port) in &enabled {
         listeners.push((*id, bind(*id, SocketAddr::new(config.node.bind_addr, *port))?));
     }
+    let cluster = Cluster::start(&config, node.version, enabled.iter().map(|(id, _)| *id).collect()).await?;
 
     let stores = Stores::open(&config).await.map_err(|e| format!("cannot open stores: {e}"))?;
     stores.database.migrate::<Migrator>().await.map_err(|e| format!("cannot migrate the database: {e}"))?;
@@ -153,6 +149,7 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
             stores: stores.clone(),
             board: board.clone(),
             draining: draining.clone(),
+            cluster: cluster.clone(),
         };
         let parts = (def.build)(&ctx);
         let ops = ServiceOps::new(&def, ctx.clone(), parts.core.clone(), id == node_metrics_host);
@@ -178,7 +175,7 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
             (id, result)
         });
     }
-    tokio::spawn(report_ready(all_ops, started));
+    tokio::spawn(report_ready(all_ops, started, cluster.clone()));
 
     let outcome = tokio::select! {
         signal = shutdown::signal_received() => {
@@ -195,6 +192,8 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
 
     let deadline = Instant::now() + config.node.shutdown_timeout.get();
     draining.store(true, Ordering::Release);
+    cluster.set_ready(false);
+    cluster.leave().await;
     stop_serving.cancel();
     let drained = tokio::time::timeout_at(deadline.into(), async {
         while let Some(joined) = servers.join_next().await {
@@ -249,7 +248,7 @@ fn service_supervisor(
 }
 
 /// Logs (and records) the time from process start until every service answers ready.
-async fn report_ready(ops: Vec<Arc<ServiceOps>>, started: Instant) {
+async fn report_ready(ops: Vec<Arc<ServiceOps>>, started: Instant, cluster: Cluster) {
     loop {
         let mut all = true;
         for o in &ops {
@@ -262,6 +261,7 @@ async fn report_ready(ops: Vec<Arc<ServiceOps>>, started: Instant) {
             let secs = started.elapsed().as_secs_f64();
             metrics::gauge!(names::NODE_STARTUP_DURATION).set(secs);
             info!(services = ops.len(), startup_ms = (secs * 1000.0).round() as u64, "node ready");
+            cluster.set_ready(true);
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

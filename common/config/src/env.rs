@@ -44,6 +44,26 @@ env_table! {
     "LOOM_CLUSTER_PORT" => "cluster.port": |c, v| { c.cluster.port = parse_port(v)?; Ok(()) },
     "LOOM_SEEDS" => "cluster.seeds": |c, v| { c.cluster.seeds = split_list(v); Ok(()) },
     "LOOM_COOKIE" => "cluster.cookie": |c, v| { c.cluster.cookie = Some(Secret::new(v)); Ok(()) },
+    "LOOM_CLUSTER_PROBE_PERIOD" => "cluster.probe_period": |c, v| {
+        c.cluster.probe_period = HumanDuration::parse(v)?;
+        Ok(())
+    },
+    "LOOM_CLUSTER_PROBE_TIMEOUT" => "cluster.probe_timeout": |c, v| {
+        c.cluster.probe_timeout = HumanDuration::parse(v)?;
+        Ok(())
+    },
+    "LOOM_CLUSTER_SUSPECT_TIMEOUT" => "cluster.suspect_timeout": |c, v| {
+        c.cluster.suspect_timeout = HumanDuration::parse(v)?;
+        Ok(())
+    },
+    "LOOM_CLUSTER_MAX_CLOCK_SKEW" => "cluster.max_clock_skew": |c, v| {
+        c.cluster.max_clock_skew = HumanDuration::parse(v)?;
+        Ok(())
+    },
+    "LOOM_CLUSTER_CALL_TIMEOUT" => "cluster.call_timeout": |c, v| {
+        c.cluster.call_timeout = HumanDuration::parse(v)?;
+        Ok(())
+    },
     "LOOM_LOG" => "log.filter": |c, v| { c.log.filter = v.to_owned(); Ok(()) },
     "LOOM_LOG_FORMAT" => "log.format": |c, v| {
         c.log.format = match v {

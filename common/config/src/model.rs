@@ -60,18 +60,47 @@ pub struct ClusterSection {
     /// `host:port` of other nodes to join through (`LOOM_SEEDS`, comma-separated). Empty: one node.
     pub seeds: Vec<String>,
     /// Shared secret authenticating cluster traffic; required when `seeds` is set (`LOOM_COOKIE`).
+    /// Without it the node runs alone and opens no cluster listener.
     pub cookie: Option<Secret>,
+    /// How often each node probes one peer over gossip (`LOOM_CLUSTER_PROBE_PERIOD`).
+    pub probe_period: HumanDuration,
+    /// How long a probe waits for its ack before asking others to probe indirectly
+    /// (`LOOM_CLUSTER_PROBE_TIMEOUT`); must be shorter than `probe_period`.
+    pub probe_timeout: HumanDuration,
+    /// How long a suspected (unreachable) member has to refute before it is declared down
+    /// (`LOOM_CLUSTER_SUSPECT_TIMEOUT`). Detection takes about `probe_period` + this.
+    pub suspect_timeout: HumanDuration,
+    /// Gossip datagrams older or newer than this (by their sealed timestamp) are rejected as
+    /// replays; also how long seen datagrams are remembered (`LOOM_CLUSTER_MAX_CLOCK_SKEW`).
+    pub max_clock_skew: HumanDuration,
+    /// Bound on one cross-node call, including the reply (`LOOM_CLUSTER_CALL_TIMEOUT`).
+    pub call_timeout: HumanDuration,
 }
 
 impl Default for ClusterSection {
     fn default() -> Self {
-        ClusterSection { port: 4697, seeds: Vec::new(), cookie: None }
+        ClusterSection {
+            port: 4697,
+            seeds: Vec::new(),
+            cookie: None,
+            probe_period: HumanDuration::from_millis(500),
+            probe_timeout: HumanDuration::from_millis(300),
+            suspect_timeout: HumanDuration::from_millis(2500),
+            max_clock_skew: HumanDuration::from_millis(30_000),
+            call_timeout: HumanDuration::from_millis(5_000),
+        }
     }
 }
 
 impl ClusterSection {
     pub fn is_multi_node(&self) -> bool {
         !self.seeds.is_empty()
+    }
+
+    /// True when the node opens the cluster listeners: a cookie is set (a node started without
+    /// seeds can still be the seed of others).
+    pub fn is_clustered(&self) -> bool {
+        self.cookie.is_some()
     }
 }
 

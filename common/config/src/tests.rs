@@ -109,6 +109,8 @@ fn errors_name_the_field_and_why() {
             "`cluster.seeds[0]`: `nohost` must be host:port",
         ),
         ("", &[("LOOM_COOKIE", "short")], "`cluster.cookie`: must be at least 8"),
+        ("", &[("LOOM_CLUSTER_PROBE_TIMEOUT", "2s")], "`cluster.probe_timeout`: must be shorter than"),
+        ("[cluster]\nsuspect_timeout = \"0s\"\n", &[], "`cluster.suspect_timeout`: must be longer than zero"),
         ("", &[("LOOM_CLUSTER_PORT", "99999")], "LOOM_CLUSTER_PORT"),
         ("", &[("LOOM_DATABASE_URL", "mysql://x")], "`storage.database_url`: must start with"),
         ("", &[("LOOM_REDIS_URL", "http://x")], "`storage.redis_url`"),

@@ -46,6 +46,22 @@ fn validate_cluster(c: &NodeConfig) -> Result<(), ConfigError> {
     for (i, seed) in c.cluster.seeds.iter().enumerate() {
         check_host_port(seed).map_err(|why| invalid(format!("cluster.seeds[{i}]"), why))?;
     }
+    let cl = &c.cluster;
+    let positive = [
+        ("cluster.probe_period", cl.probe_period),
+        ("cluster.probe_timeout", cl.probe_timeout),
+        ("cluster.suspect_timeout", cl.suspect_timeout),
+        ("cluster.max_clock_skew", cl.max_clock_skew),
+        ("cluster.call_timeout", cl.call_timeout),
+    ];
+    for (field, value) in positive {
+        if value.get().is_zero() {
+            return Err(invalid(field, "must be longer than zero"));
+        }
+    }
+    if cl.probe_timeout.get() >= cl.probe_period.get() {
+        return Err(invalid("cluster.probe_timeout", "must be shorter than cluster.probe_period"));
+    }
     match &c.cluster.cookie {
         None if c.cluster.is_multi_node() => Err(invalid(
             "cluster.cookie",

@@ -41,6 +41,8 @@ pub struct ServiceContext {
     pub board: StatusBoard,
     /// True once the node starts shutting down: every service reports not-ready.
     pub draining: Arc<AtomicBool>,
+    /// The cluster as seen from this node: membership, key ownership, keyed calls.
+    pub cluster: loom_cluster::Cluster,
 }
 
 impl ServiceContext {

@@ -17,6 +17,12 @@ pub const SUPERVISOR_ESCALATIONS: &str = "loom_supervisor_escalations_total";
 pub const NODE_INFO: &str = "loom_node_info";
 pub const NODE_START_TIME: &str = "loom_node_start_time_seconds";
 pub const NODE_STARTUP_DURATION: &str = "loom_node_startup_duration_seconds";
+pub const CLUSTER_MEMBERS: &str = "loom_cluster_members";
+pub const CLUSTER_MEMBER_CHANGES: &str = "loom_cluster_member_changes_total";
+pub const CLUSTER_DATAGRAMS: &str = "loom_cluster_gossip_datagrams_total";
+pub const CLUSTER_SESSIONS: &str = "loom_cluster_sessions";
+pub const CLUSTER_CALLS: &str = "loom_cluster_calls_total";
+pub const CLUSTER_CALL_DURATION: &str = "loom_cluster_call_duration_seconds";
 
 /// Registers help text and units for every metric above. Call once after installing the recorder.
 pub fn describe_all() {
@@ -33,5 +39,11 @@ pub fn describe_all() {
     describe_counter!(SUPERVISOR_ESCALATIONS, "Times a supervisor gave up on a child and escalated");
     describe_gauge!(NODE_INFO, "Always 1; labels carry the node name and version");
     describe_gauge!(NODE_START_TIME, Unit::Seconds, "Unix time the node started");
+    describe_gauge!(CLUSTER_MEMBERS, "Cluster members in this node's view, by state (joining, up, unreachable, down)");
+    describe_counter!(CLUSTER_MEMBER_CHANGES, "Membership state changes seen by this node, by new state");
+    describe_counter!(CLUSTER_DATAGRAMS, "Gossip datagrams received, by outcome (accepted or why rejected)");
+    describe_gauge!(CLUSTER_SESSIONS, "Ready ractor_cluster sessions to other members");
+    describe_counter!(CLUSTER_CALLS, "Keyed calls, by service, route (local or remote) and outcome");
+    describe_histogram!(CLUSTER_CALL_DURATION, Unit::Seconds, "Keyed call latency, by service and route");
     describe_gauge!(NODE_STARTUP_DURATION, Unit::Seconds, "Time from process start to all services ready");
 }
