@@ -20,7 +20,7 @@ mod gossip;
 mod identity;
 mod membership;
 pub mod ring;
-mod seal;
+pub mod seal;
 mod sessions;
 pub mod view;
 pub mod wire;

@@ -2,6 +2,7 @@
 //! processes on their own loopback addresses with captured logs (`node`), and a polling helper
 //! instead of sleeps (`eventually`).
 
+pub mod cluster;
 pub mod infra;
 pub mod node;
 

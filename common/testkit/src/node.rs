@@ -131,6 +131,14 @@ impl LoomNode {
         LoomNode { name: name.to_owned(), address, dir, child, exit: None }
     }
 
+    /// Kills the process (SIGKILL) and hands back its address, so a test can start a node on it
+    /// again.
+    pub async fn kill_into_address(self) -> Address {
+        let LoomNode { address, mut child, .. } = self;
+        let _ = child.kill().await;
+        address
+    }
+
     pub fn url(&self, port: u16, path: &str) -> String {
         format!("http://{}:{port}{path}", self.address.ip)
     }
