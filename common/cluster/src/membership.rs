@@ -11,7 +11,7 @@
 //! tick (250 ms) ─────Tick──────▶ └──────────────────┘ ──MemberChange──────▶ event subscribers
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,9 +48,17 @@ const FORGET_DOWN_AFTER_MS: u64 = 10 * 60 * 1000;
 
 #[derive(RactorMessage)]
 pub enum ClusterMsg {
-    Datagram { sender: String, payload: Vec<u8> },
+    Datagram {
+        sender: String,
+        payload: Vec<u8>,
+    },
     Timer(foca::Timer<NodeId>),
-    Session { peer: String, ready: bool },
+    /// A session actor of `peer` became ready (`true`) or ended (`false`).
+    Session {
+        peer: String,
+        session: ractor::ActorId,
+        ready: bool,
+    },
     AnnounceTo(SocketAddr),
     SetReady(bool),
     Tick,
@@ -84,6 +92,7 @@ pub struct MembershipState {
     scheduler: mpsc::UnboundedSender<(Instant, foca::Timer<NodeId>)>,
     view: watch::Sender<Arc<View>>,
     events: broadcast::Sender<MemberChange>,
+    sessions: HashMap<String, HashSet<ractor::ActorId>>,
     dialed: HashMap<String, Instant>,
     alive_since: HashMap<String, Instant>,
     last_announce: Option<Instant>,
@@ -129,6 +138,7 @@ impl Actor for MembershipActor {
             scheduler,
             view: args.view,
             events: args.events,
+            sessions: HashMap::new(),
             dialed: HashMap::new(),
             alive_since: HashMap::new(),
             last_announce: None,
@@ -139,6 +149,7 @@ impl Actor for MembershipActor {
         };
         state.publish_status();
         state.flush();
+        state.record_gauges(&state.tracker.view());
         Ok(state)
     }
 
@@ -160,8 +171,20 @@ impl Actor for MembershipActor {
                     debug!(error = %e, "foca timer error");
                 }
             }
-            ClusterMsg::Session { peer, ready } => {
-                let changes = s.tracker.session(&peer, ready, seal::now_ms());
+            ClusterMsg::Session { peer, session, ready } => {
+                // Simultaneous dials create duplicate sessions that ractor_cluster closes; a peer
+                // counts as connected while any of its sessions is ready.
+                let open = s.sessions.entry(peer.clone()).or_default();
+                if ready {
+                    open.insert(session);
+                } else {
+                    open.remove(&session);
+                }
+                let any = !open.is_empty();
+                if !any {
+                    s.sessions.remove(&peer);
+                }
+                let changes = s.tracker.session(&peer, any, seal::now_ms());
                 s.report(changes);
             }
             ClusterMsg::AnnounceTo(addr) => {
@@ -266,12 +289,15 @@ impl MembershipState {
             let _ = self.events.send(c.clone());
         }
         let view = self.tracker.view();
+        self.record_gauges(&view);
+        self.view.send_replace(Arc::new(view));
+    }
+
+    fn record_gauges(&self, view: &View) {
         for state in MemberState::ALL {
             metrics::gauge!(names::CLUSTER_MEMBERS, "state" => state.name()).set(view.count(state) as f64);
         }
-        let sessions = view.members.iter().filter(|m| !m.is_self && self.tracker.has_session(&m.name)).count();
-        metrics::gauge!(names::CLUSTER_SESSIONS).set(sessions as f64);
-        self.view.send_replace(Arc::new(view));
+        metrics::gauge!(names::CLUSTER_SESSIONS).set(self.sessions.len() as f64);
     }
 
     fn tick(&mut self, myself: &ActorRef<ClusterMsg>) {

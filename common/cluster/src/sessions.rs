@@ -55,7 +55,7 @@ impl NodeEventSubscription for Subscription {
     fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
         match peer(&ses) {
             Some(name) => {
-                let _ = self.actor.cast(ClusterMsg::Session { peer: name, ready: false });
+                let _ = self.actor.cast(ClusterMsg::Session { peer: name, session: ses.actor.get_id(), ready: false });
             }
             None => warn!(
                 peer_addr = %ses.peer_addr,
@@ -72,7 +72,7 @@ impl NodeEventSubscription for Subscription {
     fn node_session_ready(&self, ses: NodeServerSessionInformation) {
         if let Some(name) = peer(&ses) {
             info!(peer = %name, peer_addr = %ses.peer_addr, inbound = ses.is_server, "cluster session ready");
-            let _ = self.actor.cast(ClusterMsg::Session { peer: name, ready: true });
+            let _ = self.actor.cast(ClusterMsg::Session { peer: name, session: ses.actor.get_id(), ready: true });
         }
     }
 }

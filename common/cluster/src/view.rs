@@ -12,7 +12,7 @@
 //!
 //! This node itself is always `up`. Only `up` members own keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use loom_protocol::ServiceId;
@@ -152,6 +152,8 @@ impl Entry {
 pub struct Tracker {
     me: String,
     entries: BTreeMap<String, Entry>,
+    /// Ready sessions to peers gossip has not told us about yet.
+    early_sessions: BTreeSet<String>,
 }
 
 impl Tracker {
@@ -166,7 +168,7 @@ impl Tracker {
             since_ms: now_ms,
             last_heard_ms: None,
         };
-        Tracker { me: name.clone(), entries: BTreeMap::from([(name, entry)]) }
+        Tracker { me: name.clone(), entries: BTreeMap::from([(name, entry)]), early_sessions: BTreeSet::new() }
     }
 
     /// Applies foca's full membership (alive, suspect and down members). Members foca has
@@ -199,12 +201,13 @@ impl Tracker {
                     e.gossip = gossip;
                 }
                 None => {
+                    let session = if self.early_sessions.remove(name) { Session::Ready } else { Session::Never };
                     self.entries.insert(
                         name.to_owned(),
                         Entry {
                             id: id.clone(),
                             gossip,
-                            session: Session::Never,
+                            session,
                             ready: None,
                             state: MemberState::Joining,
                             since_ms: now_ms,
@@ -217,20 +220,28 @@ impl Tracker {
         self.rederive(now_ms)
     }
 
-    /// A ractor_cluster session to `name` became ready (`true`) or closed (`false`).
+    /// Whether at least one ractor_cluster session to `name` is ready (`true`) or none is
+    /// (`false`); the caller counts sessions, since duplicates come and go.
     pub fn session(&mut self, name: &str, ready: bool, now_ms: u64) -> Vec<MemberChange> {
-        if let Some(e) = self.entries.get_mut(name).filter(|_| name != self.me) {
-            e.session = match (ready, e.session) {
-                (true, _) => Session::Ready,
-                (false, Session::Never) => Session::Never,
-                (false, _) => Session::Lost,
-            };
+        if name == self.me {
+            return Vec::new();
+        }
+        match self.entries.get_mut(name) {
+            Some(e) => {
+                e.session = match (ready, e.session) {
+                    (true, _) => Session::Ready,
+                    (false, Session::Never) => Session::Never,
+                    (false, _) => Session::Lost,
+                };
+            }
+            None if ready => {
+                self.early_sessions.insert(name.to_owned());
+            }
+            None => {
+                self.early_sessions.remove(name);
+            }
         }
         self.rederive(now_ms)
-    }
-
-    pub fn has_session(&self, name: &str) -> bool {
-        self.entries.get(name).is_some_and(|e| e.session == Session::Ready)
     }
 
     pub fn heard(&mut self, name: &str, now_ms: u64) {
@@ -362,6 +373,15 @@ mod tests {
         t.sync_gossip([(&id("b", 5), Gossip::Down)], 2);
         assert_eq!(state(&t, "b"), Some(MemberState::Up));
         assert!(!t.readiness("b", 5, false));
+    }
+
+    #[test]
+    fn a_session_ready_before_gossip_counts_once_the_member_is_known() {
+        let mut t = Tracker::new(id("a", 1), 0);
+        t.session("b", true, 0);
+        assert!(t.view().member("b").is_none());
+        t.sync_gossip([(&id("b", 5), Gossip::Alive)], 1);
+        assert_eq!(state(&t, "b"), Some(MemberState::Up));
     }
 
     #[test]
