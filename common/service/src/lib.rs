@@ -58,6 +58,38 @@ impl ServiceContext {
     }
 }
 
+/// A supervised actor of a service: the typed handle in front of it (bounded, counted mailbox)
+/// and the child spec that (re)starts it under the service supervisor. `make` builds the actor
+/// and its arguments for each (re)start; the actor must call `Mailbox::handled` first thing in
+/// `handle`.
+pub fn actor_child<A, F>(ctx: &ServiceContext, name: &str, make: F) -> (Handle<A::Msg>, ChildSpec)
+where
+    A: ractor::Actor,
+    F: Fn(Arc<Mailbox>) -> (A, A::Arguments) + Send + Sync + 'static,
+{
+    use futures::FutureExt;
+    let mailbox = Mailbox::new(ctx.id, name, ctx.config.supervision.mailbox_capacity);
+    let handle = Handle::new(mailbox.clone());
+    let attach = handle.clone();
+    let make = Arc::new(make);
+    let spec = ChildSpec {
+        service: ctx.id,
+        actor: name.into(),
+        policy: ctx.restart_policy(),
+        start: Arc::new(move |supervisor| {
+            let (attach, mailbox, make) = (attach.clone(), mailbox.clone(), make.clone());
+            async move {
+                let (actor, args) = make(mailbox);
+                let (actor, _) = ractor::Actor::spawn_linked(None, actor, args, supervisor).await?;
+                attach.attach(actor.clone());
+                Ok(actor.get_cell())
+            }
+            .boxed()
+        }),
+    };
+    (handle, spec)
+}
+
 /// What a service crate exports.
 pub struct ServiceDef {
     pub id: ServiceId,

@@ -28,6 +28,16 @@ pub fn s3() -> (String, String, String) {
 
 pub const S3_BUCKET: &str = "loom-test";
 
+/// A Python with `confluent-kafka[schemaregistry,json]` installed.
+pub fn python() -> String {
+    required("LOOM_TEST_PYTHON")
+}
+
+/// The JSON-Schema-Test-Suite (`tests/draft*/…`, `remotes/`).
+pub fn json_schema_test_suite() -> std::path::PathBuf {
+    std::path::PathBuf::from(required("LOOM_TEST_JSTS_DIR"))
+}
+
 /// Creates a fresh PostgreSQL database for one test and returns its URL.
 pub async fn fresh_postgres_database(name_hint: &str) -> String {
     let server = postgres_url();
