@@ -8,6 +8,9 @@
 //! 2. Actors: a request/reply through a Loom `Handle` to a supervised-style core actor (ractor,
 //!    counted bounded mailbox) versus a plain tokio task answering over mpsc + oneshot.
 
+#[path = "support/load.rs"]
+mod load;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,44 +62,6 @@ async fn serve(router: Router) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     format!("http://{addr}/hello")
-}
-
-struct Run {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-async fn drive(url: String) -> Run {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
-    // warm up
-    for _ in 0..200 {
-        client.get(&url).send().await.unwrap().bytes().await.unwrap();
-    }
-    let deadline = Instant::now() + HTTP_DURATION;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let (client, url) = (client.clone(), url.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let r = client.get(&url).send().await.unwrap();
-                assert_eq!(r.status(), 200);
-                r.bytes().await.unwrap();
-                latencies.push(t.elapsed());
-            }
-            latencies
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let elapsed = started.elapsed();
-    all.sort();
-    Run { rps: all.len() as f64 / elapsed.as_secs_f64(), p50: all[all.len() / 2], p99: all[all.len() * 99 / 100] }
 }
 
 struct Core {
@@ -166,22 +131,12 @@ async fn main() {
     };
     let edge = serve(service_router(settings, Router::new().route("/hello", get(hello)), Arc::new(NoOps))).await;
 
-    let b = drive(bare).await;
-    let e = drive(edge).await;
-    let line = |name: &str, r: &Run| {
-        format!(
-            "{name:<22} {:>10.0} req/s   p50 {:>7.1} µs   p99 {:>7.1} µs",
-            r.rps,
-            r.p50.as_secs_f64() * 1e6,
-            r.p99.as_secs_f64() * 1e6
-        )
-    };
+    let b = load::drive(&bare, None, CONCURRENCY, HTTP_DURATION).await;
+    let e = load::drive(&edge, None, CONCURRENCY, HTTP_DURATION).await;
     let mut out = String::new();
     out.push_str(&format!("HTTP, {CONCURRENCY} keep-alive clients, {}s each, same process\n", HTTP_DURATION.as_secs()));
-    out.push_str(&line("bare axum handler", &b));
-    out.push('\n');
-    out.push_str(&line("loom edge stack", &e));
-    out.push('\n');
+    out.push_str(&b.line("bare axum handler"));
+    out.push_str(&e.line("loom edge stack"));
     out.push_str(&format!("ratio loom/bare throughput: {:.2}\n\n", e.rps / b.rps));
     let (loom, plain) = actor_calls().await;
     out.push_str(&format!("request/reply, {ACTOR_CALLS} sequential calls\n"));

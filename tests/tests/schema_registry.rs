@@ -417,6 +417,20 @@ async fn concurrent_registration_across_a_cluster_yields_one_id() {
         futures::future::join_all(calls).await.into_iter().map(|(_, v)| v["id"].to_string()).collect();
     assert_eq!(ids.len(), 30);
 
+    // A write on n1 reaches n2's cache through the cluster's invalidation broadcast, well
+    // before the cache TTL (5 s) would.
+    assert_eq!(clients[1].get("/subjects/shared/versions/latest").await.1["version"], 1);
+    clients[0].send("PUT", "/config/shared", Some(json!({"compatibility": "NONE"}))).await;
+    let mut v2 = gps();
+    v2["title"] = json!("second");
+    let (_, r2) = clients[0].register("shared", v2).await;
+    let started = std::time::Instant::now();
+    loom_testkit::eventually("n2 to see version 2", Duration::from_secs(2), || async {
+        (clients[1].get("/subjects/shared/versions/latest").await.1["id"] == r2["id"]).then_some(())
+    })
+    .await;
+    eprintln!("n2 saw n1's registration after {:?}", started.elapsed());
+
     // Acknowledged on n3, then n3 dies: every registration is there on n1.
     let mut acked = Vec::new();
     for i in 0..10 {

@@ -168,7 +168,7 @@ fn parse_id(id: &str) -> Result<i32> {
 }
 
 async fn schema_by_id(State(api): State<Api>, Path(id): Path<String>) -> Result<Response> {
-    let schema = api.registry.store.schema(parse_id(&id)?).await?.ok_or(RegistryError::SchemaNotFound)?;
+    let schema = api.registry.schema_row(parse_id(&id)?).await?;
     let mut v = json!({ "schemaType": "JSON", "schema": schema.schema });
     let refs: Value = serde_json::from_str(&schema.refs).unwrap_or(json!([]));
     if refs.as_array().is_some_and(|a| !a.is_empty()) {
@@ -178,13 +178,13 @@ async fn schema_by_id(State(api): State<Api>, Path(id): Path<String>) -> Result<
 }
 
 async fn raw_schema_by_id(State(api): State<Api>, Path(id): Path<String>) -> Result<Response> {
-    let schema = api.registry.store.schema(parse_id(&id)?).await?.ok_or(RegistryError::SchemaNotFound)?;
+    let schema = api.registry.schema_row(parse_id(&id)?).await?;
     Ok(ok(serde_json::from_str(&schema.schema).map_err(|e| RegistryError::Store(e.to_string()))?))
 }
 
 async fn uses(api: &Api, id: &str, include_deleted: bool) -> Result<Vec<(String, i32)>> {
     let id = parse_id(id)?;
-    api.registry.store.schema(id).await?.ok_or(RegistryError::SchemaNotFound)?;
+    api.registry.schema_row(id).await?;
     Ok(api
         .registry
         .store

@@ -4,14 +4,15 @@
 //! - `api.rs`: the routes (Confluent REST API + `/validate`).
 //! - `registry.rs`: the operations; `writer.rs`: the actor every write of this node goes through.
 //! - `store.rs`: sea-orm entities and the migration; `normalize.rs`: schema identity.
+//! - `cache.rs`: this node's read caches, invalidated cluster-wide on writes.
 //! - `compat.rs`: compatibility rules (pure); `validate.rs`: compiled validators (jsonschema).
 //! - `error.rs`: Confluent error codes; `model.rs`: request bodies, levels, modes.
 //!
-//! Not built yet (issue #4): evolution history (`/subjects/{s}/history`), generated docs
-//! (`/docs/...`) and cluster-wide cache invalidation — those paths answer 404. The caches that
-//! exist (compiled validators by schema id) never need invalidating: an id never changes meaning.
+//! Not built yet (issue #4): evolution history (`/subjects/{s}/history`) and generated docs
+//! (`/docs/...`) — those paths answer 404.
 
 mod api;
+mod cache;
 mod compat;
 mod error;
 mod model;
@@ -40,7 +41,11 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
 
 fn build(ctx: &ServiceContext) -> ServiceParts {
     let parts = ServiceParts::foundation_only(ctx);
-    let registry = registry::Registry::new(store::Store::new(ctx.stores.database.conn().clone()));
+    let cluster = ctx.cluster.is_clustered().then(|| ctx.cluster.clone());
+    let registry = registry::Registry::new(store::Store::new(ctx.stores.database.conn().clone()), cluster.clone());
+    if let Some(cluster) = cluster {
+        tokio::spawn(follow_invalidations(cluster, registry.clone()));
+    }
     let for_writer = registry.clone();
     let (handle, spec) =
         actor_child(ctx, "writer", move |mailbox| (writer::WriterActor { mailbox }, for_writer.clone()));
@@ -48,4 +53,18 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     let mut children = parts.children;
     children.push(spec);
     ServiceParts { children, routes: parts.routes.merge(api::routes(api)), core: parts.core }
+}
+
+/// Drops cached subjects other nodes changed (best effort; the cache TTL covers misses).
+async fn follow_invalidations(cluster: loom_cluster::Cluster, registry: registry::Registry) {
+    let mut rx = match cluster.subscribe(registry::INVALIDATION_TOPIC).await {
+        Ok(rx) => rx,
+        Err(e) => {
+            tracing::warn!(error = %e, "schema registry cannot follow cluster invalidations; relying on the cache TTL");
+            return;
+        }
+    };
+    while let Some(subject) = rx.recv().await {
+        registry.invalidate(&String::from_utf8_lossy(&subject));
+    }
 }

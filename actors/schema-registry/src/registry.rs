@@ -10,11 +10,14 @@ use std::sync::Arc;
 use jsonschema::Validator;
 use serde_json::Value;
 
+use loom_cluster::Cluster;
+
+use crate::cache::Caches;
 use crate::compat::{self, Incompatibility, Policy};
 use crate::error::RegistryError;
 use crate::model::{Compatibility, Mode, Reference, SchemaRequest};
 use crate::normalize;
-use crate::store::{ConfigField, Store, versions};
+use crate::store::{ConfigField, Store, schemas, versions};
 use crate::validate::{self, ValidatorCache, Violation};
 
 /// The defaults when nothing is configured (Confluent's).
@@ -32,10 +35,15 @@ pub struct Registered {
     pub references: Vec<Reference>,
 }
 
+/// The cluster-wide topic carrying the subjects whose versions changed.
+pub const INVALIDATION_TOPIC: &str = "schema-registry.subjects";
+
 #[derive(Clone)]
 pub struct Registry {
     pub store: Store,
     cache: ValidatorCache,
+    reads: Caches,
+    cluster: Option<Cluster>,
 }
 
 /// Which version a path names.
@@ -66,8 +74,39 @@ pub struct Candidate {
 }
 
 impl Registry {
-    pub fn new(store: Store) -> Registry {
-        Registry { store, cache: ValidatorCache::default() }
+    pub fn new(store: Store, cluster: Option<Cluster>) -> Registry {
+        Registry { store, cache: ValidatorCache::default(), reads: Caches::default(), cluster }
+    }
+
+    /// Drops this node's cached view of `subject` (after a write here or elsewhere).
+    pub fn invalidate(&self, subject: &str) {
+        self.reads.invalidate(subject);
+    }
+
+    /// After a write: drop the local entry and tell every other node.
+    fn changed(&self, subject: &str) {
+        self.reads.invalidate(subject);
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(INVALIDATION_TOPIC, subject.as_bytes());
+        }
+    }
+
+    /// A schema row by id, from the cache when possible (rows never change).
+    pub async fn schema_row(&self, id: i32) -> Result<Arc<schemas::Model>, RegistryError> {
+        if let Some(row) = self.reads.schema(id) {
+            return Ok(row);
+        }
+        let row = self.store.schema(id).await?.ok_or(RegistryError::SchemaNotFound)?;
+        Ok(self.reads.put_schema(row))
+    }
+
+    async fn cached_versions(&self, subject: &str) -> Result<Arc<Vec<versions::Model>>, RegistryError> {
+        if let Some(rows) = self.reads.subject(subject) {
+            return Ok(rows);
+        }
+        let rows = Arc::new(self.store.versions(subject).await?);
+        self.reads.put_subject(subject, rows.clone());
+        Ok(rows)
     }
 
     /// Parses and compiles a request's schema (resolving its references) or says why not.
@@ -111,7 +150,7 @@ impl Registry {
         include_deleted: bool,
     ) -> Result<Vec<versions::Model>, RegistryError> {
         let rows: Vec<versions::Model> =
-            self.store.versions(subject).await?.into_iter().filter(|r| include_deleted || !r.deleted).collect();
+            self.cached_versions(subject).await?.iter().filter(|r| include_deleted || !r.deleted).cloned().collect();
         if rows.is_empty() {
             return Err(RegistryError::SubjectNotFound(subject.to_owned()));
         }
@@ -134,13 +173,13 @@ impl Registry {
     }
 
     async fn registered(&self, subject: &str, version: i32, id: i32) -> Result<Registered, RegistryError> {
-        let schema = self.store.schema(id).await?.ok_or(RegistryError::SchemaNotFound)?;
+        let schema = self.schema_row(id).await?;
         Ok(Registered {
             subject: subject.to_owned(),
             version,
             id,
             references: serde_json::from_str(&schema.refs).unwrap_or_default(),
-            schema: schema.schema,
+            schema: schema.schema.clone(),
         })
     }
 
@@ -201,7 +240,7 @@ impl Registry {
         };
         let mut found = Vec::new();
         for row in targets {
-            let old = self.store.schema(row.schema_id).await?.ok_or(RegistryError::SchemaNotFound)?;
+            let old = self.schema_row(row.schema_id).await?;
             let old: Value = serde_json::from_str(&old.schema).map_err(|e| RegistryError::Store(e.to_string()))?;
             if backward {
                 found.extend(compat::check(&candidate.value, &old, policy));
@@ -215,6 +254,14 @@ impl Registry {
 
     /// Registers under `subject` (writer actor only). Returns the global id.
     pub async fn register(&self, subject: &str, req: &SchemaRequest) -> Result<i32, RegistryError> {
+        // Decide on fresh data, and whatever happens, let every node re-read the subject.
+        self.reads.invalidate(subject);
+        let result = self.register_fresh(subject, req).await;
+        self.changed(subject);
+        result
+    }
+
+    async fn register_fresh(&self, subject: &str, req: &SchemaRequest) -> Result<i32, RegistryError> {
         let candidate = self.candidate(req).await?;
         let rows = self.store.versions(subject).await?;
         if let Some(existing) = self.store.schema_by_fingerprint(&candidate.fingerprint).await?
@@ -279,6 +326,7 @@ impl Registry {
                 return Err(RegistryError::SubjectNotSoftDeleted(subject.to_owned()));
             }
             self.store.purge(subject, None).await?;
+            self.changed(subject);
             return Ok(rows.iter().map(|r| r.version).collect());
         }
         let live: Vec<i32> = rows.iter().filter(|r| !r.deleted).map(|r| r.version).collect();
@@ -289,6 +337,7 @@ impl Registry {
             return Err(RegistryError::ReadOnly(subject.to_owned()));
         }
         self.store.mark_deleted(subject, None).await?;
+        self.changed(subject);
         Ok(live)
     }
 
@@ -313,6 +362,7 @@ impl Registry {
             }
             self.store.mark_deleted(subject, Some(row.version)).await?;
         }
+        self.changed(subject);
         Ok(row.version)
     }
 
@@ -330,7 +380,7 @@ impl Registry {
         if let Some(v) = self.cache.get(id) {
             return Ok(v);
         }
-        let schema = self.store.schema(id).await?.ok_or(RegistryError::SchemaNotFound)?;
+        let schema = self.schema_row(id).await?;
         let value: Value = serde_json::from_str(&schema.schema).map_err(|e| RegistryError::Store(e.to_string()))?;
         let refs: Vec<Reference> = serde_json::from_str(&schema.refs).unwrap_or_default();
         let resolved = self.resolve_references(&refs).await?;

@@ -11,6 +11,7 @@
 //!   re-dialed after it drops.
 //! - **Ownership** (`ring`): rendezvous hashing of a key over the `up` members hosting a service.
 //! - **Calls** (`calls`, `wire`): `Keyed::call(key, request)` runs locally or on the owner.
+//! - **Topics** (`topics`): best-effort cluster-wide broadcasts (cache invalidation).
 //!
 //! A node without a cookie runs alone: the view holds only itself and every key is local.
 
@@ -22,6 +23,7 @@ mod membership;
 pub mod ring;
 pub mod seal;
 mod sessions;
+mod topics;
 pub mod view;
 pub mod wire;
 
@@ -188,6 +190,17 @@ impl Cluster {
             // Give the leave notice a moment on the wire.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Subscribes this node to a cluster-wide broadcast topic.
+    pub async fn subscribe(&self, topic: &str) -> Result<tokio::sync::mpsc::Receiver<Vec<u8>>, String> {
+        topics::subscribe(topic).await
+    }
+
+    /// Best-effort broadcast to every subscriber of `topic` (this node's included); returns how
+    /// many subscribers it was sent to.
+    pub fn publish(&self, topic: &str, bytes: &[u8]) -> usize {
+        topics::publish(topic, bytes)
     }
 
     /// Serves keyed calls of `service` on this node with `handler`, and returns the typed client
