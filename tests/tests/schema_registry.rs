@@ -446,3 +446,55 @@ async fn concurrent_registration_across_a_cluster_yields_one_id() {
         assert_eq!(v["id"], id, "{subject}");
     }
 }
+
+#[tokio::test]
+async fn history_and_generated_docs() {
+    let node = LoomNode::start_ready("docs", NodeOptions::default()).await;
+    let c = Client::new(&node);
+    c.send("PUT", "/config/gps", Some(json!({"compatibility": "NONE"}))).await;
+    let mut v1 = gps();
+    v1["title"] = json!("GPS fix");
+    v1["properties"]["lat"]["description"] = json!("latitude in degrees <north>");
+    c.register("gps", v1.clone()).await;
+    let mut v2 = v1.clone();
+    v2["properties"]["alt"] = json!({"type": "number", "examples": [120.5]});
+    c.register("gps", v2.clone()).await;
+    let mut v3 = v2.clone();
+    v3["properties"]["lat"]["type"] = json!("integer");
+    c.register("gps", v3).await;
+
+    let (s, h) = c.get("/subjects/gps/history").await;
+    assert_eq!(s, 200, "{h}");
+    let versions = h["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 3);
+    assert!(versions[0].get("changes").is_none());
+    assert_eq!(versions[1]["changes"], json!([{"kind": "added", "path": "/alt", "detail": "number, optional"}]));
+    assert_eq!(versions[2]["breaking"], true);
+    assert_eq!(versions[2]["changes"][0]["kind"], "changed");
+    assert_eq!(versions[2]["incompatibilities"][0]["rule"], "TYPE_NARROWED");
+
+    let resp = http().get(node.url(REG, "/docs/gps")).send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+    let html = resp.text().await.unwrap();
+    for needle in
+        ["<h1>gps</h1>", "<code>/lat</code>", "latitude in degrees &lt;north&gt;", "120.5", "breaking", "version 3"]
+    {
+        assert!(html.contains(needle), "{needle} missing from\n{html}");
+    }
+    let md = http()
+        .get(node.url(REG, "/docs/gps/1"))
+        .header("accept", "text/markdown")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(md.starts_with("# gps\n\nversion 1"), "{md}");
+    assert!(md.contains("| `/lat` | number | yes | minimum: -90; maximum: 90 |"), "{md}");
+    assert!(!md.contains("/alt"), "version 1 has no alt: {md}");
+    let (s, e) = c.get("/docs/nope").await;
+    assert_eq!((s, e["error_code"].clone()), (404, json!(40401)));
+    let (s, e) = c.get("/docs/gps/9").await;
+    assert_eq!((s, e["error_code"].clone()), (404, json!(40402)));
+}

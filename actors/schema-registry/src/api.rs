@@ -6,7 +6,7 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -85,6 +85,9 @@ pub fn routes(api: Api) -> Router {
         .route("/mode/{subject}", get(get_mode).put(put_mode).delete(delete_mode))
         .route("/compatibility/subjects/{subject}/versions", post(compat_all))
         .route("/compatibility/subjects/{subject}/versions/{version}", post(compat_one))
+        .route("/subjects/{subject}/history", get(history))
+        .route("/docs/{subject}", get(docs_latest))
+        .route("/docs/{subject}/{version}", get(docs_version))
         .route("/validate", post(validate))
         .route("/validate/batch", post(validate_batch))
         .with_state(api)
@@ -398,4 +401,62 @@ async fn validate_batch(State(api): State<Api>, body: Bytes) -> Result<Response>
         "subject": found.subject, "version": found.version, "schema_id": found.id,
         "valid_count": valid, "invalid_count": results.len() - valid, "results": results,
     })))
+}
+
+async fn history(State(api): State<Api>, Path(subject): Path<String>) -> Result<Response> {
+    let steps = api.registry.history(&subject).await?;
+    let versions: Vec<Value> = steps
+        .iter()
+        .map(|s| {
+            let mut v = json!({ "version": s.version, "id": s.id });
+            if let Some(d) = &s.diff {
+                v["changes"] = json!(d.changes);
+                v["breaking"] = json!(!d.breaking.is_empty());
+                v["incompatibilities"] = json!(d.breaking);
+            }
+            v
+        })
+        .collect();
+    Ok(ok(json!({ "subject": subject, "versions": versions })))
+}
+
+async fn docs(api: &Api, subject: &str, sel: VersionSel, headers: &HeaderMap) -> Result<Response> {
+    let steps = api.registry.history(subject).await?;
+    let index = match sel {
+        VersionSel::Latest => steps.len().checked_sub(1),
+        VersionSel::Number(v) => steps.iter().position(|s| s.version == v),
+    }
+    .ok_or_else(|| RegistryError::VersionNotFound(format!("{sel:?}")))?;
+    let step = &steps[index];
+    let fields = crate::evolution::fields(&step.schema);
+    let title = step.schema.get("title").or(step.schema.get("description")).and_then(Value::as_str);
+    let changelog: Vec<crate::docs::Step<'_>> = steps[..=index]
+        .iter()
+        .map(|s| crate::docs::Step { version: s.version, id: s.id, diff: s.diff.as_ref() })
+        .collect();
+    let wants_markdown =
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/markdown"));
+    let (body, content_type) = if wants_markdown {
+        (
+            crate::docs::markdown(subject, step.version, step.id, title, &fields, &changelog),
+            "text/markdown; charset=utf-8",
+        )
+    } else {
+        (crate::docs::html(subject, step.version, step.id, title, &fields, &changelog), "text/html; charset=utf-8")
+    };
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(r)
+}
+
+async fn docs_latest(State(api): State<Api>, Path(subject): Path<String>, headers: HeaderMap) -> Result<Response> {
+    docs(&api, &subject, VersionSel::Latest, &headers).await
+}
+
+async fn docs_version(
+    State(api): State<Api>,
+    Path((subject, v)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    docs(&api, &subject, VersionSel::parse(&v)?, &headers).await
 }

@@ -1,20 +1,22 @@
 //! Schema Registry — port 8010: a Confluent-compatible JSON Schema registry with validation and
 //! explained compatibility (issue #4).
 //!
-//! - `api.rs`: the routes (Confluent REST API + `/validate`).
+//! - `api.rs`: the routes (Confluent REST API, `/validate`, `/subjects/{s}/history`, `/docs`).
 //! - `registry.rs`: the operations; `writer.rs`: the actor every write of this node goes through.
 //! - `store.rs`: sea-orm entities and the migration; `normalize.rs`: schema identity.
 //! - `cache.rs`: this node's read caches, invalidated cluster-wide on writes.
 //! - `compat.rs`: compatibility rules (pure); `validate.rs`: compiled validators (jsonschema).
+//! - `evolution.rs`: fields and semantic diffs (pure); `docs.rs`: HTML/Markdown rendering.
 //! - `error.rs`: Confluent error codes; `model.rs`: request bodies, levels, modes.
 //!
-//! Not built yet (issue #4): evolution history (`/subjects/{s}/history`) and generated docs
-//! (`/docs/...`) — those paths answer 404.
+//! Not built: Avro and Protobuf schemas, IMPORT mode, metadata and rule sets.
 
 mod api;
 mod cache;
 mod compat;
+mod docs;
 mod error;
+mod evolution;
 mod model;
 mod normalize;
 mod registry;

@@ -15,6 +15,7 @@ use loom_cluster::Cluster;
 use crate::cache::Caches;
 use crate::compat::{self, Incompatibility, Policy};
 use crate::error::RegistryError;
+use crate::evolution::{self, Diff};
 use crate::model::{Compatibility, Mode, Reference, SchemaRequest};
 use crate::normalize;
 use crate::store::{ConfigField, Store, schemas, versions};
@@ -399,5 +400,28 @@ impl Registry {
         let validator = self.validator(found.id).await?;
         let results = data.iter().map(|d| validate::violations(&validator, d)).collect();
         Ok((found, results))
+    }
+}
+
+/// One live version of a subject with its diff from the previous live version.
+pub struct HistoryStep {
+    pub version: i32,
+    pub id: i32,
+    pub schema: Value,
+    pub diff: Option<Diff>,
+}
+
+impl Registry {
+    /// The live versions of `subject`, oldest first, each diffed against the one before.
+    pub async fn history(&self, subject: &str) -> Result<Vec<HistoryStep>, RegistryError> {
+        let rows = self.live_versions(subject, false).await?;
+        let mut steps: Vec<HistoryStep> = Vec::with_capacity(rows.len());
+        for row in rows.iter() {
+            let schema: Value = serde_json::from_str(&self.schema_row(row.schema_id).await?.schema)
+                .map_err(|e| RegistryError::Store(e.to_string()))?;
+            let diff = steps.last().map(|prev| evolution::diff(&prev.schema, &schema));
+            steps.push(HistoryStep { version: row.version, id: row.schema_id, schema, diff });
+        }
+        Ok(steps)
     }
 }
