@@ -10,6 +10,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut all = Vec::new();
         all.extend(loom_schema_registry::migrations());
+        all.extend(loom_device_identity::migrations());
         all
     }
 }
