@@ -1,12 +1,16 @@
 //! Health Check Aggregator — port 8030: cluster-wide health, dependency graph, live WebSocket stream, SLA, incidents (issue #8).
 //!
 //! Built so far: the service's supervised tree (its `core` actor), the ops routes every port
-//! serves, and the cluster routes (`cluster`): the membership view and key ownership. The health
-//! features of issue #8 are not built yet: their paths answer 404 problem+json.
+//! serves, the cluster routes (`cluster.rs`: membership view, key ownership), and the live
+//! health stream (`hub.rs` state, `stream.rs` collectors + `/ws/health` + `/health/cluster`).
+//! Not built yet (issue #8): external dependency probes with thresholds, the dependency graph and
+//! `impacted`, SLA, incidents, remediation and the dashboard — their paths answer 404.
 //! It already observes the node's stores (database, cache, object store) in its `/health`, since
 //! watching dependencies is its job; they do not gate its readiness.
 
 mod cluster;
+mod hub;
+mod stream;
 
 use loom_protocol::ServiceId;
 use loom_service::{Dependency, ServiceContext, ServiceDef, ServiceParts};
@@ -21,5 +25,5 @@ pub fn definition() -> ServiceDef {
 
 fn build(ctx: &ServiceContext) -> ServiceParts {
     let parts = ServiceParts::foundation_only(ctx);
-    ServiceParts { routes: parts.routes.merge(cluster::routes(ctx)), ..parts }
+    ServiceParts { routes: parts.routes.merge(cluster::routes(ctx)).merge(stream::routes(ctx)), ..parts }
 }

@@ -1,0 +1,211 @@
+//! The live health stream and its collectors. `GET /ws/health` sends a snapshot (or, with
+//! `?since=SEQ`, the deltas missed since then when still in the history) followed by every delta,
+//! filtered by `?service=`, `?node=`, `?status=` (comma lists); a subscriber that falls
+//! `SUBSCRIBER_BUFFER` deltas behind is closed with code 1008 and a reason saying where to
+//! resume. `GET /health/cluster` is the aggregate as `application/health+json`.
+//!
+//! Collectors feed the hub: this node's membership view and its changes (component `node`), the
+//! supervision status of this node's services (polled), and the service statuses other nodes
+//! publish on the cluster topic `health.services` (on change and every few seconds).
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use loom_cluster::Cluster;
+use loom_protocol::ServiceId;
+use loom_service::ServiceContext;
+use loom_supervisors::{ChildState, StatusBoard};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::hub::{Filter, Hub, Opening, SUBSCRIBER_BUFFER};
+
+const TOPIC: &str = "health.services";
+const POLL: Duration = Duration::from_millis(500);
+const REPUBLISH: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+struct StreamState {
+    hub: Hub,
+}
+
+pub fn routes(ctx: &ServiceContext) -> Router {
+    let hub = Hub::default();
+    tokio::spawn(follow_membership(ctx.cluster.clone(), hub.clone()));
+    let services: Vec<ServiceId> = ctx.config.services.enabled().into_iter().map(|(id, _)| id).collect();
+    tokio::spawn(follow_services(ctx.cluster.clone(), ctx.board.clone(), services, hub.clone()));
+    if ctx.cluster.is_clustered() {
+        tokio::spawn(follow_peers(ctx.cluster.clone(), hub.clone()));
+    }
+    Router::new()
+        .route("/ws/health", get(ws_health))
+        .route("/health/cluster", get(cluster_health))
+        .with_state(StreamState { hub })
+}
+
+async fn follow_membership(cluster: Cluster, hub: Hub) {
+    let mut events = cluster.events();
+    for m in cluster.view().members.iter() {
+        hub.update(&m.name, "node", m.state.name(), json!({ "addr": m.addr, "generation": m.generation }));
+    }
+    loop {
+        match events.recv().await {
+            Ok(change) => {
+                hub.update(&change.name, "node", change.to.name(), json!({ "generation": change.generation }));
+            }
+            Err(RecvError::Lagged(_)) => {
+                for m in cluster.view().members.iter() {
+                    hub.update(&m.name, "node", m.state.name(), json!({ "addr": m.addr, "generation": m.generation }));
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ServiceStatus {
+    node: String,
+    service: String,
+    status: String,
+    restarts: u64,
+}
+
+/// pass: every supervised actor runs; warn: some are (re)starting; fail: one gave up.
+fn status_of(board: &StatusBoard, service: ServiceId) -> (String, u64) {
+    let children = board.service(service);
+    let restarts = children.iter().map(|(_, s)| s.restarts).sum();
+    let status = if children.iter().any(|(_, s)| s.state == ChildState::Failed) {
+        "fail"
+    } else if children.iter().all(|(_, s)| s.state == ChildState::Running) && !children.is_empty() {
+        "pass"
+    } else {
+        "warn"
+    };
+    (status.to_owned(), restarts)
+}
+
+async fn follow_services(cluster: Cluster, board: StatusBoard, services: Vec<ServiceId>, hub: Hub) {
+    let me = cluster.node_name().to_owned();
+    let mut last_publish = std::time::Instant::now() - REPUBLISH;
+    loop {
+        let mut changed = false;
+        let mut all = Vec::new();
+        for service in &services {
+            let (status, restarts) = status_of(&board, *service);
+            changed |= hub.update(&me, service.name(), &status, json!({ "restarts": restarts })).is_some();
+            all.push(ServiceStatus { node: me.clone(), service: service.name().into(), status, restarts });
+        }
+        if cluster.is_clustered() && (changed || last_publish.elapsed() >= REPUBLISH) {
+            last_publish = std::time::Instant::now();
+            if let Ok(bytes) = serde_json::to_vec(&all) {
+                cluster.publish(TOPIC, &bytes);
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn follow_peers(cluster: Cluster, hub: Hub) {
+    let Ok(mut rx) = cluster.subscribe(TOPIC).await else { return };
+    let me = cluster.node_name().to_owned();
+    while let Some(bytes) = rx.recv().await {
+        let Ok(statuses) = serde_json::from_slice::<Vec<ServiceStatus>>(&bytes) else { continue };
+        for s in statuses.into_iter().filter(|s| s.node != me).take(64) {
+            hub.update(&s.node, &s.service, &s.status, json!({ "restarts": s.restarts }));
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct StreamQuery {
+    since: Option<u64>,
+    service: Option<String>,
+    node: Option<String>,
+    status: Option<String>,
+}
+
+fn list(v: &Option<String>) -> Vec<String> {
+    v.as_deref()
+        .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+async fn ws_health(State(s): State<StreamState>, Query(q): Query<StreamQuery>, ws: WebSocketUpgrade) -> Response {
+    let filter = Filter { services: list(&q.service), nodes: list(&q.node), statuses: list(&q.status) };
+    ws.on_upgrade(move |socket| serve(socket, s.hub, filter, q.since))
+}
+
+async fn serve(mut socket: WebSocket, hub: Hub, filter: Filter, since: Option<u64>) {
+    let (opening, mut rx) = hub.subscribe(since, &filter);
+    let mut last = match &opening {
+        Opening::Snapshot { seq, .. } => *seq,
+        Opening::Resume { from, deltas } => deltas.last().map(|d| d.seq).unwrap_or(*from),
+    };
+    let Ok(text) = serde_json::to_string(&opening) else { return };
+    if socket.send(Message::Text(text.into())).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            got = rx.recv() => match got {
+                Ok(delta) => {
+                    if delta.seq <= last {
+                        continue;
+                    }
+                    last = delta.seq;
+                    if !filter.matches(&delta) {
+                        continue;
+                    }
+                    let mut v = json!(*delta);
+                    v["type"] = json!("delta");
+                    if socket.send(Message::Text(v.to_string().into())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    let reason = format!("slow consumer: {n} deltas behind (buffer {SUBSCRIBER_BUFFER}); resume with ?since={last}");
+                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1008, reason: reason.into() }))).await;
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn cluster_health(State(s): State<StreamState>) -> Response {
+    let entries = s.hub.current();
+    let worst = entries
+        .iter()
+        .map(|d| match (d.service.as_str(), d.status.as_str()) {
+            ("node", "up") | (_, "pass") => 0,
+            ("node", "joining") | (_, "warn") => 1,
+            _ => 2,
+        })
+        .max()
+        .unwrap_or(0);
+    let status = ["pass", "warn", "fail"][worst];
+    let mut checks = serde_json::Map::new();
+    for d in entries {
+        let entry = checks.entry(format!("{}:{}", d.service, d.node)).or_insert_with(|| json!([]));
+        if let Some(list) = entry.as_array_mut() {
+            list.push(json!({ "componentId": d.node, "status": d.status, "observedValue": d.detail, "time_ms": d.time_ms, "seq": d.seq }));
+        }
+    }
+    let body = json!({ "status": status, "description": "cluster-wide health as seen by this node", "checks": checks });
+    let code = if worst == 2 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let mut r = (code, body.to_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/health+json"));
+    r
+}
