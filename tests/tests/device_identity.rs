@@ -83,6 +83,8 @@ async fn registration_is_keyed_deterministic_private_and_matches_reinstalls() {
         updated["confidence"].as_f64().unwrap() < reinstall["confidence"].as_f64().unwrap(),
         "{updated} vs {reinstall}"
     );
+    let router = register(&node, json!({"platform": "linux", "mac": "00:00:0C:12:34:56"})).await;
+    assert_eq!(router["enrichment"]["mac_vendor"], "Cisco Systems, Inc", "{router}");
     let stranger = register(&node, browser("web-4", "15.1", "en-US")).await;
     assert_eq!(stranger["status"], "created");
     assert_ne!(stranger["device_id"], b["device_id"]);

@@ -13,6 +13,7 @@ use crate::error::DeviceError;
 use crate::fingerprint::Features;
 use crate::groups::{self, Edge, Refusal};
 use crate::ids;
+use crate::oui::Oui;
 use crate::store::{Store, devices};
 
 /// A registration: raw attributes as devices report them.
@@ -91,9 +92,16 @@ fn platform(p: Option<&str>) -> Option<String> {
     })
 }
 
-/// User-agent and platform enrichment (woothee: OS, browser, category).
-pub fn enrich(r: &Registration) -> Value {
+/// User-agent, MAC vendor and platform enrichment (woothee: OS, browser, category; OUI list).
+pub fn enrich(r: &Registration, oui: &Oui) -> Value {
     let mut out = json!({ "platform": platform(r.platform.as_deref()) });
+    if let Some(mac) = r.mac.as_deref() {
+        out["mac_vendor"] = if oui.len() == 0 {
+            json!({ "error": "the OUI list (Debian package ieee-data) is not installed" })
+        } else {
+            json!(oui.lookup(mac))
+        };
+    }
     if let Some(ua) = r.user_agent.as_deref().and_then(|ua| woothee::parser::Parser::new().parse(ua)) {
         out["user_agent"] = json!({
             "browser": ua.name, "browser_version": ua.version, "os": ua.os, "os_version": ua.os_version,
@@ -163,7 +171,7 @@ impl Registration {
         let mut f = Features::default();
         f.insert("platform", platform(self.platform.as_deref()).as_deref());
         f.insert("model", self.model.as_deref());
-        f.insert("manufacturer", self.manufacturer.as_deref());
+        f.insert("manufacturer", self.manufacturer.as_deref().or(enrichment["mac_vendor"].as_str()));
         f.insert(
             "os_family",
             self.os
@@ -185,6 +193,7 @@ impl Registration {
 pub struct Devices {
     pub store: Store,
     pub settings: Settings,
+    pub oui: std::sync::Arc<Oui>,
 }
 
 fn random_secret() -> String {
@@ -215,7 +224,7 @@ impl Devices {
             return Err(DeviceError::Invalid("`tenant` must be 1 to 128 characters".into()));
         }
         let (period, key) = self.key(&tenant).await?;
-        let enrichment = enrich(&r);
+        let enrichment = enrich(&r, &self.oui);
         let features = r.features(&enrichment);
         let identifiers = r.identifiers();
         let hashes: Vec<(&str, String)> =

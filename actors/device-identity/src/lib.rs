@@ -7,7 +7,9 @@
 //! - `devices.rs`: the operations; `store.rs`: sea-orm entities and migration.
 //! - `api.rs`: routes; `error.rs`: the error enum and its codes.
 //!
-//! Not built yet: MAC OUI → manufacturer enrichment, routing device work to its owner through
+//! - `oui.rs`: MAC vendor lookup from Debian's `ieee-data` list.
+//!
+//! Not built yet: per-identifier-type link limits, routing device work to its owner through
 //! the cluster's keyed ownership (today every node serves every device straight from the shared
 //! database), and the GDPR erasure job hook.
 
@@ -17,6 +19,7 @@ mod error;
 mod fingerprint;
 mod groups;
 mod ids;
+mod oui;
 mod store;
 
 use loom_protocol::ServiceId;
@@ -41,6 +44,22 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     let devices = devices::Devices {
         store: store::Store { db: ctx.stores.database.conn().clone() },
         settings: devices::Settings::default(),
+        oui: std::sync::Arc::new(load_oui()),
     };
     ServiceParts { routes: parts.routes.merge(api::routes(devices)), ..parts }
+}
+
+/// Loads the OUI list once at start (a few ms for ~35,000 entries).
+fn load_oui() -> oui::Oui {
+    match std::fs::read_to_string(oui::DEBIAN_OUI_FILE) {
+        Ok(text) => {
+            let list = oui::Oui::parse(&text);
+            tracing::info!(entries = list.len(), file = oui::DEBIAN_OUI_FILE, "MAC vendor list loaded");
+            list
+        }
+        Err(e) => {
+            tracing::warn!(file = oui::DEBIAN_OUI_FILE, error = %e, "no MAC vendor list (install Debian's ieee-data); MAC enrichment is off");
+            oui::Oui::default()
+        }
+    }
 }
