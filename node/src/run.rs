@@ -183,6 +183,7 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
             Ok(())
         }
         _ = &mut root_done => Err("a service tree failed beyond its restart budget; see the log above".to_owned()),
+        _ = cluster.failed() => Err("cluster membership stopped unexpectedly; see the log above".to_owned()),
         Some(joined) = servers.join_next() => Err(match joined {
             Ok((id, Err(e))) => format!("{id} server failed: {e}"),
             Ok((id, Ok(()))) => format!("{id} server stopped unexpectedly"),

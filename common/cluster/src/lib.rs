@@ -66,6 +66,18 @@ struct Inner {
     membership: Option<ActorRef<ClusterMsg>>,
     registry: Registry,
     call_timeout: Duration,
+    /// Becomes true if the membership actor stops (it is not restarted: the node must exit).
+    stopped: watch::Receiver<bool>,
+}
+
+/// Turns the membership actor's join handle into a watchable flag.
+fn watch_stop(done: tokio::task::JoinHandle<()>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let _ = done.await;
+        let _ = tx.send(true);
+    });
+    rx
 }
 
 impl Cluster {
@@ -87,8 +99,16 @@ impl Cluster {
         let registry = Registry::default();
         let Some(cookie) = c.cookie.as_ref().map(|s| s.expose().to_owned()) else {
             info!("no cluster cookie: running as a single node without cluster listeners");
-            let inner =
-                Inner { me, view: view_rx, events, membership: None, registry, call_timeout: c.call_timeout.get() };
+            let stopped = watch::channel(false).1;
+            let inner = Inner {
+                me,
+                view: view_rx,
+                events,
+                membership: None,
+                registry,
+                call_timeout: c.call_timeout.get(),
+                stopped,
+            };
             return Ok(Cluster { inner: Arc::new(inner) });
         };
 
@@ -116,9 +136,10 @@ impl Cluster {
             view: view_tx,
             events: events.clone(),
         };
-        let (membership, _) = Actor::spawn(None, MembershipActor, args)
+        let (membership, membership_done) = Actor::spawn(None, MembershipActor, args)
             .await
             .map_err(|e| format!("cannot start cluster membership: {e}"))?;
+        let stopped = self::watch_stop(membership_done);
         let opener = Opener::new(&cookie, c.max_clock_skew.get().as_millis() as u64, REPLAY_CACHE);
         tokio::spawn(gossip::receive(socket, opener, membership.clone()));
         info!(%addr, seeds = c.seeds.len(), generation = me.generation, "cluster listening (gossip udp, sessions tcp)");
@@ -129,8 +150,20 @@ impl Cluster {
             membership: Some(membership),
             registry,
             call_timeout: c.call_timeout.get(),
+            stopped,
         };
         Ok(Cluster { inner: Arc::new(inner) })
+    }
+
+    /// Resolves if the membership actor stopped (a panic in it): the node cannot stay a member
+    /// and should exit so its process supervisor restarts it. Never resolves for a lone node.
+    pub async fn failed(&self) {
+        let mut rx = self.inner.stopped.clone();
+        while !*rx.borrow() {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     pub fn node_name(&self) -> &str {
