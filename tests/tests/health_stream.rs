@@ -69,4 +69,17 @@ async fn a_node_loss_is_streamed_and_subscribers_resume_and_filter() {
     assert_eq!(resp.headers()["content-type"], "application/health+json");
     let body: Value = resp.json().await.unwrap();
     assert!(body["checks"]["node:h1"].is_array() && body["checks"]["dedup:h1"].is_array(), "{body}");
+
+    // SLA windows fill from samples (every 10 s): dedup still passes on h1, so it is available.
+    let sla = loom_testkit::eventually("SLA samples", Duration::from_secs(25), || async {
+        let v: Value = http().get(n1.url(8030, "/sla")).send().await.ok()?.json().await.ok()?;
+        (v["services"]["dedup"][0]["samples"].as_u64()? >= 1).then_some(v)
+    })
+    .await;
+    assert_eq!(sla["services"]["dedup"][0]["window"], "1h");
+    assert_eq!(sla["services"]["dedup"][0]["availability"], 1.0);
+    let metrics = http().get(n1.url(8030, "/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("loom_sla_availability_ratio{slo_service=\"dedup\",window=\"1h\"} 1"), "{metrics}");
+    let (ok, report) = loom_testkit::promtool(&metrics);
+    assert!(ok, "promtool: {report}");
 }

@@ -3,25 +3,10 @@
 //! repeated across ports, JSON errors for unknown routes and methods, request ids.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use loom_testkit::node::PORTS;
-use loom_testkit::{LoomNode, NodeOptions, http};
+use loom_testkit::{LoomNode, NodeOptions, http, promtool};
 use serde_json::Value;
-
-fn promtool(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is installed (scripts/test.sh installs it)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
 
 #[tokio::test]
 async fn all_ten_ports_answer_the_ops_endpoints() {

@@ -2,14 +2,16 @@
 //!
 //! Built so far: the service's supervised tree (its `core` actor), the ops routes every port
 //! serves, the cluster routes (`cluster.rs`: membership view, key ownership), and the live
-//! health stream (`hub.rs` state, `stream.rs` collectors + `/ws/health` + `/health/cluster`).
+//! health stream (`hub.rs` state, `stream.rs` collectors + `/ws/health` + `/health/cluster`),
+//! and SLA windows (`sla.rs`, `GET /sla`, metrics and `sla:<service>` deltas).
 //! Not built yet (issue #8): external dependency probes with thresholds, the dependency graph and
-//! `impacted`, SLA, incidents, remediation and the dashboard — their paths answer 404.
+//! `impacted`, incidents, remediation and the dashboard — their paths answer 404.
 //! It already observes the node's stores (database, cache, object store) in its `/health`, since
 //! watching dependencies is its job; they do not gate its readiness.
 
 mod cluster;
 mod hub;
+mod sla;
 mod stream;
 
 use loom_protocol::ServiceId;

@@ -24,15 +24,24 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use loom_telemetry::names;
+
 use crate::hub::{Filter, Hub, Opening, SUBSCRIBER_BUFFER};
+use crate::sla;
 
 const TOPIC: &str = "health.services";
+/// How often SLA samples are taken.
+const SLA_SAMPLE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(500);
 const REPUBLISH: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 struct StreamState {
     hub: Hub,
+    sla: Arc<Mutex<BTreeMap<String, sla::Tracker>>>,
 }
 
 pub fn routes(ctx: &ServiceContext) -> Router {
@@ -43,10 +52,13 @@ pub fn routes(ctx: &ServiceContext) -> Router {
     if ctx.cluster.is_clustered() {
         tokio::spawn(follow_peers(ctx.cluster.clone(), hub.clone()));
     }
+    let state = StreamState { hub, sla: Arc::default() };
+    tokio::spawn(sample_sla(ctx.cluster.node_name().to_owned(), state.clone()));
     Router::new()
         .route("/ws/health", get(ws_health))
         .route("/health/cluster", get(cluster_health))
-        .with_state(StreamState { hub })
+        .route("/sla", get(sla_report))
+        .with_state(state)
 }
 
 async fn follow_membership(cluster: Cluster, hub: Hub) {
@@ -208,4 +220,71 @@ async fn cluster_health(State(s): State<StreamState>) -> Response {
     let mut r = (code, body.to_string()).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/health+json"));
     r
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Samples every service's availability (any node passing) and publishes the SLA windows as
+/// metrics and, when a window's rounded figures change, as `sla:<service>` deltas.
+async fn sample_sla(me: String, state: StreamState) {
+    loop {
+        tokio::time::sleep(SLA_SAMPLE).await;
+        let mut available: BTreeMap<String, bool> = BTreeMap::new();
+        for d in state.hub.current() {
+            if d.service == "node" || d.service.starts_with("sla:") {
+                continue;
+            }
+            *available.entry(d.service.clone()).or_insert(false) |= d.status == "pass";
+        }
+        let now = unix_secs();
+        let reports: Vec<(String, Vec<sla::WindowReport>)> = {
+            let mut trackers = state.sla.lock().unwrap_or_else(|e| e.into_inner());
+            available
+                .into_iter()
+                .map(|(service, up)| {
+                    let t = trackers.entry(service.clone()).or_default();
+                    t.record(now, up);
+                    (service, t.report(now, sla::DEFAULT_OBJECTIVE))
+                })
+                .collect()
+        };
+        for (service, windows) in reports {
+            for w in &windows {
+                if let (Some(a), Some(b)) = (w.availability, w.burn_rate) {
+                    metrics::gauge!(names::SLA_AVAILABILITY, "slo_service" => service.clone(), "window" => w.window)
+                        .set(a);
+                    metrics::gauge!(names::SLA_BURN_RATE, "slo_service" => service.clone(), "window" => w.window)
+                        .set(b);
+                }
+            }
+            let fast_burn = windows[0].burn_rate.unwrap_or(0.0);
+            let status = if fast_burn > 10.0 {
+                "fail"
+            } else if fast_burn > 1.0 {
+                "warn"
+            } else {
+                "pass"
+            };
+            let detail: Vec<serde_json::Value> = windows
+                .iter()
+                .map(|w| json!({ "window": w.window, "availability": w.availability.map(|a| (a * 10_000.0).round() / 10_000.0), "burn_rate": w.burn_rate }))
+                .collect();
+            state.hub.update(&me, &format!("sla:{service}"), status, json!(detail));
+        }
+    }
+}
+
+async fn sla_report(State(s): State<StreamState>) -> axum::Json<serde_json::Value> {
+    let now = unix_secs();
+    let trackers = s.sla.lock().unwrap_or_else(|e| e.into_inner());
+    let services: serde_json::Map<String, serde_json::Value> =
+        trackers.iter().map(|(name, t)| (name.clone(), json!(t.report(now, sla::DEFAULT_OBJECTIVE)))).collect();
+    axum::Json(json!({
+        "objective": sla::DEFAULT_OBJECTIVE,
+        "sample_interval_secs": SLA_SAMPLE.as_secs(),
+        "definition": "a service is available at a sample when at least one node reports it passing",
+        "services": services,
+    }))
 }

@@ -23,6 +23,8 @@ pub const CLUSTER_DATAGRAMS: &str = "loom_cluster_gossip_datagrams_total";
 pub const CLUSTER_SESSIONS: &str = "loom_cluster_sessions";
 pub const CLUSTER_CALLS: &str = "loom_cluster_calls_total";
 pub const CLUSTER_CALL_DURATION: &str = "loom_cluster_call_duration_seconds";
+pub const SLA_AVAILABILITY: &str = "loom_sla_availability_ratio";
+pub const SLA_BURN_RATE: &str = "loom_sla_error_budget_burn_rate";
 
 /// Registers help text and units for every metric above. Call once after installing the recorder.
 pub fn describe_all() {
@@ -45,5 +47,10 @@ pub fn describe_all() {
     describe_gauge!(CLUSTER_SESSIONS, "Ready ractor_cluster sessions to other members");
     describe_counter!(CLUSTER_CALLS, "Keyed calls, by service, route (local or remote) and outcome");
     describe_histogram!(CLUSTER_CALL_DURATION, Unit::Seconds, "Keyed call latency, by service and route");
+    describe_gauge!(
+        SLA_AVAILABILITY,
+        "Service availability over a rolling window (1h, 24h, 30d), as seen by this node"
+    );
+    describe_gauge!(SLA_BURN_RATE, "Error-budget burn rate over a rolling window against the SLA objective");
     describe_gauge!(NODE_STARTUP_DURATION, Unit::Seconds, "Time from process start to all services ready");
 }

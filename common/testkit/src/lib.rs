@@ -31,3 +31,19 @@ where
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(30)).build().expect("http client")
 }
+
+/// Runs `promtool check metrics` on exposition text: (accepted, promtool's report).
+pub fn promtool(text: &str) -> (bool, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (scripts/test.sh installs it)");
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("promtool reads");
+    let out = child.wait_with_output().expect("promtool runs");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
