@@ -443,7 +443,14 @@ impl Devices {
         Ok(json!({ "tenant": tenant, "period": next }))
     }
 
+    /// Deletes a retired key (crypto-erasure of the ids it made). The current key cannot be
+    /// deleted: new registrations would have no key, so rotate first.
     pub async fn delete_key(&self, tenant: &str, period: i32) -> Result<(), DeviceError> {
+        if self.store.current_key(tenant).await?.is_some_and(|k| k.period == period) {
+            return Err(DeviceError::KeyInUse(format!(
+                "key {tenant}/{period} is the current key; rotate (POST /admin/keys/{tenant}/rotate) before deleting it"
+            )));
+        }
         if self.store.delete_key(tenant, period).await? > 0 {
             Ok(())
         } else {

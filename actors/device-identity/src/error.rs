@@ -13,6 +13,8 @@ pub enum DeviceError {
     Blocked(String),
     #[error("link refused: {0}")]
     OverMerge(String),
+    #[error("{0}")]
+    KeyInUse(String),
     #[error("device store error")]
     Store(String),
 }
@@ -31,6 +33,7 @@ impl ServiceError for DeviceError {
             DeviceError::NotFound(_) => ErrorKind::NotFound,
             DeviceError::Blocked(_) => ErrorKind::Unprocessable,
             DeviceError::OverMerge(_) => ErrorKind::Conflict,
+            DeviceError::KeyInUse(_) => ErrorKind::Conflict,
             DeviceError::Store(_) => ErrorKind::Unavailable,
         }
     }
@@ -41,6 +44,7 @@ impl ServiceError for DeviceError {
             DeviceError::NotFound(_) => "device_not_found",
             DeviceError::Blocked(_) => "blocked_device_id",
             DeviceError::OverMerge(_) => "group_too_large",
+            DeviceError::KeyInUse(_) => "key_in_use",
             DeviceError::Store(_) => "device_store_unavailable",
         }
     }

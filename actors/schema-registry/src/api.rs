@@ -235,17 +235,29 @@ async fn config_json(api: &Api, subject: &str, fallback: bool) -> Result<Value> 
 
 async fn set_config(api: &Api, subject: String, body: &Bytes) -> Result<Response> {
     let req: ConfigBody = parse(body)?;
+    // Validate everything before writing anything: a bad policy must not leave a new level.
+    let level = match req.compatibility {
+        Some(level) => {
+            Some(Compatibility::parse(&level).ok_or_else(|| RegistryError::InvalidCompatibility(level.clone()))?)
+        }
+        None => None,
+    };
+    let policy = match req.compatibility_policy {
+        Some(policy) => {
+            let upper = policy.to_ascii_uppercase();
+            if upper != "LENIENT" && upper != "STRICT" {
+                return Err(RegistryError::InvalidCompatibility(policy));
+            }
+            Some(upper)
+        }
+        None => None,
+    };
     let mut out = json!({});
-    if let Some(level) = req.compatibility {
-        let parsed = Compatibility::parse(&level).ok_or_else(|| RegistryError::InvalidCompatibility(level.clone()))?;
+    if let Some(parsed) = level {
         api.writer.set_config(subject.clone(), ConfigField::Compatibility, Some(parsed.name().to_owned())).await?;
         out["compatibility"] = json!(parsed.name());
     }
-    if let Some(policy) = req.compatibility_policy {
-        let upper = policy.to_ascii_uppercase();
-        if upper != "LENIENT" && upper != "STRICT" {
-            return Err(RegistryError::InvalidCompatibility(policy));
-        }
+    if let Some(upper) = policy {
         api.writer.set_config(subject, ConfigField::Policy, Some(upper.clone())).await?;
         out["compatibilityPolicy"] = json!(upper);
     }

@@ -8,7 +8,9 @@
 //! open model (strictly, a writer's open model may already carry that property with any value).
 //! Pure logic with table-driven tests.
 
-use std::collections::BTreeSet;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -42,12 +44,40 @@ pub enum Policy {
 
 /// Checks that `reader` accepts every instance `writer` accepts.
 pub fn check(reader: &Value, writer: &Value, policy: Policy) -> Vec<Incompatibility> {
-    let mut c = Checker { reader_root: reader, writer_root: writer, policy, out: Vec::new(), seen: BTreeSet::new() };
+    let shared = Rc::new(Shared::default());
+    let mut c = Checker {
+        reader_root: reader,
+        writer_root: writer,
+        policy,
+        out: Vec::new(),
+        seen: BTreeSet::new(),
+        shared: shared.clone(),
+    };
     c.schema(reader, writer, "#".to_owned(), 0);
+    if shared.steps.get() > MAX_STEPS {
+        c.out.push(Incompatibility {
+            path: "#".into(),
+            rule: "SCHEMA_TOO_COMPLEX",
+            message: format!("the comparison needed more than {MAX_STEPS} steps and was abandoned"),
+            fix: "simplify the combinators or recursive references of the schema".into(),
+        });
+    }
     c.out
 }
 
 const MAX_DEPTH: usize = 64;
+
+/// Comparisons one check may make. Combinators inside recursive schemas multiply the work, so
+/// the check is bounded; running out is reported as an incompatibility, never as a pass.
+const MAX_STEPS: usize = 200_000;
+
+/// State shared by a check and the nested quiet checks of its combinators.
+#[derive(Default)]
+struct Shared {
+    steps: Cell<usize>,
+    /// Results of nested checks by (reader, writer) node identity.
+    memo: RefCell<HashMap<(usize, usize), bool>>,
+}
 
 /// (keyword, is a lower bound, rule when added, rule when tightened)
 type BoundRule = (&'static str, bool, &'static str, &'static str);
@@ -60,6 +90,7 @@ struct Checker<'a> {
     policy: Policy,
     out: Vec<Incompatibility>,
     seen: BTreeSet<(usize, usize)>,
+    shared: Rc<Shared>,
 }
 
 fn obj(v: &Value) -> Option<&Map<String, Value>> {
@@ -115,6 +146,11 @@ impl<'a> Checker<'a> {
     fn schema(&mut self, reader: &'a Value, writer: &'a Value, path: String, depth: usize) {
         if depth > MAX_DEPTH {
             return;
+        }
+        let steps = self.shared.steps.get() + 1;
+        self.shared.steps.set(steps);
+        if steps > MAX_STEPS {
+            return self.flag(&path, "SCHEMA_TOO_COMPLEX", "comparison abandoned", "simplify the schema");
         }
         let reader = self.resolve(reader, self.reader_root);
         let writer = self.resolve(writer, self.writer_root);
@@ -211,16 +247,26 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Whether `reader` accepts `writer`, without reporting. Pairs already on the current
+    /// comparison path count as compatible (recursive schemas); results are memoized across
+    /// the whole check, so recursive combinators stay polynomial.
     fn quietly_compatible(&self, reader: &'a Value, writer: &'a Value, depth: usize) -> bool {
+        let key = (reader as *const Value as usize, writer as *const Value as usize);
+        if let Some(known) = self.shared.memo.borrow().get(&key) {
+            return *known;
+        }
         let mut c = Checker {
             reader_root: self.reader_root,
             writer_root: self.writer_root,
             policy: self.policy,
             out: Vec::new(),
-            seen: BTreeSet::new(),
+            seen: self.seen.clone(),
+            shared: self.shared.clone(),
         };
         c.schema(reader, writer, String::new(), depth + 1);
-        c.out.is_empty()
+        let ok = c.out.is_empty();
+        self.shared.memo.borrow_mut().insert(key, ok);
+        ok
     }
 
     fn type_rule(&mut self, r: &Map<String, Value>, w: &Map<String, Value>, path: &str) {
@@ -706,5 +752,25 @@ mod tests {
     fn recursive_schemas_terminate() {
         let tree = json!({"$defs": {"node": {"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}}, "$ref": "#/$defs/node"});
         assert!(check(&tree, &tree, Policy::Strict).is_empty());
+    }
+
+    #[test]
+    fn recursive_combinators_stay_bounded() {
+        // Every node is an anyOf of four branches that all recurse into the root: without the
+        // memo each level multiplies the work by 16, and a 64-deep comparison never ends.
+        let branchy = |t: &str| {
+            json!({"anyOf": [
+                {"type": "object", "properties": {"a": {"$ref": "#"}, "b": {"$ref": "#"}}},
+                {"type": "array", "items": {"$ref": "#"}},
+                {"type": "object", "properties": {"c": {"$ref": "#"}}},
+                {"type": t}
+            ]})
+        };
+        let started = std::time::Instant::now();
+        assert!(check(&branchy("string"), &branchy("string"), Policy::Strict).is_empty());
+        let found = check(&branchy("string"), &branchy("boolean"), Policy::Strict);
+        assert!(!found.is_empty());
+        // Not a timing assertion of speed, a guard against the exponential case (minutes).
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
     }
 }

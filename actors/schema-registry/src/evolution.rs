@@ -50,11 +50,17 @@ fn kind(s: &Map<String, Value>) -> String {
     }
 }
 
-/// The fields of `schema`, depth-first in declaration (sorted) order.
+/// At most this many fields are listed: a schema is bounded by the request body limit, but
+/// `$ref` can make its expansion exponential, so the walk is bounded too.
+pub const MAX_FIELDS: usize = 10_000;
+
+/// The fields of `schema`, depth-first in declaration (sorted) order. A `$ref` already being
+/// expanded on the current path (a recursive schema) is listed once as `ref … (recursive)` and
+/// not expanded again; the listing stops at [`MAX_FIELDS`].
 pub fn fields(schema: &Value) -> Vec<Field> {
-    let mut out = Vec::new();
-    walk(schema, schema, "", true, &mut out, 0);
-    out
+    let mut walk = Walk { root: schema, out: Vec::new(), refs: Vec::new() };
+    walk.walk(schema, "", true, 0);
+    walk.out
 }
 
 fn resolve<'a>(root: &'a Value, s: &'a Value) -> &'a Value {
@@ -64,34 +70,65 @@ fn resolve<'a>(root: &'a Value, s: &'a Value) -> &'a Value {
     }
 }
 
-fn walk(root: &Value, schema: &Value, path: &str, required: bool, out: &mut Vec<Field>, depth: usize) {
-    if depth > 32 {
-        return;
-    }
-    let schema = resolve(root, schema);
-    let Some(s) = schema.as_object() else { return };
-    if !path.is_empty() {
-        out.push(Field {
-            path: path.to_owned(),
-            kind: kind(s),
-            required,
-            constraints: CONSTRAINTS.iter().filter_map(|k| s.get(*k).map(|v| format!("{k}: {v}"))).collect(),
-            description: s.get("description").and_then(Value::as_str).map(str::to_owned),
-            examples: s.get("examples").and_then(Value::as_array).cloned().unwrap_or_default(),
-        });
-    }
-    let req: Vec<&str> = s
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if let Some(props) = s.get("properties").and_then(Value::as_object) {
-        for (name, p) in props {
-            walk(root, p, &format!("{path}/{name}"), req.contains(&name.as_str()), out, depth + 1);
+struct Walk<'a> {
+    root: &'a Value,
+    out: Vec<Field>,
+    /// The local `$ref`s being expanded on the current path.
+    refs: Vec<&'a str>,
+}
+
+impl<'a> Walk<'a> {
+    fn walk(&mut self, schema: &'a Value, path: &str, required: bool, depth: usize) {
+        if depth > 32 || self.out.len() >= MAX_FIELDS {
+            return;
         }
-    }
-    if let Some(items) = s.get("items").filter(|i| i.is_object()) {
-        walk(root, items, &format!("{path}/*"), false, out, depth + 1);
+        let reference = schema.get("$ref").and_then(Value::as_str).filter(|r| r.starts_with('#'));
+        if let Some(r) = reference
+            && self.refs.contains(&r)
+        {
+            if !path.is_empty() {
+                self.out.push(Field {
+                    path: path.to_owned(),
+                    kind: format!("ref {r} (recursive)"),
+                    required,
+                    constraints: Vec::new(),
+                    description: None,
+                    examples: Vec::new(),
+                });
+            }
+            return;
+        }
+        let resolved = resolve(self.root, schema);
+        let Some(s) = resolved.as_object() else { return };
+        if !path.is_empty() {
+            self.out.push(Field {
+                path: path.to_owned(),
+                kind: kind(s),
+                required,
+                constraints: CONSTRAINTS.iter().filter_map(|k| s.get(*k).map(|v| format!("{k}: {v}"))).collect(),
+                description: s.get("description").and_then(Value::as_str).map(str::to_owned),
+                examples: s.get("examples").and_then(Value::as_array).cloned().unwrap_or_default(),
+            });
+        }
+        if let Some(r) = reference {
+            self.refs.push(r);
+        }
+        let req: Vec<&str> = s
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if let Some(props) = s.get("properties").and_then(Value::as_object) {
+            for (name, p) in props {
+                self.walk(p, &format!("{path}/{name}"), req.contains(&name.as_str()), depth + 1);
+            }
+        }
+        if let Some(items) = s.get("items").filter(|i| i.is_object()) {
+            self.walk(items, &format!("{path}/*"), false, depth + 1);
+        }
+        if reference.is_some() {
+            self.refs.pop();
+        }
     }
 }
 
@@ -165,6 +202,41 @@ mod tests {
         assert_eq!(got, want.map(|(p, k, r)| (p.to_owned(), k.to_owned(), r)));
         assert_eq!(fields(&s)[0].constraints, ["minimum: -90"]);
         assert_eq!(fields(&s)[0].description.as_deref(), Some("latitude"));
+    }
+
+    #[test]
+    fn recursive_and_huge_schemas_stay_bounded() {
+        // A tree whose two children are the whole schema: expanding it naively is 2^32 fields.
+        let tree = json!({"type": "object", "properties": {"l": {"$ref": "#"}, "r": {"$ref": "#"}}});
+        let got: Vec<(String, String)> = fields(&tree).into_iter().map(|f| (f.path, f.kind)).collect();
+        assert_eq!(
+            got,
+            [
+                ("/l".to_owned(), "object".to_owned()),
+                ("/l/l".into(), "ref # (recursive)".into()),
+                ("/l/r".into(), "ref # (recursive)".into()),
+                ("/r".into(), "object".into()),
+                ("/r/l".into(), "ref # (recursive)".into()),
+                ("/r/r".into(), "ref # (recursive)".into())
+            ]
+        );
+        // Mutually recursive definitions.
+        let mutual = json!({"$defs": {"a": {"type": "object", "properties": {"b": {"$ref": "#/$defs/b"}}},
+            "b": {"type": "object", "properties": {"a": {"$ref": "#/$defs/a"}}}},
+            "properties": {"x": {"$ref": "#/$defs/a"}}});
+        let paths: Vec<String> = fields(&mutual).into_iter().map(|f| f.path).collect();
+        assert_eq!(paths, ["/x", "/x/b", "/x/b/a"]);
+        // Wide non-recursive fan-out through definitions is capped.
+        let mut defs = serde_json::Map::new();
+        for level in 0..8 {
+            let props: serde_json::Map<String, Value> =
+                (0..8).map(|i| (format!("p{i}"), json!({"$ref": format!("#/$defs/d{}", level + 1)}))).collect();
+            defs.insert(format!("d{level}"), json!({"type": "object", "properties": props}));
+        }
+        defs.insert("d8".into(), json!({"type": "string"}));
+        let wide = json!({"$defs": defs, "$ref": "#/$defs/d0"});
+        assert_eq!(fields(&wide).len(), MAX_FIELDS);
+        let _ = diff(&tree, &wide);
     }
 
     #[test]

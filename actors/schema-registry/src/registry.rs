@@ -286,10 +286,21 @@ impl Registry {
         // Read, then insert max + 1 under the unique (subject, version) constraint: if another
         // node registered this schema after our read, its row takes our number or a lower one
         // we have seen, so our insert fails and the re-read finds its row. No duplicates.
-        for _ in 0..MAX_VERSION_RETRIES {
+        // A lost race with a *different* schema means a new latest version: the compatibility
+        // decision is taken again against it before the next attempt.
+        for attempt in 0..MAX_VERSION_RETRIES {
             let rows = self.store.versions(subject).await?;
             if rows.iter().any(|r| !r.deleted && r.schema_id == id) {
                 return Ok(id);
+            }
+            if attempt > 0 {
+                let problems = self.check_against(subject, &candidate, level, policy, None).await?;
+                if !problems.is_empty() {
+                    return Err(RegistryError::Incompatible {
+                        subject: subject.to_owned(),
+                        details: problems.iter().map(Incompatibility::confluent_message).collect(),
+                    });
+                }
             }
             let next = rows.iter().map(|r| r.version).max().unwrap_or(0) + 1;
             if self.store.insert_version(subject, next, id).await? {
@@ -322,6 +333,9 @@ impl Registry {
         if rows.is_empty() {
             return Err(RegistryError::SubjectNotFound(subject.to_owned()));
         }
+        if !self.mode_of(subject).await?.writable() {
+            return Err(RegistryError::ReadOnly(subject.to_owned()));
+        }
         if permanent {
             if rows.iter().any(|r| !r.deleted) {
                 return Err(RegistryError::SubjectNotSoftDeleted(subject.to_owned()));
@@ -333,9 +347,6 @@ impl Registry {
         let live: Vec<i32> = rows.iter().filter(|r| !r.deleted).map(|r| r.version).collect();
         if live.is_empty() {
             return Err(RegistryError::SubjectSoftDeleted(subject.to_owned()));
-        }
-        if !self.mode_of(subject).await?.writable() {
-            return Err(RegistryError::ReadOnly(subject.to_owned()));
         }
         self.store.mark_deleted(subject, None).await?;
         self.changed(subject);
@@ -352,6 +363,9 @@ impl Registry {
             VersionSel::Number(v) => rows.iter().find(|r| r.version == v),
         }
         .ok_or_else(|| RegistryError::VersionNotFound(format!("{sel:?}")))?;
+        if !self.mode_of(subject).await?.writable() {
+            return Err(RegistryError::ReadOnly(subject.to_owned()));
+        }
         if permanent {
             if !row.deleted {
                 return Err(RegistryError::VersionNotSoftDeleted(subject.to_owned(), row.version));

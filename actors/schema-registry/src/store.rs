@@ -293,30 +293,28 @@ impl Store {
     }
 
     pub async fn set_config(&self, subject: &str, field: ConfigField, value: Option<String>) -> Result<(), DbErr> {
-        let existing = self.config(subject).await?;
-        let mut row = existing.clone().unwrap_or(configs::Model {
-            subject: subject.to_owned(),
-            compatibility: None,
-            mode: None,
-            policy: None,
-        });
+        // One column per call, and only that column on conflict: two nodes setting the mode
+        // and the level of one subject at once must not overwrite each other's write.
+        let (column, mut active) = (
+            match field {
+                ConfigField::Compatibility => configs::Column::Compatibility,
+                ConfigField::Mode => configs::Column::Mode,
+                ConfigField::Policy => configs::Column::Policy,
+            },
+            configs::ActiveModel {
+                subject: Set(subject.to_owned()),
+                compatibility: Set(None),
+                mode: Set(None),
+                policy: Set(None),
+            },
+        );
         match field {
-            ConfigField::Compatibility => row.compatibility = value,
-            ConfigField::Mode => row.mode = value,
-            ConfigField::Policy => row.policy = value,
+            ConfigField::Compatibility => active.compatibility = Set(value),
+            ConfigField::Mode => active.mode = Set(value),
+            ConfigField::Policy => active.policy = Set(value),
         }
-        let active = configs::ActiveModel {
-            subject: Set(row.subject),
-            compatibility: Set(row.compatibility),
-            mode: Set(row.mode),
-            policy: Set(row.policy),
-        };
         configs::Entity::insert(active)
-            .on_conflict(
-                OnConflict::column(configs::Column::Subject)
-                    .update_columns([configs::Column::Compatibility, configs::Column::Mode, configs::Column::Policy])
-                    .to_owned(),
-            )
+            .on_conflict(OnConflict::column(configs::Column::Subject).update_column(column).to_owned())
             .exec_without_returning(&self.db)
             .await
             .map(|_| ())

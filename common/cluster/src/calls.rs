@@ -3,7 +3,8 @@
 //! service registers a typed handler with [`Cluster::serve_keyed`](crate::Cluster::serve_keyed)
 //! and gets a [`Keyed`] client: `call(key, request)` runs the handler in-process when this node
 //! owns the key, and otherwise sends the encoded request to the owner's endpoint, with a
-//! timeout, retrying once if ownership moved while the call failed.
+//! timeout, retrying once if ownership moved and the call certainly did not run (never a timed-out or
+//! lost call, which may have been applied).
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -121,6 +122,9 @@ pub enum CallFailure {
     Unreachable { owner: String, why: String },
     #[error("owner {owner} did not answer within {timeout:?}")]
     Timeout { owner: String, timeout: Duration },
+    /// The request was delivered but its session closed before the reply: it may have run.
+    #[error("owner {owner} received the call but its session closed before the reply")]
+    Lost { owner: String },
     #[error("{0}")]
     Remote(WireError),
 }
@@ -131,6 +135,7 @@ impl CallFailure {
             CallFailure::NoOwner(_) => "no_owner",
             CallFailure::Unreachable { .. } => "owner_unreachable",
             CallFailure::Timeout { .. } => "owner_timeout",
+            CallFailure::Lost { .. } => "owner_lost",
             CallFailure::Remote(e) => &e.code,
         }
     }
@@ -138,7 +143,7 @@ impl CallFailure {
     pub fn http_status(&self) -> u16 {
         match self {
             CallFailure::NoOwner(_) | CallFailure::Unreachable { .. } => 503,
-            CallFailure::Timeout { .. } => 504,
+            CallFailure::Timeout { .. } | CallFailure::Lost { .. } => 504,
             CallFailure::Remote(e) => match e.code.as_str() {
                 "undecodable_request" | "unknown_service" | "unsupported_version" => 502,
                 "overloaded" | "service_unavailable" => 503,
@@ -147,10 +152,12 @@ impl CallFailure {
         }
     }
 
-    /// Worth one retry when ownership has moved meanwhile.
+    /// Worth one retry when ownership has moved meanwhile: only failures where the request
+    /// certainly did not run (never sent, or refused before running). A timeout or a lost
+    /// reply may have been applied, so retrying could apply it twice.
     fn transient(&self) -> bool {
-        matches!(self, CallFailure::Unreachable { .. } | CallFailure::Timeout { .. })
-            || matches!(self, CallFailure::Remote(e) if e.code == "service_unavailable")
+        matches!(self, CallFailure::Unreachable { .. })
+            || matches!(self, CallFailure::Remote(e) if e.code == "service_unavailable" || e.code == "overloaded")
     }
 }
 
@@ -228,10 +235,7 @@ where
                 .map(|value| Served { value, node: owner.to_owned() })
                 .map_err(CallFailure::Remote),
             ractor::rpc::CallResult::Timeout => Err(CallFailure::Timeout { owner: owner.to_owned(), timeout }),
-            ractor::rpc::CallResult::SenderError => Err(CallFailure::Unreachable {
-                owner: owner.to_owned(),
-                why: "the session closed before the reply".into(),
-            }),
+            ractor::rpc::CallResult::SenderError => Err(CallFailure::Lost { owner: owner.to_owned() }),
         }
     }
 

@@ -99,8 +99,16 @@ pub fn encode_reply(outcome: Result<serde_json::Value, WireError>) -> Vec<u8> {
         Ok(v) => Outcome::Ok(v),
         Err(e) => Outcome::Err(e),
     };
-    serde_json::to_vec(&ReplyFrame { v: WIRE_VERSION, outcome })
-        .unwrap_or_else(|e| format!(r#"{{"v":1,"err":{{"code":"unencodable_reply","message":"{e}"}}}}"#).into_bytes())
+    let bytes = serde_json::to_vec(&ReplyFrame { v: WIRE_VERSION, outcome })
+        .unwrap_or_else(|e| format!(r#"{{"v":1,"err":{{"code":"unencodable_reply","message":"{e}"}}}}"#).into_bytes());
+    if bytes.len() > MAX_FRAME_BYTES {
+        // The session would refuse the frame and drop the connection: answer with an error.
+        return encode_reply(Err(WireError::new(
+            "frame_too_large",
+            format!("reply of {} bytes, limit {MAX_FRAME_BYTES}", bytes.len()),
+        )));
+    }
+    bytes
 }
 
 pub fn decode_reply<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
