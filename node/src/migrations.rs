@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
         let mut all = Vec::new();
         all.extend(loom_schema_registry::migrations());
         all.extend(loom_device_identity::migrations());
+        all.extend(loom_event_router::migrations());
         all
     }
 }

@@ -1,12 +1,135 @@
-//! Event Router — port 8013: Kafka routing rules, transformation, dead letters, replay (issue #5).
+//! Event Router — port 8013: routes Kafka events by CEL rules, transforms them, dead-letters
+//! failures and replays them (issue #5).
 //!
-//! Built so far: the service's supervised tree (its `core` actor) and the ops routes every port
-//! serves. Its feature routes are not built yet: until they are, the port answers `/health`,
-//! `/ready`, `/metrics` and `/version`, and 404 problem+json for anything else.
+//! - `rules.rs`: the rule model, compilation and evaluation (pure, table-tested).
+//! - `router.rs`: the engine — decisions, producing outputs and dead letters, the Kafka processor.
+//! - `rulebook.rs`: stored, versioned rules; cluster-wide hot reload.
+//! - `schemas.rs`: `validate` actions as a Schema Registry client.
+//! - `replay.rs`: replay jobs (DLQ or topic → router or topic), resumable.
+//! - `store.rs`: sea-orm entities and migration; `api.rs`: routes; `error.rs`; `names.rs`: metrics.
+//!
+//! The Kafka bridge itself (group member and partition actors, producer) is `loom-kafka`. With
+//! `kafka.brokers` empty the rules API and `/rules/test` work; routing, the DLQ and replays
+//! answer 503 `kafka_not_configured`.
 
+mod api;
+mod error;
+mod names;
+mod replay;
+mod router;
+mod rulebook;
+pub mod rules;
+mod schemas;
+mod store;
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use loom_kafka::consumer::{GroupMember, SubscriptionStatus};
+use loom_kafka::{Producer, Subscription};
 use loom_protocol::ServiceId;
-use loom_service::ServiceDef;
+use loom_service::{Dependency, ServiceContext, ServiceDef, ServiceParts};
+use loom_supervisors::ChildSpec;
+use sea_orm_migration::MigrationTrait;
 
 pub fn definition() -> ServiceDef {
-    ServiceDef::foundation_only(ServiceId::EventRouter, env!("CARGO_PKG_VERSION"))
+    ServiceDef {
+        dependencies: &[Dependency::Database],
+        build,
+        ..ServiceDef::foundation_only(ServiceId::EventRouter, env!("CARGO_PKG_VERSION"))
+    }
+}
+
+/// The router's database migrations, applied by the node at start.
+pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+    vec![Box::new(store::Migration)]
+}
+
+fn build(ctx: &ServiceContext) -> ServiceParts {
+    names::describe();
+    let parts = ServiceParts::foundation_only(ctx);
+    let config = &ctx.config;
+    let kafka = config.kafka.enabled().then(|| config.kafka.clone());
+    let producer = kafka.as_ref().and_then(|k| match Producer::new(k, ServiceId::EventRouter.name()) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!(error = %e, "Kafka producer could not be created; routing is off");
+            None
+        }
+    });
+    let registry_url = config.router.schema_registry_url.clone().unwrap_or_else(|| {
+        let port =
+            config.services.get(ServiceId::SchemaRegistry).port.unwrap_or(ServiceId::SchemaRegistry.default_port());
+        format!("http://{}:{port}", config.node.bind_addr)
+    });
+    let router = Arc::new(router::Router::new(
+        producer.clone(),
+        kafka.clone(),
+        schemas::SchemaCache::new(registry_url),
+        config.router.dlq_topic.clone(),
+        config.router.topic_partitions,
+    ));
+    let store = store::Store { db: ctx.stores.database.conn().clone() };
+    let cluster = ctx.cluster.is_clustered().then(|| ctx.cluster.clone());
+    let book = rulebook::RuleBook { store: store.clone(), router: router.clone(), cluster };
+    tokio::spawn(book.clone().follow());
+    let replays = replay::Replays { store, router: router.clone(), node: ctx.node.name.clone() };
+    if kafka.is_some() {
+        tokio::spawn(replays.clone().resume_loop());
+    }
+    let mut children = parts.children;
+    let mut subscription = None;
+    if let Some(k) = &kafka
+        && !config.router.sources.is_empty()
+        && producer.is_some()
+    {
+        let status = Arc::new(SubscriptionStatus::default());
+        let sub = Subscription {
+            service: ServiceId::EventRouter.name(),
+            group: config.router.group.clone(),
+            topics: config.router.sources.clone(),
+            kafka: k.clone(),
+            processor: Arc::new(router::RouterProcessor { router: router.clone() }),
+        };
+        children.push(member_child(ctx, sub, status.clone()));
+        subscription = Some(status);
+    }
+    if let Some(p) = producer {
+        tokio::spawn(probe_loop(p));
+    }
+    let api = api::Api {
+        book,
+        router,
+        replays,
+        subscription,
+        sources: config.router.sources.clone(),
+        group: config.router.group.clone(),
+    };
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), core: parts.core }
+}
+
+/// The consumer-group member as a supervised child of the router's supervisor.
+fn member_child(ctx: &ServiceContext, sub: Subscription, status: Arc<SubscriptionStatus>) -> ChildSpec {
+    ChildSpec {
+        service: ctx.id,
+        actor: "kafka-consumer".into(),
+        policy: ctx.restart_policy(),
+        start: Arc::new(move |supervisor| {
+            let member = GroupMember { subscription: sub.clone(), status: status.clone() };
+            async move {
+                let (actor, _) = ractor::Actor::spawn_linked(None, member, (), supervisor).await?;
+                Ok(actor.get_cell())
+            }
+            .boxed()
+        }),
+    }
+}
+
+/// Keeps the producer's broker reachability current (for `/stats`), every 5 s.
+async fn probe_loop(producer: Producer) {
+    loop {
+        let p = producer.clone();
+        let _ = tokio::task::spawn_blocking(move || p.probe()).await;
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
 }

@@ -116,6 +116,21 @@ env_table! {
         Ok(())
     },
     "LOOM_KAFKA_BROKERS" => "kafka.brokers": |c, v| { c.kafka.brokers = split_list(v); Ok(()) },
+    "LOOM_KAFKA_SESSION_TIMEOUT" => "kafka.session_timeout": |c, v| {
+        c.kafka.session_timeout = HumanDuration::parse(v)?;
+        Ok(())
+    },
+    "LOOM_KAFKA_HEARTBEAT_INTERVAL" => "kafka.heartbeat_interval": |c, v| {
+        c.kafka.heartbeat_interval = HumanDuration::parse(v)?;
+        Ok(())
+    },
+    "LOOM_ROUTER_SOURCES" => "router.sources": |c, v| { c.router.sources = split_list(v); Ok(()) },
+    "LOOM_ROUTER_GROUP" => "router.group": |c, v| { c.router.group = v.to_owned(); Ok(()) },
+    "LOOM_ROUTER_DLQ_TOPIC" => "router.dlq_topic": |c, v| { c.router.dlq_topic = v.to_owned(); Ok(()) },
+    "LOOM_ROUTER_SCHEMA_REGISTRY" => "router.schema_registry_url": |c, v| {
+        c.router.schema_registry_url = Some(v.to_owned());
+        Ok(())
+    },
     "LOOM_SERVICES" => "services.*.enabled": |c, v| {
         let wanted: Vec<ServiceId> = split_list(v)
             .iter()

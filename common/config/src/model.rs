@@ -21,6 +21,7 @@ pub struct NodeConfig {
     pub auth: AuthSection,
     pub storage: StorageSection,
     pub kafka: KafkaSection,
+    pub router: RouterSection,
     pub supervision: SupervisionSection,
     pub services: ServicesSection,
 }
@@ -248,16 +249,70 @@ impl Default for ObjectStoreSection {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaSection {
     /// Bootstrap brokers (`LOOM_KAFKA_BROKERS`, comma-separated). Empty: Kafka bridge off.
     pub brokers: Vec<String>,
+    /// Consumer-group session timeout (`LOOM_KAFKA_SESSION_TIMEOUT`). A dead member's
+    /// partitions move after this; some brokers (Tansu) also take about half of it to join.
+    pub session_timeout: HumanDuration,
+    /// Consumer-group heartbeat interval (`LOOM_KAFKA_HEARTBEAT_INTERVAL`).
+    pub heartbeat_interval: HumanDuration,
+    /// How often stored offsets (of fully processed records) are committed.
+    pub commit_interval: HumanDuration,
+    /// Records of one partition in processing at once; beyond it the partition is paused.
+    pub max_in_flight_per_partition: usize,
+    /// A produce not acknowledged within this fails (librdkafka retries until then).
+    pub produce_timeout: HumanDuration,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        KafkaSection {
+            brokers: Vec::new(),
+            session_timeout: HumanDuration::from_secs(10),
+            heartbeat_interval: HumanDuration::from_millis(1000),
+            commit_interval: HumanDuration::from_millis(1000),
+            max_in_flight_per_partition: 2000,
+            produce_timeout: HumanDuration::from_secs(30),
+        }
+    }
 }
 
 impl KafkaSection {
     pub fn enabled(&self) -> bool {
         !self.brokers.is_empty()
+    }
+}
+
+/// The Event Router (8013).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterSection {
+    /// Topics the router consumes (`LOOM_ROUTER_SOURCES`, comma-separated). Empty: the router
+    /// serves `/route` and the rules API but runs no consumer.
+    pub sources: Vec<String>,
+    /// The router's consumer group (`LOOM_ROUTER_GROUP`).
+    pub group: String,
+    /// Where failed events go, with their original bytes and error headers (`LOOM_ROUTER_DLQ_TOPIC`).
+    pub dlq_topic: String,
+    /// Partitions of the topics the router creates when they are missing (DLQ, routed topics).
+    pub topic_partitions: i32,
+    /// Base URL of the Schema Registry used by `validate` actions (`LOOM_ROUTER_SCHEMA_REGISTRY`);
+    /// default: this node's own registry.
+    pub schema_registry_url: Option<String>,
+}
+
+impl Default for RouterSection {
+    fn default() -> Self {
+        RouterSection {
+            sources: Vec::new(),
+            group: "loom-event-router".into(),
+            dlq_topic: "loom.router.dlq".into(),
+            topic_partitions: 6,
+            schema_registry_url: None,
+        }
     }
 }
 

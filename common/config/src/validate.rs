@@ -160,6 +160,35 @@ fn validate_kafka(c: &NodeConfig) -> Result<(), ConfigError> {
     for (i, broker) in c.kafka.brokers.iter().enumerate() {
         check_host_port(broker).map_err(|why| invalid(format!("kafka.brokers[{i}]"), why))?;
     }
+    let k = &c.kafka;
+    if k.heartbeat_interval >= k.session_timeout {
+        return Err(invalid("kafka.heartbeat_interval", "must be shorter than kafka.session_timeout"));
+    }
+    if k.max_in_flight_per_partition == 0 {
+        return Err(invalid("kafka.max_in_flight_per_partition", "must be at least 1"));
+    }
+    let r = &c.router;
+    for (i, topic) in r.sources.iter().chain(std::iter::once(&r.dlq_topic)).enumerate() {
+        if topic.is_empty()
+            || topic.len() > 249
+            || !topic.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+        {
+            let field = if i < r.sources.len() { format!("router.sources[{i}]") } else { "router.dlq_topic".into() };
+            return Err(invalid(field, "a topic name is 1-249 characters of [A-Za-z0-9._-]"));
+        }
+    }
+    if r.sources.contains(&r.dlq_topic) {
+        return Err(invalid("router.dlq_topic", "must not be one of router.sources"));
+    }
+    if !(1..=1000).contains(&r.topic_partitions) {
+        return Err(invalid("router.topic_partitions", "must be 1..=1000"));
+    }
+    if let Some(url) = &r.schema_registry_url
+        && !url.starts_with("http://")
+        && !url.starts_with("https://")
+    {
+        return Err(invalid("router.schema_registry_url", "must start with http:// or https://"));
+    }
     Ok(())
 }
 

@@ -23,6 +23,17 @@ pub const CLUSTER_DATAGRAMS: &str = "loom_cluster_gossip_datagrams_total";
 pub const CLUSTER_SESSIONS: &str = "loom_cluster_sessions";
 pub const CLUSTER_CALLS: &str = "loom_cluster_calls_total";
 pub const CLUSTER_CALL_DURATION: &str = "loom_cluster_call_duration_seconds";
+pub const KAFKA_CONSUMED: &str = "loom_kafka_consumed_total";
+pub const KAFKA_CONSUMED_BYTES: &str = "loom_kafka_consumed_bytes_total";
+pub const KAFKA_PRODUCED: &str = "loom_kafka_produced_total";
+pub const KAFKA_ERRORS: &str = "loom_kafka_errors_total";
+pub const KAFKA_LAG: &str = "loom_kafka_consumer_lag";
+pub const KAFKA_IN_FLIGHT: &str = "loom_kafka_in_flight";
+pub const KAFKA_COMMITTABLE: &str = "loom_kafka_committable_offset";
+pub const KAFKA_PAUSES: &str = "loom_kafka_partition_pauses_total";
+pub const KAFKA_REBALANCES: &str = "loom_kafka_rebalances_total";
+pub const KAFKA_ASSIGNED: &str = "loom_kafka_partitions_assigned";
+pub const KAFKA_PRODUCE_DURATION: &str = "loom_kafka_produce_duration_seconds";
 pub const SLA_AVAILABILITY: &str = "loom_sla_availability_ratio";
 pub const SLA_BURN_RATE: &str = "loom_sla_error_budget_burn_rate";
 
@@ -52,5 +63,19 @@ pub fn describe_all() {
         "Service availability over a rolling window (1h, 24h, 30d), as seen by this node"
     );
     describe_gauge!(SLA_BURN_RATE, "Error-budget burn rate over a rolling window against the SLA objective");
+    describe_counter!(KAFKA_CONSUMED, "Records consumed, by service, topic and partition");
+    describe_counter!(KAFKA_CONSUMED_BYTES, "Payload bytes consumed, by service and topic");
+    describe_counter!(KAFKA_PRODUCED, "Records produced and acknowledged, by service and topic");
+    describe_counter!(
+        KAFKA_ERRORS,
+        "Kafka client errors, by service and kind (produce, consume, commit, retry, client)"
+    );
+    describe_gauge!(KAFKA_LAG, "High watermark minus the committable offset, by service, topic and partition");
+    describe_gauge!(KAFKA_IN_FLIGHT, "Consumed records not fully processed yet, by service, topic and partition");
+    describe_gauge!(KAFKA_COMMITTABLE, "The offset stored for commit (first record not fully processed)");
+    describe_counter!(KAFKA_PAUSES, "Times a partition was paused because its in-flight bound was reached");
+    describe_counter!(KAFKA_REBALANCES, "Consumer-group rebalance events, by service and kind (assign, revoke, error)");
+    describe_gauge!(KAFKA_ASSIGNED, "Partitions assigned to this node's consumer-group member, by service");
+    describe_histogram!(KAFKA_PRODUCE_DURATION, Unit::Seconds, "Time from produce to broker acknowledgement");
     describe_gauge!(NODE_STARTUP_DURATION, Unit::Seconds, "Time from process start to all services ready");
 }

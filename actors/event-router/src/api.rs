@@ -1,0 +1,399 @@
+//! The routes on 8013: rules CRUD (`/rules`), `POST /rules/test` (decisions without producing),
+//! `POST /route` (the ingestion path without Kafka clients), `/topics`, `/stats`, `GET /dlq`
+//! (browse dead letters by cause, rule, time), and replays (`/replays`, `/ws/replays/{id}`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router as Routes};
+use loom_http::{ApiError, ApiJson};
+use loom_kafka::Record;
+use loom_kafka::admin::{Start, TopicReader};
+use loom_kafka::consumer::SubscriptionStatus;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::RouterError;
+use crate::replay::{ReplaySpec, Replays, view};
+use crate::router::{self as engine, Router};
+use crate::rulebook::RuleBook;
+use crate::rules::{Event, RuleSet, RuleSpec, compile_rule};
+
+/// Events per `/route` or `/rules/test` request.
+pub const MAX_EVENTS: usize = 1000;
+/// Dead letters returned per `/dlq` page, and records scanned per request.
+const MAX_DLQ_PAGE: usize = 1000;
+const MAX_DLQ_SCAN: u64 = 200_000;
+
+#[derive(Clone)]
+pub struct Api {
+    pub book: RuleBook,
+    pub router: Arc<Router>,
+    pub replays: Replays,
+    pub subscription: Option<Arc<SubscriptionStatus>>,
+    pub sources: Vec<String>,
+    pub group: String,
+}
+
+pub fn routes(api: Api) -> Routes {
+    Routes::new()
+        .route("/rules", get(list_rules).post(create_rule))
+        .route("/rules/test", post(test_rules))
+        .route("/rules/{id}", get(get_rule).put(put_rule).delete(delete_rule))
+        .route("/route", post(route_events))
+        .route("/topics", get(topics))
+        .route("/stats", get(stats))
+        .route("/dlq", get(dlq))
+        .route("/replays", get(list_replays).post(create_replay))
+        .route("/replays/{id}", get(get_replay).delete(cancel_replay))
+        .route("/ws/replays/{id}", get(ws_replay))
+        .with_state(api)
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+async fn list_rules(State(api): State<Api>) -> Result<Json<Value>> {
+    let rules = api.book.stored().await?;
+    Ok(Json(json!({ "version": api.router.rules().version, "rules": rules })))
+}
+
+async fn create_rule(State(api): State<Api>, ApiJson(spec): ApiJson<RuleSpec>) -> Result<Response> {
+    if api.book.store.rule(&spec.id).await.map_err(RouterError::from)?.is_some_and(|r| !r.deleted) {
+        return Err(
+            RouterError::Conflict(format!("rule '{}' exists; PUT /rules/{} replaces it", spec.id, spec.id)).into()
+        );
+    }
+    let stored = api.book.put(spec).await?;
+    Ok((StatusCode::CREATED, Json(stored)).into_response())
+}
+
+async fn get_rule(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
+    let rule = api.book.stored().await?.into_iter().find(|r| r.spec.id == id);
+    let rule = rule.ok_or_else(|| RouterError::NotFound(format!("rule '{id}'")))?;
+    Ok(Json(serde_json::to_value(rule).unwrap_or_default()))
+}
+
+async fn put_rule(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    ApiJson(spec): ApiJson<RuleSpec>,
+) -> Result<Json<Value>> {
+    if spec.id != id {
+        return Err(RouterError::Invalid(format!("the body's id '{}' is not the path's '{id}'", spec.id)).into());
+    }
+    Ok(Json(serde_json::to_value(api.book.put(spec).await?).unwrap_or_default()))
+}
+
+async fn delete_rule(State(api): State<Api>, Path(id): Path<String>) -> Result<StatusCode> {
+    api.book.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An event given in a request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InEvent {
+    value: Value,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// The topic the event counts as coming from (rules may match on `topic`).
+    #[serde(default)]
+    topic: Option<String>,
+}
+
+impl InEvent {
+    fn record(&self, i: usize) -> Record {
+        Record {
+            topic: self.topic.clone().unwrap_or_else(|| "http".into()),
+            partition: -1,
+            offset: i as i64,
+            key: self.key.as_ref().map(|k| k.as_bytes().to_vec()),
+            payload: Some(serde_json::to_vec(&self.value).unwrap_or_default()),
+            headers: self.headers.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect(),
+            timestamp_ms: Some(crate::store::now_ms()),
+        }
+    }
+}
+
+fn check_events(events: &[InEvent]) -> std::result::Result<(), RouterError> {
+    if events.is_empty() || events.len() > MAX_EVENTS {
+        return Err(RouterError::Invalid(format!("give 1 to {MAX_EVENTS} events")));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestBody {
+    /// Rules to try instead of the stored ones.
+    #[serde(default)]
+    rules: Option<Vec<RuleSpec>>,
+    events: Vec<InEvent>,
+}
+
+async fn test_rules(State(api): State<Api>, ApiJson(body): ApiJson<TestBody>) -> Result<Json<Value>> {
+    check_events(&body.events)?;
+    let set = match body.rules {
+        Some(specs) => {
+            if specs.len() > crate::rules::MAX_RULES {
+                return Err(RouterError::Invalid(format!("at most {} rules", crate::rules::MAX_RULES)).into());
+            }
+            let mut compiled = Vec::new();
+            for s in specs {
+                compiled.push(Arc::new(compile_rule(s, 0).map_err(RouterError::BadRule)?));
+            }
+            Arc::new(RuleSet::new(0, compiled))
+        }
+        None => api.router.rules(),
+    };
+    let mut results = Vec::new();
+    for (i, e) in body.events.iter().enumerate() {
+        let r = e.record(i);
+        let event = Event {
+            payload: r.payload.as_deref().unwrap_or_default(),
+            key: r.key.as_deref(),
+            headers: &r.headers,
+            topic: &r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            timestamp_ms: r.timestamp_ms,
+        };
+        results.push(api.router.decide_with(&set, &event).await);
+    }
+    Ok(Json(json!({ "ruleset_version": set.version, "results": results })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteBody {
+    events: Vec<InEvent>,
+}
+
+async fn route_events(State(api): State<Api>, ApiJson(body): ApiJson<RouteBody>) -> Result<Json<Value>> {
+    check_events(&body.events)?;
+    if api.router.producer.is_none() {
+        return Err(RouterError::KafkaOff.into());
+    }
+    let set = api.router.rules();
+    let records: Vec<Record> = body.events.iter().enumerate().map(|(i, e)| e.record(i)).collect();
+    let outcomes = futures::future::join_all(records.iter().map(|r| api.router.route(r, &set))).await;
+    let mut results = Vec::new();
+    for o in outcomes {
+        match o {
+            Ok(r) => results.push(serde_json::to_value(r).unwrap_or_default()),
+            // Nothing durable happened for this event: say so, the client retries it.
+            Err(e) => results.push(json!({ "decision": "not_delivered", "code": e.code(), "message": e.to_string() })),
+        }
+    }
+    Ok(Json(json!({ "ruleset_version": set.version, "results": results })))
+}
+
+async fn topics(State(api): State<Api>) -> Json<Value> {
+    let set = api.router.rules();
+    let counts = api.router.per_topic.lock().map(|t| t.clone()).unwrap_or_default();
+    let rules: Vec<Value> = set
+        .rules
+        .iter()
+        .map(|r| {
+            let targets: Vec<&String> = r
+                .spec
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    crate::rules::Action::Route { topics } => Some(topics.iter()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            json!({ "rule": r.spec.id, "version": r.version, "priority": r.spec.priority, "enabled": r.spec.enabled,
+                    "match": r.spec.condition, "topics": targets })
+        })
+        .collect();
+    Json(json!({
+        "sources": api.sources, "group": api.group, "dlq": api.router.dlq_topic,
+        "rules": rules, "routed_by_topic": counts,
+    }))
+}
+
+async fn stats(State(api): State<Api>) -> Json<Value> {
+    let s = &api.router.stats;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let consumer = api.subscription.as_ref().map(|st| {
+        json!({
+            "group": api.group, "topics": api.sources, "joined": st.joined.load(Ordering::Relaxed),
+            "assigned": st.assigned().iter().map(|(t, p)| format!("{t}/{p}")).collect::<Vec<_>>(),
+            "consumed": st.consumed.load(Ordering::Relaxed), "rebalances": st.rebalances.load(Ordering::Relaxed),
+            "last_error": st.last_error.lock().ok().and_then(|e| e.clone()),
+        })
+    });
+    Json(json!({
+        "ruleset_version": api.router.rules().version,
+        "rules": api.router.rules().rules.len(),
+        "events": load(&s.events), "routed": load(&s.routed), "outputs": load(&s.outputs),
+        "dropped": load(&s.dropped), "dead_lettered": load(&s.dead_lettered), "retried": load(&s.retried),
+        "kafka": api.router.producer.as_ref().map(|p| json!({ "connected": p.connected() })),
+        "consumer": consumer,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DlqQuery {
+    cause: Option<String>,
+    rule: Option<String>,
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn dlq(State(api): State<Api>, Query(q): Query<DlqQuery>) -> Result<Json<Value>> {
+    let kafka = api.router.kafka.clone().ok_or(RouterError::KafkaOff)?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_DLQ_PAGE {
+        return Err(RouterError::Invalid(format!("limit must be 1..={MAX_DLQ_PAGE}")).into());
+    }
+    let topic = api.router.dlq_topic.clone();
+    let start = q.since_ms.map_or(Start::Beginning, Start::Time);
+    let reader = tokio::task::spawn_blocking(move || TopicReader::open(&kafka, &topic, &start))
+        .await
+        .map_err(|e| RouterError::Kafka(e.to_string()))?;
+    let reader = match reader {
+        Ok(r) => r,
+        // No DLQ topic yet: nothing has failed.
+        Err(e) if e.to_string().contains("UnknownTopic") => {
+            return Ok(Json(json!({ "entries": [], "scanned": 0, "truncated": false })));
+        }
+        Err(e) => return Err(RouterError::Kafka(e.to_string()).into()),
+    };
+    let mut entries = Vec::new();
+    let mut scanned = 0u64;
+    let mut truncated = false;
+    while let Some(next) = reader.next(Duration::from_millis(1500)).await {
+        let r = next.map_err(|e| RouterError::Kafka(e.to_string()))?;
+        scanned += 1;
+        let h = |n: &str| r.header(n).map(|v| String::from_utf8_lossy(v).into_owned());
+        let keep = q.cause.as_ref().is_none_or(|c| h(engine::H_CLASS).as_ref() == Some(c))
+            && q.rule.as_ref().is_none_or(|c| h(engine::H_RULE).as_ref() == Some(c))
+            && q.until_ms.is_none_or(|u| r.timestamp_ms.is_some_and(|t| t <= u));
+        if keep {
+            let payload = r.payload.as_deref().unwrap_or_default();
+            let headers: BTreeMap<String, String> =
+                r.headers.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect();
+            entries.push(json!({
+                "partition": r.partition, "offset": r.offset, "timestamp_ms": r.timestamp_ms,
+                "cause": h(engine::H_CLASS), "message": h(engine::H_MESSAGE), "rule": h(engine::H_RULE),
+                "rule_version": h(engine::H_RULE_VERSION).and_then(|v| v.parse::<i64>().ok()),
+                "source": { "topic": h(engine::H_TOPIC), "partition": h(engine::H_PARTITION).and_then(|v| v.parse::<i64>().ok()),
+                            "offset": h(engine::H_OFFSET).and_then(|v| v.parse::<i64>().ok()) },
+                "attempts": h(engine::H_ATTEMPTS).and_then(|v| v.parse::<i64>().ok()),
+                "first_failure_ms": h(engine::H_FIRST_FAILURE).and_then(|v| v.parse::<i64>().ok()),
+                "key": r.key.as_deref().map(String::from_utf8_lossy),
+                "value": std::str::from_utf8(payload).ok(),
+                "value_base64": std::str::from_utf8(payload).is_err().then(|| base64(payload)),
+                "headers": headers,
+            }));
+            if entries.len() >= limit {
+                truncated = true;
+                break;
+            }
+        }
+        if scanned >= MAX_DLQ_SCAN {
+            truncated = true;
+            break;
+        }
+    }
+    Ok(Json(json!({ "entries": entries, "scanned": scanned, "truncated": truncated })))
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+async fn list_replays(State(api): State<Api>) -> Result<Json<Value>> {
+    let rows = api.replays.store.replays(100).await.map_err(RouterError::from)?;
+    Ok(Json(json!({ "replays": rows.iter().map(view).collect::<Vec<_>>() })))
+}
+
+async fn create_replay(State(api): State<Api>, ApiJson(spec): ApiJson<ReplaySpec>) -> Result<Response> {
+    let job = api.replays.create(spec).await?;
+    Ok((StatusCode::ACCEPTED, Json(job)).into_response())
+}
+
+async fn get_replay(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
+    let row = api
+        .replays
+        .store
+        .replay(&id)
+        .await
+        .map_err(RouterError::from)?
+        .ok_or_else(|| RouterError::NotFound(format!("replay '{id}'")))?;
+    Ok(Json(serde_json::to_value(view(&row)).unwrap_or_default()))
+}
+
+async fn cancel_replay(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
+    let row = api
+        .replays
+        .store
+        .replay(&id)
+        .await
+        .map_err(RouterError::from)?
+        .ok_or_else(|| RouterError::NotFound(format!("replay '{id}'")))?;
+    if !api.replays.store.cancel_replay(&id).await.map_err(RouterError::from)? {
+        return Err(RouterError::Conflict(format!("replay '{id}' is already {}", row.state)).into());
+    }
+    let row = api.replays.store.replay(&id).await.map_err(RouterError::from)?.unwrap_or(row);
+    Ok(Json(serde_json::to_value(view(&row)).unwrap_or_default()))
+}
+
+/// Streams a replay's progress (a JSON message when it changes, polled every 500 ms from the
+/// store, so any node can serve it) and closes once the job has ended.
+async fn ws_replay(State(api): State<Api>, Path(id): Path<String>, ws: WebSocketUpgrade) -> Result<Response> {
+    if api.replays.store.replay(&id).await.map_err(RouterError::from)?.is_none() {
+        return Err(RouterError::NotFound(format!("replay '{id}'")).into());
+    }
+    Ok(ws.on_upgrade(move |socket| follow_replay(api, id, socket)))
+}
+
+async fn follow_replay(api: Api, id: String, mut socket: WebSocket) {
+    let mut last = String::new();
+    loop {
+        let Ok(Some(row)) = api.replays.store.replay(&id).await else { break };
+        let text = serde_json::to_string(&view(&row)).unwrap_or_default();
+        if text != last {
+            if socket.send(Message::Text(text.clone().into())).await.is_err() {
+                return;
+            }
+            last = text;
+        }
+        if row.state != "running" {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            m = socket.recv() => if matches!(m, None | Some(Err(_)) | Some(Ok(Message::Close(_)))) { return; },
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}

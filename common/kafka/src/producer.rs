@@ -1,0 +1,166 @@
+//! The producer: librdkafka's idempotent producer (acks=all, ordered retries), shared by every
+//! task of a service through a cheap clone. Sends are bounded: a full local queue fails at once
+//! (`queue_full`) instead of buffering without limit, and a record not acknowledged within
+//! `kafka.produce_timeout` fails (`timeout`), so callers can dead-letter or retry visibly.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use loom_config::KafkaSection;
+use loom_telemetry::names;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::util::Timeout;
+
+use crate::{CLIENT_TIMEOUT, client_config, count_error};
+
+/// Records queued in librdkafka at most (its `queue.buffering.max.messages`).
+const MAX_QUEUED: usize = 100_000;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ProduceError {
+    #[error("the producer's queue is full ({MAX_QUEUED} records); retry later")]
+    QueueFull,
+    #[error("not acknowledged by the broker in time: {0}")]
+    Timeout(String),
+    #[error("the broker refused the record: {0}")]
+    Refused(String),
+}
+
+impl ProduceError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProduceError::QueueFull => "queue_full",
+            ProduceError::Timeout(_) => "produce_timeout",
+            ProduceError::Refused(_) => "produce_refused",
+        }
+    }
+
+    /// Worth retrying later (broker away, queue full) rather than dead-lettering.
+    pub fn transient(&self) -> bool {
+        matches!(self, ProduceError::QueueFull | ProduceError::Timeout(_))
+    }
+}
+
+/// Where a record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A record to produce.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing<'a> {
+    pub topic: &'a str,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    pub headers: &'a [(String, Vec<u8>)],
+    pub partition: Option<i32>,
+}
+
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer,
+    service: &'static str,
+    connected: Arc<AtomicBool>,
+}
+
+impl Producer {
+    pub fn new(kafka: &KafkaSection, service: &'static str) -> Result<Producer, KafkaError> {
+        let inner: FutureProducer = client_config(kafka, &format!("loom-{service}"))
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("queue.buffering.max.messages", MAX_QUEUED.to_string())
+            .set("message.timeout.ms", kafka.produce_timeout.get().as_millis().to_string())
+            .create()?;
+        Ok(Producer { inner, service, connected: Arc::new(AtomicBool::new(false)) })
+    }
+
+    /// Sends one record and waits for the broker's acknowledgement.
+    pub async fn send(&self, out: Outgoing<'_>) -> Result<Delivered, ProduceError> {
+        let started = Instant::now();
+        let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
+        for (k, v) in out.headers {
+            headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(out.topic).headers(headers);
+        if let Some(k) = out.key {
+            record = record.key(k);
+        }
+        if let Some(p) = out.payload {
+            record = record.payload(p);
+        }
+        if let Some(p) = out.partition {
+            record = record.partition(p);
+        }
+        let result = match self.inner.send_result(record) {
+            Ok(delivery) => delivery.await,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                count_error(self.service, "queue_full");
+                return Err(ProduceError::QueueFull);
+            }
+            Err((e, _)) => {
+                count_error(self.service, "produce");
+                return Err(ProduceError::Refused(e.to_string()));
+            }
+        };
+        match result {
+            Ok(Ok(d)) => {
+                let topic = out.topic.to_owned();
+                metrics::counter!(names::KAFKA_PRODUCED, "service" => self.service, "topic" => topic.clone())
+                    .increment(1);
+                metrics::histogram!(names::KAFKA_PRODUCE_DURATION, "service" => self.service, "topic" => topic)
+                    .record(started.elapsed().as_secs_f64());
+                self.connected.store(true, Ordering::Relaxed);
+                Ok(Delivered { partition: d.partition, offset: d.offset })
+            }
+            Ok(Err((e, _))) => {
+                count_error(self.service, "produce");
+                Err(classify(e))
+            }
+            Err(_canceled) => Err(ProduceError::Timeout("the producer shut down".into())),
+        }
+    }
+
+    /// Asks the broker for metadata: true when it answers. Blocking; run off the runtime.
+    pub fn probe(&self) -> bool {
+        let ok = self.inner.client().fetch_metadata(None, Timeout::After(CLIENT_TIMEOUT)).is_ok();
+        self.connected.store(ok, Ordering::Relaxed);
+        ok
+    }
+
+    /// The last known broker reachability (updated by `probe` and by every delivery).
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Waits up to `timeout` for queued records to be delivered.
+    pub fn flush(&self, timeout: Duration) {
+        let _ = self.inner.flush(Timeout::After(timeout));
+    }
+
+    pub fn client(&self) -> &FutureProducer {
+        &self.inner
+    }
+}
+
+fn classify(e: KafkaError) -> ProduceError {
+    match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::RequestTimedOut) => {
+            ProduceError::Timeout(e.to_string())
+        }
+        Some(RDKafkaErrorCode::QueueFull) => ProduceError::QueueFull,
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::NotEnoughReplicas
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotLeaderForPartition,
+        ) => ProduceError::Timeout(e.to_string()),
+        _ => ProduceError::Refused(e.to_string()),
+    }
+}
