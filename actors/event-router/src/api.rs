@@ -24,7 +24,7 @@ use crate::error::RouterError;
 use crate::replay::{ReplaySpec, Replays, view};
 use crate::router::{self as engine, Router};
 use crate::rulebook::RuleBook;
-use crate::rules::{Event, RuleSet, RuleSpec, compile_rule};
+use crate::rules::{RuleSet, RuleSpec, compile_rule};
 
 /// Events per `/route` or `/rules/test` request.
 pub const MAX_EVENTS: usize = 1000;
@@ -158,15 +158,7 @@ async fn test_rules(State(api): State<Api>, ApiJson(body): ApiJson<TestBody>) ->
     let mut results = Vec::new();
     for (i, e) in body.events.iter().enumerate() {
         let r = e.record(i);
-        let event = Event {
-            payload: r.payload.as_deref().unwrap_or_default(),
-            key: r.key.as_deref(),
-            headers: &r.headers,
-            topic: &r.topic,
-            partition: r.partition,
-            offset: r.offset,
-            timestamp_ms: r.timestamp_ms,
-        };
+        let event = engine::event_of(&r, &r.topic);
         results.push(api.router.decide_with(&set, &event).await);
     }
     Ok(Json(json!({ "ruleset_version": set.version, "results": results })))
@@ -342,24 +334,12 @@ async fn create_replay(State(api): State<Api>, ApiJson(spec): ApiJson<ReplaySpec
 }
 
 async fn get_replay(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
-    let row = api
-        .replays
-        .store
-        .replay(&id)
-        .await
-        .map_err(RouterError::from)?
-        .ok_or_else(|| RouterError::NotFound(format!("replay '{id}'")))?;
+    let row = api.replays.job(&id).await?;
     Ok(Json(serde_json::to_value(view(&row)).unwrap_or_default()))
 }
 
 async fn cancel_replay(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
-    let row = api
-        .replays
-        .store
-        .replay(&id)
-        .await
-        .map_err(RouterError::from)?
-        .ok_or_else(|| RouterError::NotFound(format!("replay '{id}'")))?;
+    let row = api.replays.job(&id).await?;
     if !api.replays.store.cancel_replay(&id).await.map_err(RouterError::from)? {
         return Err(RouterError::Conflict(format!("replay '{id}' is already {}", row.state)).into());
     }
@@ -370,9 +350,7 @@ async fn cancel_replay(State(api): State<Api>, Path(id): Path<String>) -> Result
 /// Streams a replay's progress (a JSON message when it changes, polled every 500 ms from the
 /// store, so any node can serve it) and closes once the job has ended.
 async fn ws_replay(State(api): State<Api>, Path(id): Path<String>, ws: WebSocketUpgrade) -> Result<Response> {
-    if api.replays.store.replay(&id).await.map_err(RouterError::from)?.is_none() {
-        return Err(RouterError::NotFound(format!("replay '{id}'")).into());
-    }
+    api.replays.job(&id).await?;
     Ok(ws.on_upgrade(move |socket| follow_replay(api, id, socket)))
 }
 

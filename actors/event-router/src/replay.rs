@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::RouterError;
 use crate::router::Router;
-use crate::rules::{Event, Filter, compile_filter};
+use crate::rules::{Filter, compile_filter};
 use crate::store::{Store, now_ms, replays};
 
 pub const MAX_RATE: u32 = 100_000;
@@ -110,6 +110,11 @@ pub struct Replays {
 }
 
 impl Replays {
+    /// A job by id, or 404.
+    pub async fn job(&self, id: &str) -> Result<replays::Model, RouterError> {
+        self.store.replay(id).await?.ok_or_else(|| RouterError::NotFound(format!("replay '{id}'")))
+    }
+
     pub fn check(&self, spec: &ReplaySpec) -> Result<(), RouterError> {
         let topic_ok = |t: &str| t == "dlq" || crate::rules::topic_ok(t);
         if !topic_ok(&spec.source) {
@@ -179,7 +184,7 @@ impl Replays {
         let id = row.id.clone();
         let outcome = self.run_inner(&row).await;
         let (state, error) = match &outcome {
-            Ok(Some(p)) => ("completed", serde_json::to_string(p).map(|_| None).unwrap_or(None)),
+            Ok(Some(_)) => ("completed", None),
             Ok(None) => return, // cancelled or taken over: the row says so already
             Err(e) => ("failed", Some(e.clone())),
         };
@@ -248,15 +253,7 @@ impl Replays {
             }
             progress.scanned += 1;
             progress.next.insert(record.partition, record.offset + 1);
-            let event = Event {
-                payload: record.payload.as_deref().unwrap_or_default(),
-                key: record.key.as_deref(),
-                headers: &record.headers,
-                topic: &record.topic,
-                partition: record.partition,
-                offset: record.offset,
-                timestamp_ms: record.timestamp_ms,
-            };
+            let event = crate::router::event_of(&record, &record.topic);
             let wanted = match &filter {
                 Some(f) => f.matches(&event).unwrap_or(false),
                 None => true,

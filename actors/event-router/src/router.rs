@@ -155,16 +155,7 @@ impl Router {
             .filter(|_| record.topic == self.dlq_topic)
             .unwrap_or(&record.topic)
             .to_owned();
-        let payload = record.payload.as_deref().unwrap_or_default();
-        let event = Event {
-            payload,
-            key: record.key.as_deref(),
-            headers: &record.headers,
-            topic: &source_topic,
-            partition: record.partition,
-            offset: record.offset,
-            timestamp_ms: record.timestamp_ms,
-        };
+        let event = event_of(record, &source_topic);
         let decision = self.decide_with(set, &event).await;
         match &decision {
             Decision::Route { outputs, .. } => {
@@ -302,6 +293,19 @@ impl Router {
                 Err(self.note_retry(record, e))
             }
         }
+    }
+}
+
+/// The rule-evaluation view of a record, as if it came from `topic`.
+pub fn event_of<'a>(record: &'a Record, topic: &'a str) -> Event<'a> {
+    Event {
+        payload: record.payload.as_deref().unwrap_or_default(),
+        key: record.key.as_deref(),
+        headers: &record.headers,
+        topic,
+        partition: record.partition,
+        offset: record.offset,
+        timestamp_ms: record.timestamp_ms,
     }
 }
 

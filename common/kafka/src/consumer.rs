@@ -193,12 +193,10 @@ impl Actor for GroupMember {
         }
         self.status.joined.store(false, Ordering::Relaxed);
         let consumer = state.consumer.clone();
-        // Closing leaves the group (commits stored offsets first); it blocks, so off the runtime.
-        let _ = tokio::task::spawn_blocking(move || {
-            let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
-            drop(consumer);
-        })
-        .await;
+        // Closing leaves the group and auto-commits the *stored* offsets (records done); it
+        // blocks, so off the runtime. Never commit the consumer's position here: that would
+        // pass records still in flight.
+        let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
         Ok(())
     }
 
