@@ -152,7 +152,7 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
             cluster: cluster.clone(),
         };
         let parts = (def.build)(&ctx);
-        let ops = ServiceOps::new(&def, ctx.clone(), parts.core.clone(), id == node_metrics_host);
+        let ops = ServiceOps::new(&def, ctx.clone(), &parts, id == node_metrics_host);
         let router = service_router(settings(id), parts.routes, ops.clone());
         service_specs.push(service_supervisor(&ctx, parts.children, board.clone(), stop_timeout));
         ports.push(Port { id, listener, router, ops });

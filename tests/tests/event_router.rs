@@ -22,7 +22,11 @@ use serde_json::{Value, json};
 const ROUTER: u16 = 8013;
 
 fn kafka_section() -> loom_config::KafkaSection {
-    loom_config::KafkaSection { brokers: vec![infra::kafka_brokers()], ..Default::default() }
+    section(&infra::kafka_brokers())
+}
+
+fn section(brokers: &str) -> loom_config::KafkaSection {
+    loom_config::KafkaSection { brokers: vec![brokers.to_owned()], ..Default::default() }
 }
 
 fn prefix(name: &str) -> String {
@@ -41,7 +45,11 @@ fn router_env(options: NodeOptions, p: &str) -> NodeOptions {
 }
 
 fn client_producer() -> FutureProducer {
-    ClientConfig::new().set("bootstrap.servers", infra::kafka_brokers()).set("linger.ms", "5").create().unwrap()
+    producer_for(&infra::kafka_brokers())
+}
+
+fn producer_for(brokers: &str) -> FutureProducer {
+    ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").create().unwrap()
 }
 
 async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
@@ -52,9 +60,13 @@ async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload: &[u
 
 /// Everything in `topic` (read until 3 s pass without a record).
 async fn read_all(topic: &str) -> Vec<Record> {
-    let t = topic.to_owned();
+    read_all_from(&infra::kafka_brokers(), topic).await
+}
+
+async fn read_all_from(brokers: &str, topic: &str) -> Vec<Record> {
+    let (t, b) = (topic.to_owned(), brokers.to_owned());
     let reader =
-        tokio::task::spawn_blocking(move || TopicReader::open(&kafka_section(), &t, &Start::Beginning)).await.unwrap();
+        tokio::task::spawn_blocking(move || TopicReader::open(&section(&b), &t, &Start::Beginning)).await.unwrap();
     let Ok(reader) = reader else { return Vec::new() };
     let mut out = Vec::new();
     while let Some(r) = reader.next(Duration::from_secs(3)).await {
@@ -376,4 +388,107 @@ async fn three_nodes_split_partitions_and_a_killed_node_loses_nothing() {
         st1["consumer"]["assigned"].as_array().unwrap().len() + st2["consumer"]["assigned"].as_array().unwrap().len();
     assert_eq!(survivors, 6, "{st1} {st2}");
     eprintln!("delivered {} records for {total} events ({} duplicates after kill -9)", seen.1, seen.1 - total);
+}
+
+/// A broker of this test's own, so it can be paused without disturbing the other tests.
+struct OwnBroker {
+    child: std::process::Child,
+    brokers: String,
+}
+
+impl OwnBroker {
+    fn start() -> OwnBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(infra::tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        OwnBroker { child, brokers: format!("127.0.0.1:{port}") }
+    }
+
+    fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_broker_outage_makes_the_router_unready_and_loses_nothing() {
+    let broker = OwnBroker::start();
+    let p = prefix("outage");
+    let input = format!("{p}.in");
+    eventually("own broker up", Duration::from_secs(15), || async {
+        ensure_topics(&section(&broker.brokers), &[&input], 3).await.ok()
+    })
+    .await;
+    let options = router_env(NodeOptions::default(), &p).env("LOOM_KAFKA_BROKERS", &broker.brokers);
+    let node = LoomNode::start_ready("outage", options).await;
+    let rule = json!({"id": "all", "match": "true", "actions": [{"route": {"topics": [format!("{p}.out")]}}]});
+    assert_eq!(call(reqwest::Method::POST, &node, "/rules", Some(rule)).await.0, 201);
+    let producer = producer_for(&broker.brokers);
+    for i in 0..50 {
+        produce(&producer, &input, &format!("k{i}"), json!({"i": i}).to_string().as_bytes()).await;
+    }
+    let out = format!("{p}.out");
+    eventually("the first 50 routed", Duration::from_secs(60), || async {
+        (read_all_from(&broker.brokers, &out).await.len() >= 50).then_some(())
+    })
+    .await;
+
+    // The broker stops answering: the router says it is not ready, and why.
+    broker.signal("STOP");
+    let ready = |node: &LoomNode| {
+        let url = node.url(ROUTER, "/ready");
+        async move { http().get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    };
+    eventually("not ready while the broker is away", Duration::from_secs(30), || async {
+        (ready(&node).await == 503).then_some(())
+    })
+    .await;
+    let health: Value = http().get(node.url(ROUTER, "/health")).send().await.unwrap().json().await.unwrap();
+    assert!(health.to_string().contains("kafka:reachable"), "{health}");
+    // Events produced meanwhile wait in the client; nothing is lost once the broker is back.
+    let sends = tokio::spawn({
+        let (producer, input) = (producer.clone(), input.clone());
+        async move {
+            for i in 50..100 {
+                produce(&producer, &input, &format!("k{i}"), json!({"i": i}).to_string().as_bytes()).await;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    broker.signal("CONT");
+    sends.await.unwrap();
+    eventually("ready again", Duration::from_secs(30), || async { (ready(&node).await == 200).then_some(()) }).await;
+    let ids = eventually("all 100 routed", Duration::from_secs(90), || async {
+        let ids: BTreeSet<i64> = read_all_from(&broker.brokers, &out)
+            .await
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<Value>(r.payload.as_ref()?).ok()?["i"].as_i64())
+            .collect();
+        (ids.len() == 100).then_some(ids)
+    })
+    .await;
+    assert_eq!(ids, (0..100).collect());
 }

@@ -94,8 +94,10 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         children.push(member_child(ctx, sub, status.clone()));
         subscription = Some(status);
     }
+    let mut probes: Vec<loom_service::Probe> = Vec::new();
     if let Some(p) = producer {
-        tokio::spawn(probe_loop(p));
+        tokio::spawn(probe_loop(p.clone()));
+        probes.push(kafka_probe(p, config.kafka.brokers.len()));
     }
     let api = api::Api {
         book,
@@ -105,7 +107,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         sources: config.router.sources.clone(),
         group: config.router.group.clone(),
     };
-    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), core: parts.core }
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), probes, ..parts }
 }
 
 /// The consumer-group member as a supervised child of the router's supervisor.
@@ -125,11 +127,30 @@ fn member_child(ctx: &ServiceContext, sub: Subscription, status: Arc<Subscriptio
     }
 }
 
-/// Keeps the producer's broker reachability current (for `/stats`), every 5 s.
+/// Keeps the producer's broker reachability current (for `/ready`, `/health`, `/stats`): a
+/// metadata request every 2 s, failing after `loom_kafka::CLIENT_TIMEOUT`.
 async fn probe_loop(producer: Producer) {
     loop {
         let p = producer.clone();
         let _ = tokio::task::spawn_blocking(move || p.probe()).await;
-        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
+}
+
+/// `kafka:reachable`: the router is not ready while the broker does not answer (records then
+/// wait uncommitted in Kafka, and `/route` would fail).
+fn kafka_probe(producer: Producer, brokers: usize) -> loom_service::Probe {
+    use loom_protocol::{CheckResult, HealthStatus};
+    Arc::new(move || {
+        let up = producer.connected();
+        CheckResult {
+            name: "kafka:reachable".into(),
+            status: if up { HealthStatus::Pass } else { HealthStatus::Fail },
+            component_type: Some("datastore".into()),
+            observed_value: Some(serde_json::Value::Bool(up)),
+            observed_unit: Some(format!("{brokers} bootstrap broker(s)")),
+            output: (!up).then(|| "the Kafka broker does not answer metadata requests".to_owned()),
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    })
 }

@@ -110,12 +110,18 @@ impl ServiceDef {
     }
 }
 
-/// A built service: the children its supervisor starts (in order), its HTTP routes, and the
-/// handle of its core actor (probed by `/health` and `/ready`).
+/// A readiness/health check a service adds beyond its stores (a Kafka broker, say). It must be
+/// cheap and non-blocking: return the state a background task keeps current.
+pub type Probe = Arc<dyn Fn() -> loom_protocol::CheckResult + Send + Sync>;
+
+/// A built service: the children its supervisor starts (in order), its HTTP routes, the
+/// handle of its core actor (probed by `/health` and `/ready`), and extra probes (a failing
+/// probe makes the service not ready).
 pub struct ServiceParts {
     pub children: Vec<ChildSpec>,
     pub routes: Router,
     pub core: core::CoreHandle,
+    pub probes: Vec<Probe>,
 }
 
 impl ServiceParts {
@@ -123,6 +129,6 @@ impl ServiceParts {
     /// routes. Unknown paths answer 404 problem+json.
     pub fn foundation_only(ctx: &ServiceContext) -> ServiceParts {
         let (core, spec) = core::core_child(ctx);
-        ServiceParts { children: vec![spec], routes: Router::new(), core }
+        ServiceParts { children: vec![spec], routes: Router::new(), core, probes: Vec::new() }
     }
 }

@@ -27,6 +27,7 @@ pub struct ServiceOps {
     dependencies: &'static [Dependency],
     observes: &'static [Dependency],
     core: CoreHandle,
+    probes: Vec<crate::Probe>,
     /// This port also renders the node-wide series (exactly one port per node does).
     node_metrics: bool,
 }
@@ -36,13 +37,19 @@ fn now_rfc3339() -> String {
 }
 
 impl ServiceOps {
-    pub fn new(def: &crate::ServiceDef, ctx: ServiceContext, core: CoreHandle, node_metrics: bool) -> Arc<ServiceOps> {
+    pub fn new(
+        def: &crate::ServiceDef,
+        ctx: ServiceContext,
+        parts: &crate::ServiceParts,
+        node_metrics: bool,
+    ) -> Arc<ServiceOps> {
         Arc::new(ServiceOps {
             ctx,
             version: def.version,
             dependencies: def.dependencies,
             observes: def.observes,
-            core,
+            core: parts.core.clone(),
+            probes: parts.probes.clone(),
             node_metrics,
         })
     }
@@ -130,6 +137,12 @@ impl ServiceOps {
                 return Err(format!("{} unavailable: {}", dep.name(), check.output.unwrap_or_default()));
             }
         }
+        for probe in &self.probes {
+            let check = probe();
+            if check.status == HealthStatus::Fail {
+                return Err(format!("{} unavailable: {}", check.name, check.output.unwrap_or_default()));
+            }
+        }
         Ok(())
     }
 }
@@ -142,6 +155,7 @@ impl OpsProvider for ServiceOps {
             for dep in self.dependencies {
                 checks.push(self.ctx.stores.check(*dep).await);
             }
+            checks.extend(self.probes.iter().map(|p| p()));
             for dep in self.observes {
                 // A watched store being down is news, not a failure of this service.
                 let mut check = self.ctx.stores.check(*dep).await;

@@ -56,3 +56,9 @@ pub async fn fresh_postgres_database(name_hint: &str) -> String {
     let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
     format!("{base}/{db}")
 }
+
+/// The Tansu binary `scripts/infra.sh` installed, for tests that need a broker of their own
+/// (to stop and resume it without disturbing other tests).
+pub fn tansu_bin() -> String {
+    required("LOOM_TEST_TANSU_BIN")
+}
