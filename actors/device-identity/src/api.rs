@@ -50,9 +50,6 @@ async fn patch_device(
     Path(id): Path<String>,
     ApiJson(p): ApiJson<Patch>,
 ) -> Result<Json<Value>> {
-    if Value::Object(p.metadata.clone()).to_string().len() > 64 * 1024 {
-        return Err(DeviceError::Invalid("metadata is larger than 64 KiB".into()).into());
-    }
     Ok(Json(d.update_metadata(&id.to_ascii_lowercase(), p.metadata).await?))
 }
 

@@ -204,6 +204,19 @@ fn random_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Metadata a device may carry in all, after merging registrations and patches.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+
+fn check_metadata(m: &Map<String, Value>) -> Result<(), DeviceError> {
+    let size = serde_json::to_vec(m).map_or(usize::MAX, |v| v.len());
+    if size > MAX_METADATA_BYTES {
+        return Err(DeviceError::Invalid(format!(
+            "the device's metadata would be {size} bytes, more than {MAX_METADATA_BYTES}; remove keys (PATCH with null) first"
+        )));
+    }
+    Ok(())
+}
+
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len() / 2).filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()).collect()
 }
@@ -280,6 +293,7 @@ impl Devices {
             .and_then(|d| serde_json::from_str::<Map<String, Value>>(&d.metadata).ok())
             .unwrap_or_default();
         metadata.extend(r.metadata.clone().unwrap_or_default());
+        check_metadata(&metadata)?;
         let key_period = existing
             .as_ref()
             .map(|d| d.key_period)
@@ -335,6 +349,7 @@ impl Devices {
                 metadata.insert(k, v);
             }
         }
+        check_metadata(&metadata)?;
         d.metadata = Value::Object(metadata).to_string();
         d.updated_ms = now_ms();
         self.store.upsert_device(d).await?;
@@ -346,7 +361,12 @@ impl Devices {
     }
 
     async fn group_edges(&self, id: &str) -> Result<(BTreeSet<String>, Vec<crate::store::links::Model>), DeviceError> {
-        let edges = self.store.edges_around(id).await?;
+        let edges = self.store.edges_around(id, self.settings.link_threshold).await?.ok_or_else(|| {
+            DeviceError::OverMerge(format!(
+                "the group of {id} has more than {} confident links",
+                crate::store::MAX_EDGES
+            ))
+        })?;
         let plain: Vec<Edge> =
             edges.iter().map(|e| Edge { a: e.a.clone(), b: e.b.clone(), confidence: e.confidence }).collect();
         let members = groups::component(id, &plain, self.settings.link_threshold);

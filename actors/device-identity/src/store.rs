@@ -416,30 +416,41 @@ impl Store {
     }
 
     /// The edges reachable from `start` (breadth-first over the link table, bounded).
-    pub async fn edges_around(&self, start: &str) -> Result<Vec<links::Model>, DbErr> {
+    /// The links at or above `threshold` reachable from `start` (its group's edges), walked
+    /// breadth-first with bounded queries. `None` when the walk passes [`MAX_EDGES`]: guardrails
+    /// keep groups far smaller, so that means a group no answer should be built for.
+    pub async fn edges_around(&self, start: &str, threshold: f64) -> Result<Option<Vec<links::Model>>, DbErr> {
         let mut frontier = vec![start.to_owned()];
         let mut seen = std::collections::BTreeSet::from([start.to_owned()]);
         let mut edges: std::collections::BTreeMap<i32, links::Model> = std::collections::BTreeMap::new();
-        while !frontier.is_empty() && (edges.len() as u64) < MAX_EDGES {
-            let found = links::Entity::find()
-                .filter(
-                    Condition::any()
-                        .add(links::Column::A.is_in(frontier.clone()))
-                        .add(links::Column::B.is_in(frontier.clone())),
-                )
-                .limit(MAX_EDGES)
-                .all(&self.db)
-                .await?;
-            frontier.clear();
-            for e in found {
-                for n in [&e.a, &e.b] {
-                    if seen.insert(n.clone()) {
-                        frontier.push(n.clone());
+        while !frontier.is_empty() {
+            let mut next = Vec::new();
+            // Bounded IN lists (SQLite and PostgreSQL limit bind parameters).
+            for chunk in frontier.chunks(500) {
+                let found = links::Entity::find()
+                    .filter(links::Column::Confidence.gte(threshold))
+                    .filter(
+                        Condition::any()
+                            .add(links::Column::A.is_in(chunk.to_vec()))
+                            .add(links::Column::B.is_in(chunk.to_vec())),
+                    )
+                    .limit(MAX_EDGES + 1)
+                    .all(&self.db)
+                    .await?;
+                for e in found {
+                    for n in [&e.a, &e.b] {
+                        if seen.insert(n.clone()) {
+                            next.push(n.clone());
+                        }
                     }
+                    edges.insert(e.id, e);
                 }
-                edges.insert(e.id, e);
+                if edges.len() as u64 > MAX_EDGES {
+                    return Ok(None);
+                }
             }
+            frontier = next;
         }
-        Ok(edges.into_values().collect())
+        Ok(Some(edges.into_values().collect()))
     }
 }

@@ -4,7 +4,7 @@
 //! carries each node's readiness.
 
 use std::collections::{BinaryHeap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Reads datagrams forever, forwarding accepted ones to the membership actor.
 pub async fn receive(socket: Arc<UdpSocket>, mut opener: Opener, actor: ActorRef<ClusterMsg>) {
     let mut buf = vec![0u8; RECV_BUF];
-    let mut last_logged: HashMap<SocketAddr, Instant> = HashMap::new();
+    let mut last_logged = RejectLog::default();
     loop {
         let (len, from) = match socket.recv_from(&mut buf).await {
             Ok(got) => got,
@@ -39,7 +39,7 @@ pub async fn receive(socket: Arc<UdpSocket>, mut opener: Opener, actor: ActorRef
         };
         let datagram = &buf[..len];
         if datagram == REJECT_NOTICE {
-            if should_log(&mut last_logged, from) {
+            if last_logged.should_log(from) {
                 error!(
                     peer = %from,
                     "the cluster member at this address rejected our gossip: authentication failed; LOOM_COOKIE \
@@ -58,7 +58,7 @@ pub async fn receive(socket: Arc<UdpSocket>, mut opener: Opener, actor: ActorRef
             }
             Err(why) => {
                 metrics::counter!(names::CLUSTER_DATAGRAMS, "outcome" => why.label()).increment(1);
-                if should_log(&mut last_logged, from) {
+                if last_logged.should_log(from) {
                     warn!(
                         peer = %from,
                         reason = why.label(),
@@ -71,19 +71,40 @@ pub async fn receive(socket: Arc<UdpSocket>, mut opener: Opener, actor: ActorRef
                 }
             }
         }
-        if last_logged.len() > 4096 {
-            last_logged.retain(|_, at| at.elapsed() < REJECT_LOG_EVERY);
-        }
     }
 }
 
-fn should_log(last: &mut HashMap<SocketAddr, Instant>, from: SocketAddr) -> bool {
-    match last.get(&from) {
-        Some(at) if at.elapsed() < REJECT_LOG_EVERY => false,
-        _ => {
-            last.insert(from, Instant::now());
-            true
+/// Rate limit of rejection logs and notices: one per source IP per [`REJECT_LOG_EVERY`], and
+/// at most [`REJECT_LOG_BUDGET`] in all per interval, so a flood from many (spoofed) sources
+/// costs neither log volume nor a growing map.
+#[derive(Default)]
+struct RejectLog {
+    by_ip: HashMap<IpAddr, Instant>,
+    window: Option<Instant>,
+    in_window: usize,
+}
+
+const REJECT_LOG_BUDGET: usize = 50;
+const REJECT_LOG_SOURCES: usize = 4096;
+
+impl RejectLog {
+    fn should_log(&mut self, from: SocketAddr) -> bool {
+        if self.window.is_none_or(|w| w.elapsed() >= REJECT_LOG_EVERY) {
+            self.window = Some(Instant::now());
+            self.in_window = 0;
+            self.by_ip.retain(|_, at| at.elapsed() < REJECT_LOG_EVERY);
         }
+        if self.in_window >= REJECT_LOG_BUDGET
+            || self.by_ip.get(&from.ip()).is_some_and(|at| at.elapsed() < REJECT_LOG_EVERY)
+        {
+            return false;
+        }
+        if self.by_ip.len() >= REJECT_LOG_SOURCES {
+            self.by_ip.clear();
+        }
+        self.by_ip.insert(from.ip(), Instant::now());
+        self.in_window += 1;
+        true
     }
 }
 
@@ -195,5 +216,22 @@ impl foca::BroadcastHandler<NodeId> for Statuses {
 impl Status {
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejection_logs_are_bounded_per_ip_and_in_all() {
+        let mut log = RejectLog::default();
+        let at = |ip: u32, port: u16| SocketAddr::new(IpAddr::from(ip.to_be_bytes()), port);
+        assert!(log.should_log(at(1, 1000)));
+        // Another port of the same host is the same source.
+        assert!(!log.should_log(at(1, 2000)));
+        let logged = (2..200).filter(|ip| log.should_log(at(*ip, 1))).count();
+        assert_eq!(logged, REJECT_LOG_BUDGET - 1);
+        assert!(log.by_ip.len() <= REJECT_LOG_SOURCES);
     }
 }
