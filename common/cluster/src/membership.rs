@@ -254,6 +254,9 @@ impl MembershipState {
         if self.foca.identity().generation != self.me.generation {
             self.me = self.foca.identity().clone();
             self.status.generation = self.me.generation;
+            self.tracker.renew_self(self.me.clone());
+            // Peers drop readiness of the old generation: say it again under the new one.
+            self.publish_status();
         }
         let members: Vec<(NodeId, Gossip)> =
             self.foca.iter_membership_state().map(|m| (m.id().clone(), Gossip::from(m.state()))).collect();

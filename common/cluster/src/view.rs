@@ -220,6 +220,14 @@ impl Tracker {
         self.rederive(now_ms)
     }
 
+    /// This node's identity changed (foca renewed it after the cluster declared it down): the
+    /// self entry takes the new generation, so this node's own readiness is accepted again.
+    pub fn renew_self(&mut self, id: NodeId) {
+        if let Some(e) = self.entries.get_mut(&self.me) {
+            e.id = id;
+        }
+    }
+
     /// Whether at least one ractor_cluster session to `name` is ready (`true`) or none is
     /// (`false`); the caller counts sessions, since duplicates come and go.
     pub fn session(&mut self, name: &str, ready: bool, now_ms: u64) -> Vec<MemberChange> {
@@ -425,5 +433,16 @@ mod tests {
         t.prune_down(1000, 100);
         assert!(t.view().member("b").is_none());
         assert!(t.view().member("a").is_some());
+    }
+
+    #[test]
+    fn own_readiness_follows_a_renewed_identity() {
+        let mut t = Tracker::new(id("me", 1), 0);
+        assert!(t.readiness("me", 1, true));
+        t.renew_self(id("me", 2));
+        // The old generation's readiness no longer counts; the new one's does.
+        assert!(!t.readiness("me", 1, false));
+        assert!(t.readiness("me", 2, false));
+        assert_eq!(t.view().member("me").map(|m| m.generation), Some(2));
     }
 }
