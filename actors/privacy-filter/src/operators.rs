@@ -1,0 +1,173 @@
+//! Anonymization operators (pure): redact, replace, mask and generalize, applied to the
+//! findings of one string with Presidio's semantics and response items (offsets in the output
+//! text). Keyed operators — hash (HMAC with a managed key), pseudonym tokens and reversible
+//! encryption — need key management, which is not built yet: they are refused with a clear
+//! error rather than approximated with an unkeyed hash.
+
+use serde::{Deserialize, Serialize};
+
+use crate::analyzer::Finding;
+use crate::error::FilterError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Operator {
+    Redact {},
+    Replace {
+        #[serde(default)]
+        new_value: Option<String>,
+    },
+    Mask {
+        #[serde(default = "star")]
+        masking_char: String,
+        /// How many characters to mask (Presidio's field); default: all.
+        #[serde(default)]
+        chars_to_mask: Option<usize>,
+        #[serde(default)]
+        from_end: bool,
+    },
+    /// Coarser values: GPS to `precision` decimals, dates to year-month (`level: "month"`) or
+    /// year (`"year"`).
+    Generalize {
+        #[serde(default)]
+        precision: Option<u32>,
+        #[serde(default)]
+        level: Option<String>,
+    },
+    Hash {
+        #[serde(default)]
+        hash_type: Option<String>,
+    },
+    Encrypt {
+        #[serde(default)]
+        key: Option<String>,
+    },
+    Keep {},
+}
+
+fn star() -> String {
+    "*".into()
+}
+
+impl Operator {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operator::Redact {} => "redact",
+            Operator::Replace { .. } => "replace",
+            Operator::Mask { .. } => "mask",
+            Operator::Generalize { .. } => "generalize",
+            Operator::Hash { .. } => "hash",
+            Operator::Encrypt { .. } => "encrypt",
+            Operator::Keep {} => "keep",
+        }
+    }
+
+    /// Refuses what is not built (keyed operators: 501) and bad parameters (400).
+    pub fn check(&self) -> Result<(), FilterError> {
+        let invalid = |m: String| Err(FilterError::Invalid(m));
+        match self {
+            Operator::Hash { .. } | Operator::Encrypt { .. } => Err(FilterError::NotBuilt(format!(
+                "the `{}` operator needs managed keys, which are not built yet (use replace, redact, mask or generalize)",
+                self.name()
+            ))),
+            Operator::Mask { masking_char, .. } if masking_char.chars().count() != 1 => {
+                invalid("mask: masking_char must be one character".into())
+            }
+            Operator::Generalize { level: Some(l), .. } if l != "month" && l != "year" => {
+                invalid(format!("generalize: level must be \"month\" or \"year\", not \"{l}\""))
+            }
+            Operator::Generalize { precision: Some(p), .. } if *p > 6 => {
+                invalid("generalize: precision must be 0..=6".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The replacement for `value`, a finding of `entity`.
+    pub fn apply(&self, value: &str, entity: &str) -> String {
+        match self {
+            Operator::Redact {} => String::new(),
+            Operator::Replace { new_value } => new_value.clone().unwrap_or_else(|| format!("<{entity}>")),
+            Operator::Mask { masking_char, chars_to_mask, from_end } => {
+                let chars: Vec<char> = value.chars().collect();
+                let n = chars_to_mask.unwrap_or(chars.len()).min(chars.len());
+                let mask = masking_char.chars().next().unwrap_or('*');
+                let range = if *from_end { chars.len() - n..chars.len() } else { 0..n };
+                chars.iter().enumerate().map(|(i, c)| if range.contains(&i) { mask } else { *c }).collect()
+            }
+            Operator::Generalize { precision, level } => {
+                generalize(value, entity, precision.unwrap_or(2), level.as_deref())
+            }
+            Operator::Keep {} => value.to_owned(),
+            // Refused by `check` before any use.
+            Operator::Hash { .. } | Operator::Encrypt { .. } => format!("<{entity}>"),
+        }
+    }
+}
+
+fn generalize(value: &str, entity: &str, precision: u32, level: Option<&str>) -> String {
+    let round = |s: &str| {
+        s.trim()
+            .parse::<f64>()
+            .map(|v| format!("{:.*}", precision as usize, v))
+            .unwrap_or_else(|_| format!("<{entity}>"))
+    };
+    match entity {
+        "GPS_COORDINATES" => match value.split_once(',') {
+            Some((lat, lon)) => format!("{},{}", round(lat), round(lon)),
+            None => round(value),
+        },
+        "DATE_OF_BIRTH" => {
+            // ISO dates: keep year-month or year; other forms: the year if one is recognisable.
+            let year = value.split(|c: char| !c.is_ascii_digit()).find(|p| p.len() == 4);
+            match (value.get(..7), level) {
+                (Some(ym), Some("month") | None) if value.len() == 10 && value.as_bytes()[4] == b'-' => ym.to_owned(),
+                _ => year.map_or_else(|| format!("<{entity}>"), str::to_owned),
+            }
+        }
+        _ => format!("<{entity}>"),
+    }
+}
+
+/// One replaced span in the output, Presidio's `items` shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Item {
+    pub start: usize,
+    pub end: usize,
+    pub entity_type: String,
+    pub text: String,
+    pub operator: &'static str,
+}
+
+/// Applies `operator_for(entity)` to each finding of `text` (findings must not overlap).
+pub fn anonymize<'o>(
+    text: &str,
+    findings: &[Finding],
+    operator_for: impl Fn(&str) -> &'o Operator,
+) -> (String, Vec<Item>) {
+    let mut sorted: Vec<&Finding> = findings.iter().collect();
+    sorted.sort_by_key(|f| f.byte_start);
+    let mut out = String::with_capacity(text.len());
+    let mut items = Vec::new();
+    let mut at = 0;
+    for f in sorted {
+        if f.byte_start < at || f.byte_end > text.len() {
+            continue; // overlapping or out of range: already covered
+        }
+        out.push_str(&text[at..f.byte_start]);
+        let op = operator_for(&f.entity_type);
+        let replacement = op.apply(&text[f.byte_start..f.byte_end], &f.entity_type);
+        let start = out.chars().count();
+        out.push_str(&replacement);
+        items.push(Item {
+            start,
+            end: start + replacement.chars().count(),
+            entity_type: f.entity_type.clone(),
+            text: replacement,
+            operator: op.name(),
+        });
+        at = f.byte_end;
+    }
+    out.push_str(&text[at..]);
+    (out, items)
+}

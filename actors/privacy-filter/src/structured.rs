@@ -1,0 +1,145 @@
+//! Structured mode (pure): a JSON document scanned field by field. Strings are analyzed with the
+//! field's name as context; numbers in fields whose name makes the entity certain (`lat`,
+//! `longitude`, …) are findings on their own; `skip` paths are left alone and `always` paths are
+//! replaced whole. Findings carry the JSON pointer of their field, never the value.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::analyzer::{self, Finding, Recognizer, Settings};
+use crate::operators::{self, Operator};
+
+/// Nesting beyond this is left as it is and reported (bodies are bounded by the edge anyway).
+pub const MAX_DEPTH: usize = 64;
+/// Findings listed per request; beyond it they are still applied, only not listed.
+pub const MAX_LISTED: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldFinding {
+    /// JSON pointer of the field.
+    pub path: String,
+    pub entity_type: String,
+    /// Character offsets inside the original string value (whole value for numbers).
+    pub start: usize,
+    pub end: usize,
+    pub score: f32,
+    pub operator: &'static str,
+}
+
+pub struct Scan<'a> {
+    pub entities: Option<&'a [String]>,
+    pub custom: &'a [Recognizer],
+    pub settings: &'a Settings,
+    pub operators: &'a BTreeMap<String, Operator>,
+    pub default: &'a Operator,
+    pub skip: &'a [String],
+    pub always: &'a BTreeMap<String, String>,
+    pub findings: Vec<FieldFinding>,
+    pub counts: BTreeMap<String, usize>,
+    pub too_deep: bool,
+}
+
+impl Scan<'_> {
+    fn operator(&self, entity: &str) -> &Operator {
+        self.operators.get(entity).unwrap_or(self.default)
+    }
+
+    fn record(&mut self, f: FieldFinding) {
+        *self.counts.entry(f.entity_type.clone()).or_default() += 1;
+        if self.findings.len() < MAX_LISTED {
+            self.findings.push(f);
+        }
+    }
+
+    fn wanted(&self, entity: &str) -> bool {
+        self.entities.is_none_or(|list| list.iter().any(|e| e == entity))
+    }
+
+    /// Filters `value` (at JSON pointer `path`, field name `key`) in place.
+    pub fn filter(&mut self, value: &mut Value, path: &str, key: &str, depth: usize) {
+        if self.skip.iter().any(|s| path == s || path.starts_with(&format!("{s}/"))) {
+            return;
+        }
+        if let Some(entity) = self.always.get(path) {
+            let text = match &*value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let op = self.operator(entity).clone();
+            *value = Value::String(op.apply(&text, entity));
+            let end = text.chars().count();
+            self.record(FieldFinding {
+                path: path.into(),
+                entity_type: entity.clone(),
+                start: 0,
+                end,
+                score: 1.0,
+                operator: op.name(),
+            });
+            return;
+        }
+        if depth > MAX_DEPTH {
+            self.too_deep = true;
+            return;
+        }
+        match value {
+            Value::String(s) => {
+                let found: Vec<Finding> = analyzer::analyze(s, self.entities, key, self.custom, self.settings);
+                if found.is_empty() {
+                    return;
+                }
+                let (out, _) = operators::anonymize(s, &found, |e| self.operator(e));
+                for f in &found {
+                    let operator = self.operator(&f.entity_type).name();
+                    self.record(FieldFinding {
+                        path: path.into(),
+                        entity_type: f.entity_type.clone(),
+                        start: f.start,
+                        end: f.end,
+                        score: f.score,
+                        operator,
+                    });
+                }
+                *s = out;
+            }
+            Value::Number(n) => {
+                let Some(entity) = analyzer::entity_for_field(key).filter(|e| self.wanted(e)) else { return };
+                if !matches!(entity, "GPS_COORDINATES" | "PHONE_NUMBER" | "US_SSN" | "CREDIT_CARD") {
+                    return;
+                }
+                let text = n.to_string();
+                let op = self.operator(entity).clone();
+                let replaced = op.apply(&text, entity);
+                // A generalized coordinate stays a number.
+                *value = replaced
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
+                    .filter(|_| matches!(op, Operator::Generalize { .. } | Operator::Keep {}))
+                    .unwrap_or(Value::String(replaced));
+                self.record(FieldFinding {
+                    path: path.into(),
+                    entity_type: entity.into(),
+                    start: 0,
+                    end: text.chars().count(),
+                    score: 0.85,
+                    operator: op.name(),
+                });
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.filter(item, &format!("{path}/{i}"), key, depth + 1);
+                }
+            }
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    let escaped = k.replace('~', "~0").replace('/', "~1");
+                    self.filter(v, &format!("{path}/{escaped}"), k, depth + 1);
+                }
+            }
+            Value::Bool(_) | Value::Null => {}
+        }
+    }
+}
