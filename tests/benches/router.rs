@@ -4,7 +4,8 @@
 //! the same client library (rdkafka, bundled librdkafka) consuming in a group and re-producing
 //! with the same producer settings, no routing. Both drain the same backlog of N events on the
 //! local broker (6 partitions) and are timed from the first record consumed to the last output
-//! acknowledged.
+//! acknowledged. `BENCH_MAX_IN_FLIGHT` sets the router's per-partition bound;
+//! `BENCH_TRACE=1` prints the router's progress while it drains.
 
 #![allow(clippy::print_stdout)]
 
@@ -20,7 +21,7 @@ use loom_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use loom_testkit::{LoomNode, NodeOptions, infra};
 use serde_json::{Value, json};
 
-const N: usize = 50_000;
+const N: usize = 200_000;
 const PARTITIONS: i32 = 6;
 
 fn section() -> loom_config::KafkaSection {
@@ -111,6 +112,7 @@ fn router_options(db: &str, prefix: &str, sources: &str) -> NodeOptions {
         .env("LOOM_ROUTER_SOURCES", sources)
         .env("LOOM_ROUTER_GROUP", format!("{prefix}.router"))
         .env("LOOM_ROUTER_DLQ_TOPIC", format!("{prefix}.dlq"))
+        .env("LOOM_KAFKA_MAX_IN_FLIGHT", std::env::var("BENCH_MAX_IN_FLIGHT").unwrap_or_else(|_| "2000".into()))
 }
 
 /// The router: one node consuming the backlog with one rule routing everything to `output`.
@@ -135,6 +137,14 @@ async fn router(input: &str, output: &str, prefix: &str) -> f64 {
             break;
         }
         assert_eq!(s["dead_lettered"].as_u64(), Some(0), "{s}");
+        if std::env::var("BENCH_TRACE").is_ok() {
+            println!(
+                "{:?} consumed {} outputs {}",
+                started.map(|t| t.elapsed()),
+                s["consumer"]["consumed"],
+                s["outputs"]
+            );
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     N as f64 / started.unwrap().elapsed().as_secs_f64()

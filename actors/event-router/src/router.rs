@@ -54,7 +54,11 @@ pub struct Router {
     pub stats: Stats,
     pub per_topic: Mutex<HashMap<String, u64>>,
     known_topics: Mutex<HashSet<String>>,
+    /// One topic creation at a time: a batch's records all miss the cache together.
+    creating: tokio::sync::Mutex<()>,
     failures: Mutex<HashMap<(String, i32, i64), (u32, i64)>>,
+    /// `loom_router_events_total` by outcome, registered once (hot path).
+    outcome: HashMap<&'static str, metrics::Counter>,
 }
 
 /// How one event ended.
@@ -85,7 +89,12 @@ impl Router {
             stats: Stats::default(),
             per_topic: Mutex::default(),
             known_topics: Mutex::default(),
+            creating: tokio::sync::Mutex::new(()),
             failures: Mutex::default(),
+            outcome: ["routed", "dropped", "dead_lettered", "retried"]
+                .into_iter()
+                .map(|o| (o, metrics::counter!(crate::names::EVENTS, "service" => "event-router", "outcome" => o)))
+                .collect(),
         }
     }
 
@@ -116,10 +125,15 @@ impl Router {
     }
 
     async fn ensure_topic(&self, topic: &str) -> Result<(), ProduceError> {
-        if self.known_topics.lock().is_ok_and(|k| k.contains(topic)) {
+        let known = || self.known_topics.lock().is_ok_and(|k| k.contains(topic));
+        if known() {
             return Ok(());
         }
         let Some(kafka) = &self.kafka else { return Ok(()) };
+        let _one_at_a_time = self.creating.lock().await;
+        if known() {
+            return Ok(());
+        }
         loom_kafka::admin::ensure_topics(kafka, &[topic], self.topic_partitions)
             .await
             .map_err(|e| ProduceError::Timeout(format!("creating topic {topic}: {e}")))?;
@@ -180,19 +194,19 @@ impl Router {
                 self.stats.outputs.fetch_add(delivered.len() as u64, Ordering::Relaxed);
                 if let Ok(mut t) = self.per_topic.lock() {
                     for (topic, ..) in &delivered {
-                        if t.len() < 10_000 || t.contains_key(topic) {
-                            *t.entry(topic.clone()).or_default() += 1;
+                        if let Some(n) = t.get_mut(topic) {
+                            *n += 1;
+                        } else if t.len() < 10_000 {
+                            t.insert(topic.clone(), 1);
                         }
                     }
                 }
-                metrics::counter!(crate::names::EVENTS, "service" => "event-router", "outcome" => "routed")
-                    .increment(1);
+                self.count("routed");
                 Ok(Routed { decision, delivered, dead_lettered: false })
             }
             Decision::Drop { .. } => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(crate::names::EVENTS, "service" => "event-router", "outcome" => "dropped")
-                    .increment(1);
+                self.count("dropped");
                 Ok(Routed { decision, delivered: Vec::new(), dead_lettered: false })
             }
             Decision::NoMatch => {
@@ -207,9 +221,15 @@ impl Router {
         }
     }
 
+    fn count(&self, outcome: &'static str) {
+        if let Some(c) = self.outcome.get(outcome) {
+            c.increment(1);
+        }
+    }
+
     fn note_retry(&self, record: &Record, e: ProduceError) -> ProduceError {
         self.stats.retried.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(crate::names::EVENTS, "service" => "event-router", "outcome" => "retried").increment(1);
+        self.count("retried");
         if let Ok(mut f) = self.failures.lock() {
             if f.len() >= MAX_TRACKED_FAILURES {
                 f.clear();
@@ -277,8 +297,7 @@ impl Router {
             Ok(d) => {
                 self.forget(record);
                 self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(crate::names::EVENTS, "service" => "event-router", "outcome" => "dead_lettered")
-                    .increment(1);
+                self.count("dead_lettered");
                 let decision = Decision::Fail { class, message, rule };
                 Ok(Routed {
                     decision,

@@ -118,6 +118,8 @@ pub struct RuleError {
 #[derive(Debug)]
 struct Expr {
     program: Program,
+    /// `true` / `false` literals, decided without a CEL scope.
+    constant: Option<bool>,
 }
 
 fn compile(rule: &str, at: &str, source: &str) -> Result<Expr, RuleError> {
@@ -137,7 +139,12 @@ fn compile(rule: &str, at: &str, source: &str) -> Result<Expr, RuleError> {
     if depth.1 > 64 {
         return Err(err("expression nested more than 64 levels".into(), None));
     }
-    Program::compile(source).map(|program| Expr { program }).map_err(|e| match e.errors.first() {
+    let constant = match source.trim() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    };
+    Program::compile(source).map(|program| Expr { program, constant }).map_err(|e| match e.errors.first() {
         Some(first) => err(first.msg.clone(), Some(first.pos)),
         None => err(e.to_string(), None),
     })
@@ -424,9 +431,15 @@ struct Working<'e> {
     headers: Vec<(String, Vec<u8>)>,
 }
 
+thread_local! {
+    /// The standard CEL environment, built once per thread: building it registers every
+    /// standard function, far more work than evaluating a rule. Events get child scopes.
+    static ROOT: Context<'static, 'static> = Context::default();
+}
+
 impl Working<'_> {
-    fn context(&self) -> Result<Context<'static, 'static>, String> {
-        let mut c = Context::default();
+    fn context<'r>(&self, root: &'r Context<'static, 'static>) -> Result<Context<'r, 'static>, String> {
+        let mut c = root.new_inner_scope();
         c.add_variable("event", &self.json).map_err(|e| e.to_string())?;
         let key = self.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned());
         c.add_variable("key", key).map_err(|e| e.to_string())?;
@@ -443,13 +456,36 @@ impl Working<'_> {
     }
 }
 
-fn render(t: &Template, ctx: &Context<'_, '_>) -> Result<String, String> {
+/// The CEL scope of one event, built only when an expression needs it (literal conditions
+/// and plain topic names never do) and dropped after each transform.
+struct Scope<'r> {
+    root: &'r Context<'static, 'static>,
+    ctx: Option<Context<'r, 'static>>,
+}
+
+impl<'r> Scope<'r> {
+    fn get(&mut self, w: &Working<'_>) -> Result<&Context<'r, 'static>, String> {
+        if self.ctx.is_none() {
+            self.ctx = Some(w.context(self.root)?);
+        }
+        self.ctx.as_ref().ok_or_else(|| "no CEL scope".to_owned())
+    }
+}
+
+fn eval(e: &Expr, scope: &mut Scope<'_>, w: &Working<'_>) -> Result<cel::Value, String> {
+    match e.constant {
+        Some(b) => Ok(cel::Value::Bool(b)),
+        None => e.program.execute(scope.get(w)?).map_err(|e| e.to_string()),
+    }
+}
+
+fn render(t: &Template, scope: &mut Scope<'_>, w: &Working<'_>) -> Result<String, String> {
     let mut out = String::new();
     for p in &t.parts {
         match p {
             Part::Text(s) => out.push_str(s),
             Part::Expr(e) => {
-                let v = e.program.execute(ctx).map_err(|e| e.to_string())?;
+                let v = eval(e, scope, w)?;
                 out.push_str(&to_string(&v).ok_or_else(|| format!("template part evaluated to {v:?}, not a scalar"))?);
             }
         }
@@ -483,6 +519,10 @@ fn remove_pointer(root: &mut Value, path: &str) -> Option<Value> {
 
 /// Evaluates the rule set over one event.
 pub fn evaluate(set: &RuleSet, event: &Event<'_>, schemas: &dyn Schemas) -> Decision {
+    ROOT.with(|root| evaluate_in(root, set, event, schemas))
+}
+
+fn evaluate_in(root: &Context<'static, 'static>, set: &RuleSet, event: &Event<'_>, schemas: &dyn Schemas) -> Decision {
     let json: Value = match serde_json::from_slice(event.payload) {
         Ok(v) => v,
         Err(e) => {
@@ -493,6 +533,7 @@ pub fn evaluate(set: &RuleSet, event: &Event<'_>, schemas: &dyn Schemas) -> Deci
         Working { event, json, modified: false, key: event.key.map(<[u8]>::to_vec), headers: event.headers.to_vec() };
     let mut outputs = Vec::new();
     let mut matched = Vec::new();
+    let mut scope = Scope { root, ctx: None };
     for rule in &set.rules {
         if !rule.spec.enabled {
             continue;
@@ -503,11 +544,7 @@ pub fn evaluate(set: &RuleSet, event: &Event<'_>, schemas: &dyn Schemas) -> Deci
             rule.metrics.failed.increment(1);
             Decision::Fail { class, message, rule: Some(r.clone()) }
         };
-        let mut ctx = match w.context() {
-            Ok(c) => c,
-            Err(e) => return fail("rule_error", e),
-        };
-        let is_match = match rule.condition.program.execute(&ctx) {
+        let is_match = match eval(&rule.condition, &mut scope, &w) {
             Ok(cel::Value::Bool(b)) => b,
             Ok(other) => return fail("rule_error", format!("match evaluated to {other:?}, not a bool")),
             Err(e) => return fail("rule_error", format!("match: {e}")),
@@ -522,7 +559,7 @@ pub fn evaluate(set: &RuleSet, event: &Event<'_>, schemas: &dyn Schemas) -> Deci
             match step {
                 Step::Route(topics) => {
                     for t in topics {
-                        let topic = match render(t, &ctx) {
+                        let topic = match render(t, &mut scope, &w) {
                             Ok(topic) if topic_ok(&topic) => topic,
                             Ok(topic) => {
                                 return fail(
@@ -546,12 +583,7 @@ pub fn evaluate(set: &RuleSet, event: &Event<'_>, schemas: &dyn Schemas) -> Deci
                     rule.metrics.routed.increment(1);
                 }
                 Step::Set(path, e) => {
-                    let v = match e
-                        .program
-                        .execute(&ctx)
-                        .map_err(|e| e.to_string())
-                        .and_then(|v| v.json().map_err(|e| e.to_string()))
-                    {
+                    let v = match eval(e, &mut scope, &w).and_then(|v| v.json().map_err(|e| e.to_string())) {
                         Ok(v) => v,
                         Err(e) => return fail("rule_error", format!("{at}: {e}")),
                     };
@@ -571,7 +603,7 @@ pub fn evaluate(set: &RuleSet, event: &Event<'_>, schemas: &dyn Schemas) -> Deci
                 Step::Remove(path) => {
                     w.modified |= remove_pointer(&mut w.json, path).is_some();
                 }
-                Step::Header(name, e) => match e.program.execute(&ctx).map(|v| to_string(&v)) {
+                Step::Header(name, e) => match eval(e, &mut scope, &w).map(|v| to_string(&v)) {
                     Ok(Some(v)) => {
                         w.headers.retain(|(k, _)| k != name);
                         w.headers.push((name.clone(), v.into_bytes()));
@@ -579,13 +611,13 @@ pub fn evaluate(set: &RuleSet, event: &Event<'_>, schemas: &dyn Schemas) -> Deci
                     Ok(None) => return fail("rule_error", format!("{at}: header value is not a scalar")),
                     Err(e) => return fail("rule_error", format!("{at}: {e}")),
                 },
-                Step::Key(e) => match e.program.execute(&ctx).map(|v| to_string(&v)) {
+                Step::Key(e) => match eval(e, &mut scope, &w).map(|v| to_string(&v)) {
                     Ok(Some(v)) => w.key = Some(v.into_bytes()),
                     Ok(None) => return fail("rule_error", format!("{at}: key is not a scalar")),
                     Err(e) => return fail("rule_error", format!("{at}: {e}")),
                 },
                 Step::Validate(subject) => {
-                    let subject = match render(subject, &ctx) {
+                    let subject = match render(subject, &mut scope, &w) {
                         Ok(s) => s,
                         Err(e) => return fail("rule_error", format!("{at}: subject: {e}")),
                     };
@@ -604,10 +636,7 @@ pub fn evaluate(set: &RuleSet, event: &Event<'_>, schemas: &dyn Schemas) -> Deci
             }
             // Later steps see earlier transforms.
             if matches!(step, Step::Set(..) | Step::Rename(..) | Step::Remove(..) | Step::Header(..) | Step::Key(..)) {
-                ctx = match w.context() {
-                    Ok(c) => c,
-                    Err(e) => return fail("rule_error", e),
-                };
+                scope.ctx = None;
             }
         }
         rule.metrics.latency.record(started.elapsed().as_secs_f64());
@@ -637,11 +666,11 @@ impl Filter {
             key: event.key.map(<[u8]>::to_vec),
             headers: event.headers.to_vec(),
         };
-        match self.0.program.execute(&w.context()?) {
+        ROOT.with(|root| match eval(&self.0, &mut Scope { root, ctx: None }, &w) {
             Ok(cel::Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!("filter evaluated to {other:?}, not a bool")),
             Err(e) => Err(e.to_string()),
-        }
+        })
     }
 }
 

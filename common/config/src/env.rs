@@ -124,6 +124,10 @@ env_table! {
         c.kafka.heartbeat_interval = HumanDuration::parse(v)?;
         Ok(())
     },
+    "LOOM_KAFKA_MAX_IN_FLIGHT" => "kafka.max_in_flight_per_partition": |c, v| {
+        c.kafka.max_in_flight_per_partition = v.parse().map_err(|_| format!("`{v}` is not a count"))?;
+        Ok(())
+    },
     "LOOM_ROUTER_SOURCES" => "router.sources": |c, v| { c.router.sources = split_list(v); Ok(()) },
     "LOOM_ROUTER_GROUP" => "router.group": |c, v| { c.router.group = v.to_owned(); Ok(()) },
     "LOOM_ROUTER_DLQ_TOPIC" => "router.dlq_topic": |c, v| { c.router.dlq_topic = v.to_owned(); Ok(()) },

@@ -33,7 +33,7 @@ use crate::offsets::OffsetTracker;
 use crate::{Record, client_config, count_error};
 
 /// Records handed to the processor at once.
-const BATCH_MAX: usize = 500;
+const BATCH_MAX: usize = 2000;
 /// Backoff between attempts of records the processor asked to retry.
 const RETRY_BACKOFF: [Duration; 5] = [
     Duration::from_millis(100),

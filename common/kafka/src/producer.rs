@@ -3,8 +3,9 @@
 //! (`queue_full`) instead of buffering without limit, and a record not acknowledged within
 //! `kafka.produce_timeout` fails (`timeout`), so callers can dead-letter or retry visibly.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use loom_config::KafkaSection;
@@ -66,7 +67,12 @@ pub struct Producer {
     inner: FutureProducer,
     service: &'static str,
     connected: Arc<AtomicBool>,
+    /// Metric handles per topic, so the hot path never builds labels.
+    handles: Arc<Mutex<HashMap<String, (metrics::Counter, metrics::Histogram)>>>,
 }
+
+/// Topics whose metric handles are kept; beyond, handles are built per send.
+const MAX_TOPIC_HANDLES: usize = 10_000;
 
 impl Producer {
     pub fn new(kafka: &KafkaSection, service: &'static str) -> Result<Producer, KafkaError> {
@@ -77,7 +83,7 @@ impl Producer {
             .set("queue.buffering.max.messages", MAX_QUEUED.to_string())
             .set("message.timeout.ms", kafka.produce_timeout.get().as_millis().to_string())
             .create()?;
-        Ok(Producer { inner, service, connected: Arc::new(AtomicBool::new(false)) })
+        Ok(Producer { inner, service, connected: Arc::new(AtomicBool::new(false)), handles: Arc::default() })
     }
 
     /// Sends one record and waits for the broker's acknowledgement.
@@ -110,11 +116,9 @@ impl Producer {
         };
         match result {
             Ok(Ok(d)) => {
-                let topic = out.topic.to_owned();
-                metrics::counter!(names::KAFKA_PRODUCED, "service" => self.service, "topic" => topic.clone())
-                    .increment(1);
-                metrics::histogram!(names::KAFKA_PRODUCE_DURATION, "service" => self.service, "topic" => topic)
-                    .record(started.elapsed().as_secs_f64());
+                let (produced, duration) = self.handles(out.topic);
+                produced.increment(1);
+                duration.record(started.elapsed().as_secs_f64());
                 self.connected.store(true, Ordering::Relaxed);
                 Ok(Delivered { partition: d.partition, offset: d.offset })
             }
@@ -124,6 +128,22 @@ impl Producer {
             }
             Err(_canceled) => Err(ProduceError::Timeout("the producer shut down".into())),
         }
+    }
+
+    fn handles(&self, topic: &str) -> (metrics::Counter, metrics::Histogram) {
+        if let Some(h) = self.handles.lock().ok().and_then(|h| h.get(topic).cloned()) {
+            return h;
+        }
+        let h = (
+            metrics::counter!(names::KAFKA_PRODUCED, "service" => self.service, "topic" => topic.to_owned()),
+            metrics::histogram!(names::KAFKA_PRODUCE_DURATION, "service" => self.service, "topic" => topic.to_owned()),
+        );
+        if let Ok(mut map) = self.handles.lock()
+            && map.len() < MAX_TOPIC_HANDLES
+        {
+            map.insert(topic.to_owned(), h.clone());
+        }
+        h
     }
 
     /// Asks the broker for metadata: true when it answers. Blocking; run off the runtime.
