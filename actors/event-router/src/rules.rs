@@ -6,8 +6,10 @@
 //! is true applies its actions in order to the working event; `route` emits the event as it is at
 //! that point to every rendered topic; `drop` ends evaluation and discards the event. The first
 //! matching rule ends evaluation unless it sets `"continue": true`. An event no rule routes or
-//! drops is `NoMatch` (the router dead-letters it as `no_route`). Any error — unparseable
-//! payload, an expression failing, a bad rendered topic, a schema violation — is `Fail`.
+//! drops is `NoMatch` (the router dead-letters it as `no_route`). Payloads are parsed as JSON
+//! only when some rule reads or changes the event; a pure topic mapping (literal conditions and
+//! topics) passes any bytes through untouched. Any error — unparseable payload (when parsed), an
+//! expression failing, a bad rendered topic, a schema violation — is `Fail`.
 //!
 //! CEL variables: `event` (the JSON payload), `key` (string or null), `headers` (map of
 //! strings), `topic`, `partition`, `offset`, `timestamp` (ms or null).
@@ -330,12 +332,28 @@ pub fn compile_rule(spec: RuleSpec, version: i32) -> Result<CompiledRule, RuleEr
 pub struct RuleSet {
     pub version: i64,
     pub rules: Vec<Arc<CompiledRule>>,
+    /// Some rule reads or changes the event (an expression, a transform, a validation). When
+    /// none does — a pure topic mapping — payloads are passed through without being parsed.
+    pub reads_event: bool,
+}
+
+impl CompiledRule {
+    fn reads_event(&self) -> bool {
+        let templated = |t: &Template| t.parts.iter().any(|p| matches!(p, Part::Expr(_)));
+        self.condition.constant.is_none()
+            || self.steps.iter().any(|s| match s {
+                Step::Route(topics) => topics.iter().any(templated),
+                Step::Drop => false,
+                _ => true,
+            })
+    }
 }
 
 impl RuleSet {
     pub fn new(version: i64, mut rules: Vec<Arc<CompiledRule>>) -> RuleSet {
         rules.sort_by(|a, b| b.spec.priority.cmp(&a.spec.priority).then_with(|| a.spec.id.cmp(&b.spec.id)));
-        RuleSet { version, rules }
+        let reads_event = rules.iter().any(|r| r.spec.enabled && r.reads_event());
+        RuleSet { version, rules, reads_event }
     }
 }
 
@@ -523,11 +541,19 @@ pub fn evaluate(set: &RuleSet, event: &Event<'_>, schemas: &dyn Schemas) -> Deci
 }
 
 fn evaluate_in(root: &Context<'static, 'static>, set: &RuleSet, event: &Event<'_>, schemas: &dyn Schemas) -> Decision {
-    let json: Value = match serde_json::from_slice(event.payload) {
-        Ok(v) => v,
-        Err(e) => {
-            return Decision::Fail { class: "unparseable", message: format!("payload is not JSON: {e}"), rule: None };
+    let json: Value = if set.reads_event {
+        match serde_json::from_slice(event.payload) {
+            Ok(v) => v,
+            Err(e) => {
+                return Decision::Fail {
+                    class: "unparseable",
+                    message: format!("payload is not JSON: {e}"),
+                    rule: None,
+                };
+            }
         }
+    } else {
+        Value::Null
     };
     let mut w =
         Working { event, json, modified: false, key: event.key.map(<[u8]>::to_vec), headers: event.headers.to_vec() };
@@ -822,6 +848,18 @@ mod tests {
         }
         assert_eq!(run(&rules, r#"{"kind":"v","temp":3}"#).clone(), run(&rules, r#"{"kind":"v","temp":3}"#));
         assert!(matches!(run(&set(&[]), "{}"), Decision::NoMatch));
+    }
+
+    #[test]
+    fn a_pure_topic_mapping_passes_any_bytes_through() {
+        let mapping = set(&[json!({"id": "m", "match": "true", "actions": [{"route": {"topics": ["out"]}}]})]);
+        assert!(!mapping.reads_event);
+        let Decision::Route { outputs, .. } = run(&mapping, "not json {") else { panic!() };
+        assert_eq!(outputs[0].payload, b"not json {");
+        let reading =
+            set(&[json!({"id": "r", "match": "true", "actions": [{"route": {"topics": ["out.{event.site}"]}}]})]);
+        assert!(reading.reads_event);
+        assert!(matches!(run(&reading, "not json {"), Decision::Fail { class: "unparseable", .. }));
     }
 
     #[test]

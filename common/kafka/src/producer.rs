@@ -89,11 +89,15 @@ impl Producer {
     /// Sends one record and waits for the broker's acknowledgement.
     pub async fn send(&self, out: Outgoing<'_>) -> Result<Delivered, ProduceError> {
         let started = Instant::now();
-        let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
-        for (k, v) in out.headers {
-            headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(out.topic);
+        // librdkafka allocates a header list even for none: only build one when needed.
+        if !out.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
+            for (k, v) in out.headers {
+                headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
+            }
+            record = record.headers(headers);
         }
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(out.topic).headers(headers);
         if let Some(k) = out.key {
             record = record.key(k);
         }
