@@ -12,9 +12,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use futures::FutureExt;
 use futures::future::join_all;
 use loom_config::KafkaSection;
-use loom_kafka::producer::{Delivered, Outgoing};
+use loom_kafka::producer::{Delivered, Outgoing, Pending};
 use loom_kafka::{ProduceError, Producer, Record};
 use serde::Serialize;
 
@@ -162,47 +163,121 @@ impl Router {
     /// of the broker); every `Ok` is durable (outputs or the dead letter acknowledged).
     pub async fn route(&self, record: &Record, set: &RuleSet) -> Result<Routed, ProduceError> {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
-        // A dead letter being replayed is evaluated as if it came from its original topic.
-        let source_topic = record
-            .header(H_TOPIC)
-            .and_then(|t| std::str::from_utf8(t).ok())
-            .filter(|_| record.topic == self.dlq_topic)
-            .unwrap_or(&record.topic)
-            .to_owned();
-        let event = event_of(record, &source_topic);
+        let event = event_of(record, self.source_topic(record));
         let decision = self.decide_with(set, &event).await;
         match &decision {
             Decision::Route { outputs, .. } => {
                 let sends = outputs.iter().map(|o| self.send(&o.topic, o.key.as_deref(), &o.payload, &o.headers));
                 let results = join_all(sends).await;
-                let mut delivered = Vec::new();
-                let mut refused = None;
-                for (o, r) in outputs.iter().zip(results) {
-                    match r {
-                        Ok(d) => delivered.push((o.topic.clone(), d.partition, d.offset)),
-                        Err(e) if e.transient() => return Err(self.note_retry(record, e)),
-                        Err(e) => refused = Some((o, e)),
-                    }
+                self.conclude(record, decision, results).await
+            }
+            _ => self.settle(record, decision).await,
+        }
+    }
+
+    /// The synchronous start of routing a record (the consumer's hot path): evaluates it and,
+    /// when it routes to topics already known, enqueues its outputs in order without awaiting.
+    pub(crate) fn start(&self, record: &Record, set: &RuleSet) -> Start {
+        let event = event_of(record, self.source_topic(record));
+        let decision = evaluate(set, &event, &self.schemas);
+        let outputs = match &decision {
+            Decision::Route { outputs, .. } => outputs,
+            // A schema to fetch first: the whole of `route`.
+            Decision::Fail { class: "schema_unavailable", .. } => return Start::Route,
+            _ => {
+                self.stats.events.fetch_add(1, Ordering::Relaxed);
+                return Start::Settle(decision);
+            }
+        };
+        let Some(producer) = self.producer.as_ref() else { return Start::Route };
+        if !outputs.iter().all(|o| self.known(&o.topic)) {
+            return Start::Route;
+        }
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        let pending = outputs
+            .iter()
+            .map(|o| {
+                producer.enqueue(Outgoing {
+                    topic: &o.topic,
+                    key: o.key.as_deref(),
+                    payload: Some(&o.payload),
+                    headers: &o.headers,
+                    partition: None,
+                })
+            })
+            .collect();
+        Start::Enqueued(Started { decision, pending })
+    }
+
+    /// Waits for what [`Router::start`] enqueued and settles the record like [`Router::route`].
+    pub(crate) async fn finish(&self, record: &Record, started: Started) -> Result<Routed, ProduceError> {
+        let mut results = Vec::with_capacity(started.pending.len());
+        for p in started.pending {
+            results.push(match p {
+                Ok(p) => p.acknowledged().await,
+                Err(e) => Err(e),
+            });
+        }
+        self.conclude(record, started.decision, results).await
+    }
+
+    /// A replayed dead letter is evaluated as if it came from its original topic.
+    fn source_topic<'a>(&self, record: &'a Record) -> &'a str {
+        record
+            .header(H_TOPIC)
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .filter(|_| record.topic == self.dlq_topic)
+            .unwrap_or(&record.topic)
+    }
+
+    fn known(&self, topic: &str) -> bool {
+        self.kafka.is_none() || self.known_topics.lock().is_ok_and(|k| k.contains(topic))
+    }
+
+    /// Settles a routed record from its outputs' produce results: done when all were
+    /// acknowledged, retried later on a transient failure, dead-lettered on a refusal.
+    async fn conclude(
+        &self,
+        record: &Record,
+        decision: Decision,
+        results: Vec<Result<Delivered, ProduceError>>,
+    ) -> Result<Routed, ProduceError> {
+        let Decision::Route { outputs, .. } = &decision else { return self.settle(record, decision).await };
+        let mut delivered = Vec::with_capacity(outputs.len());
+        let mut refused = None;
+        for (o, r) in outputs.iter().zip(results) {
+            match r {
+                Ok(d) => delivered.push((o.topic.clone(), d.partition, d.offset)),
+                Err(e) if e.transient() => return Err(self.note_retry(record, e)),
+                Err(e) => refused = Some((o, e)),
+            }
+        }
+        if let Some((o, e)) = refused {
+            return self.dead_letter(record, "produce_failed", format!("{}: {e}", o.topic), Some(o.rule.clone())).await;
+        }
+        self.forget(record);
+        self.stats.routed.fetch_add(1, Ordering::Relaxed);
+        self.stats.outputs.fetch_add(delivered.len() as u64, Ordering::Relaxed);
+        if let Ok(mut t) = self.per_topic.lock() {
+            for (topic, ..) in &delivered {
+                if let Some(n) = t.get_mut(topic) {
+                    *n += 1;
+                } else if t.len() < 10_000 {
+                    t.insert(topic.clone(), 1);
                 }
-                if let Some((o, e)) = refused {
-                    return self
-                        .dead_letter(record, "produce_failed", format!("{}: {e}", o.topic), Some(o.rule.clone()))
-                        .await;
-                }
-                self.forget(record);
-                self.stats.routed.fetch_add(1, Ordering::Relaxed);
-                self.stats.outputs.fetch_add(delivered.len() as u64, Ordering::Relaxed);
-                if let Ok(mut t) = self.per_topic.lock() {
-                    for (topic, ..) in &delivered {
-                        if let Some(n) = t.get_mut(topic) {
-                            *n += 1;
-                        } else if t.len() < 10_000 {
-                            t.insert(topic.clone(), 1);
-                        }
-                    }
-                }
-                self.count("routed");
-                Ok(Routed { decision, delivered, dead_lettered: false })
+            }
+        }
+        self.count("routed");
+        Ok(Routed { decision, delivered, dead_lettered: false })
+    }
+
+    /// Settles a record that routes nowhere: dropped, or dead-lettered.
+    pub(crate) async fn settle(&self, record: &Record, decision: Decision) -> Result<Routed, ProduceError> {
+        match decision {
+            // Routed records are settled by `conclude`; never here, but never a panic either.
+            Decision::Route { .. } => {
+                debug_assert!(false, "settle called with a routing decision");
+                self.dead_letter(record, "internal", "routing decision settled without its outputs".into(), None).await
             }
             Decision::Drop { .. } => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -215,9 +290,7 @@ impl Router {
                 r.decision = Decision::NoMatch;
                 Ok(r)
             }
-            Decision::Fail { class, message, rule } => {
-                self.dead_letter(record, class, message.clone(), rule.clone()).await
-            }
+            Decision::Fail { class, message, rule } => self.dead_letter(record, class, message, rule).await,
         }
     }
 
@@ -333,12 +406,57 @@ pub struct RouterProcessor {
     pub router: Arc<Router>,
 }
 
+/// How [`Router::start`] left a record.
+pub enum Start {
+    /// Outputs enqueued in order; [`Router::finish`] waits for them.
+    Enqueued(Started),
+    /// Evaluated to a drop or a dead letter; [`Router::settle`] completes it.
+    Settle(Decision),
+    /// Needs [`Router::route`]: a schema to fetch or a topic to create first.
+    Route,
+}
+
+/// The outputs [`Router::start`] enqueued for one record.
+pub struct Started {
+    decision: Decision,
+    pending: Vec<Result<Pending, ProduceError>>,
+}
+
 #[ractor::async_trait]
 impl loom_kafka::Processor for RouterProcessor {
     async fn process(&self, batch: Vec<Record>) -> Vec<Record> {
         let set = self.router.rules();
-        // Records are routed concurrently; their produces are enqueued in offset order.
-        let results = join_all(batch.iter().map(|r| self.router.route(r, &set))).await;
-        batch.into_iter().zip(results).filter_map(|(r, out)| out.is_err().then_some(r)).collect()
+        let router = &self.router;
+        // Hot path first, in offset order: evaluate and enqueue synchronously, so a batch costs
+        // no future per record and outputs keep the partition's order. Records that need to
+        // await something (a schema, a topic creation, a dead letter) are completed
+        // concurrently; their outputs may land after later records' outputs.
+        let mut enqueued = Vec::with_capacity(batch.len());
+        let mut slow = Vec::new();
+        for r in &batch {
+            match router.start(r, &set) {
+                Start::Enqueued(s) => enqueued.push((r, s)),
+                Start::Settle(decision) => {
+                    slow.push(async move { (r.offset, router.settle(r, decision).await.is_err()) }.boxed())
+                }
+                Start::Route => slow.push(async { (r.offset, router.route(r, &set).await.is_err()) }.boxed()),
+            }
+        }
+        let fast = async {
+            let mut failed = Vec::new();
+            for (r, s) in enqueued {
+                if router.finish(r, s).await.is_err() {
+                    failed.push(r.offset);
+                }
+            }
+            failed
+        };
+        let (slow, mut failed) = futures::join!(join_all(slow), fast);
+        failed.extend(slow.into_iter().filter_map(|(offset, failed)| failed.then_some(offset)));
+        if failed.is_empty() {
+            return Vec::new();
+        }
+        let failed: HashSet<i64> = failed.into_iter().collect();
+        batch.into_iter().filter(|r| failed.contains(&r.offset)).collect()
     }
 }

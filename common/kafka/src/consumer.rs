@@ -224,9 +224,13 @@ impl Actor for GroupMember {
                 self.status.rebalances.fetch_add(1, Ordering::Relaxed);
             }
             MemberMsg::Batch(records) => {
-                let mut by_partition: HashMap<(String, i32), Vec<Record>> = HashMap::new();
+                // A handful of partitions per batch: a linear scan, no key allocation per record.
+                let mut by_partition: Vec<((String, i32), Vec<Record>)> = Vec::new();
                 for r in records {
-                    by_partition.entry((r.topic.clone(), r.partition)).or_default().push(r);
+                    match by_partition.iter_mut().find(|((t, p), _)| *p == r.partition && *t == r.topic) {
+                        Some((_, batch)) => batch.push(r),
+                        None => by_partition.push(((r.topic.clone(), r.partition), vec![r])),
+                    }
                 }
                 for (tp, batch) in by_partition {
                     if !state.partitions.contains_key(&tp) {

@@ -12,7 +12,7 @@ use loom_config::KafkaSection;
 use loom_telemetry::names;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 
 use crate::{CLIENT_TIMEOUT, client_config, count_error};
@@ -88,6 +88,12 @@ impl Producer {
 
     /// Sends one record and waits for the broker's acknowledgement.
     pub async fn send(&self, out: Outgoing<'_>) -> Result<Delivered, ProduceError> {
+        self.enqueue(out)?.acknowledged().await
+    }
+
+    /// Hands one record to librdkafka's queue without waiting: records enqueued one after the
+    /// other keep that order on their partition. A full queue fails at once.
+    pub fn enqueue(&self, out: Outgoing<'_>) -> Result<Pending, ProduceError> {
         let started = Instant::now();
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(out.topic);
         // librdkafka allocates a header list even for none: only build one when needed.
@@ -107,30 +113,22 @@ impl Producer {
         if let Some(p) = out.partition {
             record = record.partition(p);
         }
-        let result = match self.inner.send_result(record) {
-            Ok(delivery) => delivery.await,
+        match self.inner.send_result(record) {
+            Ok(delivery) => Ok(Pending {
+                delivery,
+                started,
+                metrics: self.handles(out.topic),
+                connected: self.connected.clone(),
+                service: self.service,
+            }),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 count_error(self.service, "queue_full");
-                return Err(ProduceError::QueueFull);
+                Err(ProduceError::QueueFull)
             }
             Err((e, _)) => {
                 count_error(self.service, "produce");
-                return Err(ProduceError::Refused(e.to_string()));
+                Err(ProduceError::Refused(e.to_string()))
             }
-        };
-        match result {
-            Ok(Ok(d)) => {
-                let (produced, duration) = self.handles(out.topic);
-                produced.increment(1);
-                duration.record(started.elapsed().as_secs_f64());
-                self.connected.store(true, Ordering::Relaxed);
-                Ok(Delivered { partition: d.partition, offset: d.offset })
-            }
-            Ok(Err((e, _))) => {
-                count_error(self.service, "produce");
-                Err(classify(e))
-            }
-            Err(_canceled) => Err(ProduceError::Timeout("the producer shut down".into())),
         }
     }
 
@@ -169,6 +167,34 @@ impl Producer {
 
     pub fn client(&self) -> &FutureProducer {
         &self.inner
+    }
+}
+
+/// A record in librdkafka's queue, not yet acknowledged.
+pub struct Pending {
+    delivery: DeliveryFuture,
+    started: Instant,
+    metrics: (metrics::Counter, metrics::Histogram),
+    connected: Arc<AtomicBool>,
+    service: &'static str,
+}
+
+impl Pending {
+    /// Waits for the broker's acknowledgement (bounded by `kafka.produce_timeout`).
+    pub async fn acknowledged(self) -> Result<Delivered, ProduceError> {
+        match self.delivery.await {
+            Ok(Ok(d)) => {
+                self.metrics.0.increment(1);
+                self.metrics.1.record(self.started.elapsed().as_secs_f64());
+                self.connected.store(true, Ordering::Relaxed);
+                Ok(Delivered { partition: d.partition, offset: d.offset })
+            }
+            Ok(Err((e, _))) => {
+                count_error(self.service, "produce");
+                Err(classify(e))
+            }
+            Err(_canceled) => Err(ProduceError::Timeout("the producer shut down".into())),
+        }
     }
 }
 
