@@ -40,27 +40,30 @@ pub fn endpoint_group(node: &str) -> String {
 type Erased =
     Arc<dyn Fn(String, serde_json::Value) -> BoxFuture<'static, Result<serde_json::Value, WireError>> + Send + Sync>;
 
-/// Handlers this node serves, by service.
+/// Handlers this node serves, by service and endpoint name ("" is a service's main endpoint).
 #[derive(Clone, Default)]
 pub struct Registry {
-    handlers: Arc<RwLock<HashMap<ServiceId, Erased>>>,
+    handlers: Arc<RwLock<HashMap<(ServiceId, String), Erased>>>,
 }
 
 impl Registry {
-    fn insert(&self, service: ServiceId, handler: Erased) {
-        self.handlers.write().unwrap_or_else(|e| e.into_inner()).insert(service, handler);
+    fn insert(&self, service: ServiceId, endpoint: &str, handler: Erased) {
+        self.handlers.write().unwrap_or_else(|e| e.into_inner()).insert((service, endpoint.to_owned()), handler);
     }
 
-    fn get(&self, service: ServiceId) -> Option<Erased> {
-        self.handlers.read().unwrap_or_else(|e| e.into_inner()).get(&service).cloned()
+    fn get(&self, service: ServiceId, endpoint: &str) -> Option<Erased> {
+        self.handlers.read().unwrap_or_else(|e| e.into_inner()).get(&(service, endpoint.to_owned())).cloned()
     }
 
     /// Serves one encoded call.
     async fn serve(&self, bytes: &[u8]) -> Vec<u8> {
         let outcome = async {
             let incoming = wire::decode_call(bytes)?;
-            let handler = self.get(incoming.service).ok_or_else(|| {
-                WireError::new("service_unavailable", format!("{} does not serve keyed calls here", incoming.service))
+            let handler = self.get(incoming.service, &incoming.endpoint).ok_or_else(|| {
+                WireError::new(
+                    "service_unavailable",
+                    format!("{} does not serve keyed calls to `{}` here", incoming.service, incoming.endpoint),
+                )
             })?;
             handler(incoming.key, incoming.body).await
         }
@@ -171,6 +174,7 @@ pub struct Served<T> {
 /// The typed client of a keyed service. Cheap to clone.
 pub struct Keyed<Req, Resp> {
     pub(crate) service: ServiceId,
+    pub(crate) endpoint: &'static str,
     pub(crate) cluster: Cluster,
     pub(crate) local: Arc<dyn Fn(String, Req) -> BoxFuture<'static, Result<Resp, WireError>> + Send + Sync>,
     pub(crate) _types: PhantomData<fn(Req) -> Resp>,
@@ -178,7 +182,13 @@ pub struct Keyed<Req, Resp> {
 
 impl<Req, Resp> Clone for Keyed<Req, Resp> {
     fn clone(&self) -> Self {
-        Keyed { service: self.service, cluster: self.cluster.clone(), local: self.local.clone(), _types: PhantomData }
+        Keyed {
+            service: self.service,
+            endpoint: self.endpoint,
+            cluster: self.cluster.clone(),
+            local: self.local.clone(),
+            _types: PhantomData,
+        }
     }
 }
 
@@ -199,7 +209,7 @@ where
             self.record("local", out.as_ref().map(|_| "ok").unwrap_or_else(|e| e.code()), started);
             return out;
         }
-        let bytes = wire::encode_call(self.service, key, &request).map_err(CallFailure::Remote)?;
+        let bytes = wire::encode_call(self.service, self.endpoint, key, &request).map_err(CallFailure::Remote)?;
         let mut out = self.remote(&owner, bytes.clone()).await;
         if let Err(e) = &out {
             // Retry once when the failure coincides with an ownership change.
@@ -248,11 +258,12 @@ where
     }
 }
 
-/// Registers `handler` for `service` and returns the typed client.
+/// Registers `handler` for `endpoint` of `service` and returns the typed client.
 pub(crate) fn serve_keyed<Req, Resp, F, Fut>(
     cluster: &Cluster,
     registry: &Registry,
     service: ServiceId,
+    endpoint: &'static str,
     handler: F,
 ) -> Keyed<Req, Resp>
 where
@@ -274,6 +285,34 @@ where
             serde_json::to_value(resp).map_err(|e| WireError::new("unencodable_reply", e.to_string()))
         })
     });
-    registry.insert(service, erased);
-    Keyed { service, cluster: cluster.clone(), local, _types: PhantomData }
+    registry.insert(service, endpoint, erased);
+    Keyed { service, endpoint, cluster: cluster.clone(), local, _types: PhantomData }
+}
+
+/// A client of `endpoint` of `service` for a caller that does not serve it (another service):
+/// calls to a key this node owns go through the handler registered here, in its serde form.
+pub(crate) fn client<Req, Resp>(
+    cluster: &Cluster,
+    registry: &Registry,
+    service: ServiceId,
+    endpoint: &'static str,
+) -> Keyed<Req, Resp>
+where
+    Req: Serialize + DeserializeOwned + Send + 'static,
+    Resp: Serialize + DeserializeOwned + Send + 'static,
+{
+    let registry = registry.clone();
+    let local: Arc<dyn Fn(String, Req) -> BoxFuture<'static, Result<Resp, WireError>> + Send + Sync> =
+        Arc::new(move |key, req| {
+            let registry = registry.clone();
+            Box::pin(async move {
+                let handler = registry.get(service, endpoint).ok_or_else(|| {
+                    WireError::new("service_unavailable", format!("{service} does not serve `{endpoint}` here"))
+                })?;
+                let body =
+                    serde_json::to_value(req).map_err(|e| WireError::new("unencodable_request", e.to_string()))?;
+                wire::decode_body::<Resp>(handler(key, body).await?)
+            })
+        });
+    Keyed { service, endpoint, cluster: cluster.clone(), local, _types: PhantomData }
 }

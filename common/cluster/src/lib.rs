@@ -245,7 +245,34 @@ impl Cluster {
         F: Fn(String, Req) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<Resp, WireError>> + Send + 'static,
     {
-        calls::serve_keyed(self, &self.inner.registry, service, handler)
+        calls::serve_keyed(self, &self.inner.registry, service, "", handler)
+    }
+
+    /// Like [`Cluster::serve_keyed`] for a named endpoint of `service` beside its main one (a
+    /// contract other services call, such as GDPR erasure). Keys are owned as for the service.
+    pub fn serve_endpoint<Req, Resp, F, Fut>(
+        &self,
+        service: ServiceId,
+        endpoint: &'static str,
+        handler: F,
+    ) -> Keyed<Req, Resp>
+    where
+        Req: Serialize + DeserializeOwned + Send + 'static,
+        Resp: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(String, Req) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Resp, WireError>> + Send + 'static,
+    {
+        calls::serve_keyed(self, &self.inner.registry, service, endpoint, handler)
+    }
+
+    /// The typed client of another service's endpoint ("" for its main one): the caller needs
+    /// only the request and reply types (from `loom-protocol`), never the serving crate.
+    pub fn client<Req, Resp>(&self, service: ServiceId, endpoint: &'static str) -> Keyed<Req, Resp>
+    where
+        Req: Serialize + DeserializeOwned + Send + 'static,
+        Resp: Serialize + DeserializeOwned + Send + 'static,
+    {
+        calls::client(self, &self.inner.registry, service, endpoint)
     }
 }
 

@@ -22,6 +22,10 @@ struct CallFrame {
     /// A string, not [`ServiceId`], so an unknown service is a clear error rather than a decode
     /// failure of the whole frame.
     service: String,
+    /// Which of the service's endpoints ("" is its main one). Absent in frames of nodes that
+    /// predate named endpoints, which only had the main one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    endpoint: String,
     key: String,
     body: serde_json::Value,
 }
@@ -58,13 +62,25 @@ impl WireError {
 #[derive(Debug)]
 pub struct Incoming {
     pub service: ServiceId,
+    pub endpoint: String,
     pub key: String,
     pub body: serde_json::Value,
 }
 
-pub fn encode_call<T: Serialize>(service: ServiceId, key: &str, body: &T) -> Result<Vec<u8>, WireError> {
+pub fn encode_call<T: Serialize>(
+    service: ServiceId,
+    endpoint: &str,
+    key: &str,
+    body: &T,
+) -> Result<Vec<u8>, WireError> {
     let body = serde_json::to_value(body).map_err(|e| WireError::new("unencodable_request", e.to_string()))?;
-    let frame = CallFrame { v: WIRE_VERSION, service: service.name().to_owned(), key: key.to_owned(), body };
+    let frame = CallFrame {
+        v: WIRE_VERSION,
+        service: service.name().to_owned(),
+        endpoint: endpoint.to_owned(),
+        key: key.to_owned(),
+        body,
+    };
     serde_json::to_vec(&frame).map_err(|e| WireError::new("unencodable_request", e.to_string()))
 }
 
@@ -86,7 +102,7 @@ pub fn decode_call(bytes: &[u8]) -> Result<Incoming, WireError> {
             format!("unknown service `{}` (is the caller a newer version?)", frame.service),
         )
     })?;
-    Ok(Incoming { service, key: frame.key, body: frame.body })
+    Ok(Incoming { service, endpoint: frame.endpoint, key: frame.key, body: frame.body })
 }
 
 /// Decodes a typed request body; an unknown variant names itself in the error.
@@ -143,10 +159,15 @@ mod tests {
 
     #[test]
     fn a_round_trip_keeps_service_key_and_body() {
-        let bytes = encode_call(ServiceId::Dedup, "k-1", &V1::Add { by: 3 }).unwrap();
+        let bytes = encode_call(ServiceId::Dedup, "", "k-1", &V1::Add { by: 3 }).unwrap();
         let incoming = decode_call(&bytes).unwrap();
         assert_eq!((incoming.service, incoming.key.as_str()), (ServiceId::Dedup, "k-1"));
         assert_eq!(decode_body::<V1>(incoming.body).unwrap(), V1::Add { by: 3 });
+        let named = decode_call(&encode_call(ServiceId::Dedup, "erasure", "k", &V1::Get).unwrap()).unwrap();
+        assert_eq!(named.endpoint, "erasure");
+        // A frame from a node before named endpoints reaches the main endpoint.
+        let old = decode_call(br#"{"v":1,"service":"dedup","key":"k","body":"Get"}"#).unwrap();
+        assert_eq!(old.endpoint, "");
         let reply = encode_reply(Ok(serde_json::json!(42)));
         assert_eq!(decode_reply::<u64>(&reply).unwrap(), 42);
         let reply = encode_reply(Err(WireError::new("overloaded", "busy")));
@@ -156,13 +177,13 @@ mod tests {
     #[test]
     fn versions_interoperate_and_unknowns_are_clear_errors() {
         // An older node reads a newer node's request with an extra field.
-        let newer = encode_call(ServiceId::Dedup, "k", &V2::Add { by: 1, note: Some("x".into()) }).unwrap();
+        let newer = encode_call(ServiceId::Dedup, "", "k", &V2::Add { by: 1, note: Some("x".into()) }).unwrap();
         assert_eq!(decode_body::<V1>(decode_call(&newer).unwrap().body).unwrap(), V1::Add { by: 1 });
         // A newer node reads an older node's request without the field.
-        let older = encode_call(ServiceId::Dedup, "k", &V1::Add { by: 1 }).unwrap();
+        let older = encode_call(ServiceId::Dedup, "", "k", &V1::Add { by: 1 }).unwrap();
         assert_eq!(decode_body::<V2>(decode_call(&older).unwrap().body).unwrap(), V2::Add { by: 1, note: None });
         // A variant the older node does not know.
-        let reset = encode_call(ServiceId::Dedup, "k", &V2::Reset).unwrap();
+        let reset = encode_call(ServiceId::Dedup, "", "k", &V2::Reset).unwrap();
         let err = decode_body::<V1>(decode_call(&reset).unwrap().body).unwrap_err();
         assert_eq!(err.code, "undecodable_request");
         assert!(err.message.contains("unknown variant `Reset`"), "{}", err.message);
