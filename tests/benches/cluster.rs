@@ -148,7 +148,7 @@ async fn main() {
     };
     let (remote, local) = (owned_by("peer"), owned_by("bench"));
     let payload_len =
-        loom_cluster::wire::encode_call(ServiceId::HealthAggregator, &remote[0], &CounterRequest::Add { by: 1 })
+        loom_cluster::wire::encode_call(ServiceId::HealthAggregator, "", &remote[0], &CounterRequest::Add { by: 1 })
             .unwrap()
             .len();
 

@@ -2,7 +2,8 @@
 //! produced with a real Kafka client are routed by CEL rules with transforms; schema-invalid,
 //! unparseable, failing and unroutable events land in the DLQ with their error headers; a DLQ
 //! replay after fixing the rule delivers them; bad rules are refused naming rule and position;
-//! and three nodes split the partitions and lose nothing when one is killed mid-stream.
+//! three nodes split the partitions and lose nothing when one is killed mid-stream; and a replay
+//! whose node is killed resumes from its saved progress after the restart.
 //! Measurements (duplicates after the kill) are printed for the closing notes.
 #![allow(clippy::print_stderr)]
 
@@ -124,6 +125,17 @@ async fn events_are_routed_transformed_dead_lettered_and_replayed() {
     .await;
     assert_eq!(s, 422, "{e}");
     assert!(e["detail"].as_str().unwrap().contains("actions[0].route.topics[1]"), "{e}");
+    // A literal validate subject must exist in the registry when the rule is written.
+    let (s, e) = call(
+        reqwest::Method::POST,
+        &node,
+        "/rules",
+        Some(json!({"id": "bad3", "match": "true", "actions": [{"validate": {"subject": "no-such-subject"}}]})),
+    )
+    .await;
+    assert_eq!((s, e["code"].as_str()), (422, Some("invalid_rule")), "{e}");
+    let detail = e["detail"].as_str().unwrap();
+    assert!(detail.contains("rule 'bad3': actions[0].validate.subject") && detail.contains("no-such-subject"), "{e}");
 
     let readings = json!({"id": "readings", "priority": 10, "match": "event.type == 'reading'", "actions": [
         {"validate": {"subject": "readings-value"}},
@@ -491,4 +503,56 @@ async fn a_broker_outage_makes_the_router_unready_and_loses_nothing() {
     })
     .await;
     assert_eq!(ids, (0..100).collect());
+}
+
+#[tokio::test]
+async fn a_replay_resumes_after_its_node_is_killed() {
+    let p = prefix("resume");
+    let (source, target) = (format!("{p}.src"), format!("{p}.copy"));
+    ensure_topics(&kafka_section(), &[&source, &format!("{p}.in")], 3).await.unwrap();
+    let producer = client_producer();
+    let total = 300;
+    for i in 0..total {
+        produce(&producer, &source, &format!("k{i}"), json!({"i": i}).to_string().as_bytes()).await;
+    }
+    // The job lives in PostgreSQL, so the restarted node (same name) finds it and resumes.
+    let db = infra::fresh_postgres_database("replay_resume").await;
+    let options = || router_env(NodeOptions::default(), &p).env("LOOM_DATABASE_URL", &db);
+    let node = LoomNode::start_ready("resumer", options()).await;
+    let spec = json!({"source": source, "target": target, "rate_per_sec": 60});
+    let (s, job) = call(reqwest::Method::POST, &node, "/replays", Some(spec)).await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let path = format!("/replays/{id}");
+    // Kill it mid-way: some progress saved, far from done (300 records at 60/s take 5 s).
+    let before = eventually("the replay under way", Duration::from_secs(30), || async {
+        let (_, v) = call(reqwest::Method::GET, &node, &path, None).await;
+        let delivered = v["progress"]["delivered"].as_u64()?;
+        (delivered >= 60).then_some(delivered)
+    })
+    .await;
+    assert!(before < total as u64, "the replay finished before the kill ({before})");
+    let address = node.kill_into_address().await;
+    let node = LoomNode::start_on("resumer", address, options());
+    let mut node = node;
+    node.wait_ready(&[ROUTER], Duration::from_secs(60)).await;
+    let done = eventually("the replay completed after the restart", Duration::from_secs(90), || async {
+        let (_, v) = call(reqwest::Method::GET, &node, &path, None).await;
+        (v["state"] == "completed").then_some(v)
+    })
+    .await;
+    let ids: BTreeSet<i64> = read_all(&target)
+        .await
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(r.payload.as_ref()?).ok()?["i"].as_i64())
+        .collect();
+    assert_eq!(ids, (0..total as i64).collect(), "every source record copied at least once");
+    let delivered = done["progress"]["delivered"].as_u64().unwrap();
+    assert!(delivered >= total as u64, "{done}");
+    // Resumed from the saved offsets, not started over (which would deliver `before` + 300).
+    assert!(delivered < total as u64 + before, "the replay started over: {done}");
+    eprintln!(
+        "replay across a kill -9: {before} delivered before the kill, {delivered} in all ({} again after the restart)",
+        delivered - total as u64
+    );
 }

@@ -25,6 +25,7 @@ use crate::replay::{ReplaySpec, Replays, view};
 use crate::router::{self as engine, Router};
 use crate::rulebook::RuleBook;
 use crate::rules::{RuleSet, RuleSpec, compile_rule};
+use crate::schemas::SubjectCheck;
 
 /// Events per `/route` or `/rules/test` request.
 pub const MAX_EVENTS: usize = 1000;
@@ -70,8 +71,48 @@ async fn create_rule(State(api): State<Api>, ApiJson(spec): ApiJson<RuleSpec>) -
             RouterError::Conflict(format!("rule '{}' exists; PUT /rules/{} replaces it", spec.id, spec.id)).into()
         );
     }
+    let warnings = check_subjects(&api, &spec).await?;
     let stored = api.book.put(spec).await?;
-    Ok((StatusCode::CREATED, Json(stored)).into_response())
+    Ok((StatusCode::CREATED, Json(with_warnings(stored, warnings))).into_response())
+}
+
+/// Literal `validate` subjects must exist in the Schema Registry when a rule is written (a
+/// template subject can only be checked at run time). A registry that cannot be asked does not
+/// block the write: the answer carries a warning instead.
+async fn check_subjects(api: &Api, spec: &RuleSpec) -> Result<Vec<String>> {
+    // A rule that does not compile is refused for that first.
+    compile_rule(spec.clone(), 0).map_err(RouterError::BadRule)?;
+    let mut warnings = Vec::new();
+    for (i, action) in spec.actions.iter().enumerate() {
+        let crate::rules::Action::Validate { subject } = action else { continue };
+        if subject.contains('{') {
+            continue;
+        }
+        match api.router.schemas.check_subject(subject).await {
+            SubjectCheck::Usable => {}
+            SubjectCheck::Unusable(message) => {
+                return Err(RouterError::BadRule(crate::rules::RuleError {
+                    rule: spec.id.clone(),
+                    at: format!("actions[{i}].validate.subject"),
+                    message: format!("subject '{subject}' cannot be used: {message}"),
+                    position: None,
+                })
+                .into());
+            }
+            SubjectCheck::Unknown(message) => {
+                warnings.push(format!("actions[{i}].validate.subject: '{subject}' not checked: {message}"));
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+fn with_warnings(stored: crate::rulebook::StoredRule, warnings: Vec<String>) -> Value {
+    let mut v = serde_json::to_value(stored).unwrap_or_default();
+    if !warnings.is_empty() {
+        v["warnings"] = json!(warnings);
+    }
+    v
 }
 
 async fn get_rule(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
@@ -88,7 +129,8 @@ async fn put_rule(
     if spec.id != id {
         return Err(RouterError::Invalid(format!("the body's id '{}' is not the path's '{id}'", spec.id)).into());
     }
-    Ok(Json(serde_json::to_value(api.book.put(spec).await?).unwrap_or_default()))
+    let warnings = check_subjects(&api, &spec).await?;
+    Ok(Json(with_warnings(api.book.put(spec).await?, warnings)))
 }
 
 async fn delete_rule(State(api): State<Api>, Path(id): Path<String>) -> Result<StatusCode> {

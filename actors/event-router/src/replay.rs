@@ -231,6 +231,9 @@ impl Replays {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("cannot read {source}: {e}"))?
         };
+        if spec.target != "router" && !spec.dry_run {
+            self.router.ensure_topic(&spec.target).await.map_err(|e| e.to_string())?;
+        }
         let set = self.router.rules();
         let started = Instant::now();
         let mut sent: u64 = 0;

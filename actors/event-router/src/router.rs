@@ -125,7 +125,8 @@ impl Router {
         d
     }
 
-    async fn ensure_topic(&self, topic: &str) -> Result<(), ProduceError> {
+    /// Creates `topic` (with the configured partitions) unless this node knows it exists.
+    pub(crate) async fn ensure_topic(&self, topic: &str) -> Result<(), ProduceError> {
         let known = || self.known_topics.lock().is_ok_and(|k| k.contains(topic));
         if known() {
             return Ok(());

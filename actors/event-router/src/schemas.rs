@@ -55,20 +55,69 @@ impl SchemaCache {
         }
     }
 
+    /// Checks at rule-write time that `subject` exists and its schema compiles (and caches it).
+    pub async fn check_subject(&self, subject: &str) -> SubjectCheck {
+        match self.load_checked(subject).await {
+            Ok(validator) => {
+                if let Ok(mut c) = self.cache.lock()
+                    && c.len() < MAX_SUBJECTS
+                {
+                    c.insert(subject.to_owned(), (Instant::now(), Ok(Arc::new(validator))));
+                }
+                SubjectCheck::Usable
+            }
+            Err(Problem::Registry(m)) => SubjectCheck::Unusable(m),
+            Err(Problem::Unreachable(m)) => SubjectCheck::Unknown(m),
+        }
+    }
+
     async fn load(&self, subject: &str) -> Result<jsonschema::Validator, String> {
+        self.load_checked(subject).await.map_err(|p| match p {
+            Problem::Registry(m) | Problem::Unreachable(m) => m,
+        })
+    }
+
+    async fn load_checked(&self, subject: &str) -> Result<jsonschema::Validator, Problem> {
+        use Problem::{Registry, Unreachable};
         let url = format!("{}/subjects/{}/versions/latest", self.base, urlencode(subject));
-        let resp = self.http.get(&url).send().await.map_err(|e| format!("schema registry unreachable: {e}"))?;
+        let resp =
+            self.http.get(&url).send().await.map_err(|e| Unreachable(format!("schema registry unreachable: {e}")))?;
         let status = resp.status();
-        let body: Value =
-            resp.json().await.map_err(|e| format!("schema registry answered {status} with a bad body: {e}"))?;
+        if status.is_server_error() {
+            return Err(Unreachable(format!("schema registry answered {status}")));
+        }
+        let body: Value = resp
+            .json()
+            .await
+            .map_err(|e| Unreachable(format!("schema registry answered {status} with a bad body: {e}")))?;
         if !status.is_success() {
             let msg = body.get("message").and_then(Value::as_str).unwrap_or("no message");
-            return Err(format!("schema registry answered {status}: {msg}"));
+            return Err(Registry(format!("schema registry answered {status}: {msg}")));
         }
-        let text = body.get("schema").and_then(Value::as_str).ok_or("the registry's answer has no schema")?;
-        let schema: Value = serde_json::from_str(text).map_err(|e| format!("the subject's schema is not JSON: {e}"))?;
-        jsonschema::validator_for(&schema).map_err(|e| format!("the subject's schema does not compile: {e}"))
+        let text = body
+            .get("schema")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Registry("the registry's answer has no schema".into()))?;
+        let schema: Value =
+            serde_json::from_str(text).map_err(|e| Registry(format!("the subject's schema is not JSON: {e}")))?;
+        jsonschema::validator_for(&schema).map_err(|e| Registry(format!("the subject's schema does not compile: {e}")))
     }
+}
+
+/// Why a schema could not be loaded: the registry said no, or could not be asked.
+enum Problem {
+    Registry(String),
+    Unreachable(String),
+}
+
+/// A `validate` subject checked when a rule is written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubjectCheck {
+    Usable,
+    /// The registry answered: no such subject, or its schema is unusable. The rule is refused.
+    Unusable(String),
+    /// The registry could not be asked; the rule is accepted with a warning.
+    Unknown(String),
 }
 
 fn urlencode(s: &str) -> String {
