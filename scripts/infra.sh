@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (once) and starts (idempotently) the real infrastructure the test suite needs, on
 # loopback only: Redis, PostgreSQL 15, the Tansu Kafka-compatible broker and the s3s-fs S3 store,
-# plus promtool for the metrics checks. Writes the connection settings to $LOOM_INFRA_DIR/env.
+# plus promtool for the metrics checks and Chromium for the dashboard test. Writes the connection
+# settings to $LOOM_INFRA_DIR/env.
 #
 #   scripts/infra.sh up      install what is missing, start what is not running, print the env file
 #   scripts/infra.sh down    stop everything this script started
@@ -36,6 +37,8 @@ apt_install() {
 
 install_tools() {
   apt_install redis-server:redis-server promtool:prometheus bc:bc curl:curl
+  # Headless browser for the dashboard test (tests/tests/dashboard.rs).
+  apt_install chromium:chromium
   [ -x "$PG_BIN/initdb" ] || apt_install initdb:postgresql-15
   # The MAC vendor list Device Identity loads (a data package: no command to probe for).
   [ -f /usr/share/ieee-data/oui.txt ] || apt_install ieee-data-file:ieee-data

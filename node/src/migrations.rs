@@ -12,6 +12,8 @@ impl MigratorTrait for Migrator {
         all.extend(loom_schema_registry::migrations());
         all.extend(loom_device_identity::migrations());
         all.extend(loom_event_router::migrations());
+        all.extend(loom_privacy_filter::migrations());
+        all.extend(loom_health_aggregator::migrations());
         all
     }
 }

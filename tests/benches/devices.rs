@@ -107,13 +107,21 @@ fn union_find(ids: &[String]) -> (f64, f64) {
 #[tokio::main]
 async fn main() {
     let db1 = infra::fresh_postgres_database("bench_devices_one").await;
-    let one = start_member("dev-one", member_options("bench-devices-cookie", &[]).env("LOOM_DATABASE_URL", &db1)).await;
+    let one = start_member(
+        "dev-one",
+        member_options("bench-devices-cookie", &[])
+            .env("LOOM_DATABASE_URL", &db1)
+            .env("LOOM_DEVICE_MASTER_KEY", "22".repeat(32)),
+    )
+    .await;
     let (reg1, link1, ids) = run(vec![one.url(8012, "")], "one").await;
     drop(one);
 
     let db3 = infra::fresh_postgres_database("bench_devices_three").await;
     let cookie = "bench-devices-cluster";
-    let opts = |seeds: &[&LoomNode]| member_options(cookie, seeds).env("LOOM_DATABASE_URL", &db3);
+    let opts = |seeds: &[&LoomNode]| {
+        member_options(cookie, seeds).env("LOOM_DATABASE_URL", &db3).env("LOOM_DEVICE_MASTER_KEY", "22".repeat(32))
+    };
     let a = start_member("dev-a", opts(&[])).await;
     let b = start_member("dev-b", opts(&[&a])).await;
     let c = start_member("dev-c", opts(&[&a])).await;

@@ -12,28 +12,17 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use loom_kafka::Record;
-use loom_kafka::admin::{Start, TopicReader, ensure_topics};
-use loom_kafka::rdkafka::ClientConfig;
-use loom_kafka::rdkafka::message::{Header, OwnedHeaders};
-use loom_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+use loom_kafka::admin::ensure_topics;
 use loom_testkit::cluster::{member_options, start_member, wait_up};
 use loom_testkit::{LoomNode, NodeOptions, eventually, http, infra};
 use serde_json::{Value, json};
 
+#[path = "support/kafka.rs"]
+mod kafka;
+
+use kafka::{client_producer, header, kafka_section, prefix, produce, producer_for, read_all, read_all_from, section};
+
 const ROUTER: u16 = 8013;
-
-fn kafka_section() -> loom_config::KafkaSection {
-    section(&infra::kafka_brokers())
-}
-
-fn section(brokers: &str) -> loom_config::KafkaSection {
-    loom_config::KafkaSection { brokers: vec![brokers.to_owned()], ..Default::default() }
-}
-
-fn prefix(name: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("t{}-{}-{name}", std::process::id(), nanos % 1_000_000_000)
-}
 
 fn router_env(options: NodeOptions, p: &str) -> NodeOptions {
     options
@@ -45,37 +34,6 @@ fn router_env(options: NodeOptions, p: &str) -> NodeOptions {
         .env("LOOM_ROUTER_DLQ_TOPIC", format!("{p}.dlq"))
 }
 
-fn client_producer() -> FutureProducer {
-    producer_for(&infra::kafka_brokers())
-}
-
-fn producer_for(brokers: &str) -> FutureProducer {
-    ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").create().unwrap()
-}
-
-async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
-    let headers = OwnedHeaders::new().insert(Header { key: "origin", value: Some("test") });
-    let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).key(key).payload(payload).headers(headers);
-    producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("produced");
-}
-
-/// Everything in `topic` (read until 3 s pass without a record).
-async fn read_all(topic: &str) -> Vec<Record> {
-    read_all_from(&infra::kafka_brokers(), topic).await
-}
-
-async fn read_all_from(brokers: &str, topic: &str) -> Vec<Record> {
-    let (t, b) = (topic.to_owned(), brokers.to_owned());
-    let reader =
-        tokio::task::spawn_blocking(move || TopicReader::open(&section(&b), &t, &Start::Beginning)).await.unwrap();
-    let Ok(reader) = reader else { return Vec::new() };
-    let mut out = Vec::new();
-    while let Some(r) = reader.next(Duration::from_secs(3)).await {
-        out.push(r.expect("record"));
-    }
-    out
-}
-
 async fn call(method: reqwest::Method, node: &LoomNode, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut req = http().request(method, node.url(ROUTER, path));
     if let Some(b) = body {
@@ -84,10 +42,6 @@ async fn call(method: reqwest::Method, node: &LoomNode, path: &str, body: Option
     let resp = req.send().await.expect("answers");
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-fn header(r: &Record, name: &str) -> Option<String> {
-    r.header(name).map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 #[tokio::test]

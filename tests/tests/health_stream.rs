@@ -1,11 +1,16 @@
 //! The live health stream over a real WebSocket: snapshot then deltas, a node loss streamed from
 //! another node within the detection bound, resume by sequence number, filters, and the
-//! cluster-wide `application/health+json` aggregate.
+//! cluster-wide `application/health+json` aggregate; a killed node and a stopped dependency (a
+//! Kafka broker of the test's own, paused) each streamed to every node as one incident with the
+//! dependents `impacted`, resolved on recovery; the declared dependency graph checked against
+//! each service's own `/health`.
+
+#![allow(clippy::print_stderr)] // detection and recovery times are the figures these tests report
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use loom_testkit::cluster::{member_options, start_member, wait_up};
+use loom_testkit::cluster::{member_options, start_member, start_member_on, wait_up};
 use loom_testkit::http;
 use serde_json::Value;
 use tokio_tungstenite::connect_async;
@@ -54,9 +59,10 @@ async fn a_node_loss_is_streamed_and_subscribers_resume_and_filter() {
     );
     assert_ne!(delta["status"], "up");
     assert!(delta["seq"].as_u64().unwrap() > seq);
-    // The filtered subscriber hears nothing about h2.
-    if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(500), only_h1.next()).await {
-        assert!(!t.contains("\"h2\""), "{t}");
+    // The filtered subscriber hears nothing about h2 itself (h1's incident about it is h1's).
+    while let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(500), only_h1.next()).await {
+        let d: Value = serde_json::from_str(&t).unwrap();
+        assert_eq!(d["node"], "h1", "{t}");
     }
 
     // Resuming from the snapshot's seq replays what was missed.
@@ -82,4 +88,328 @@ async fn a_node_loss_is_streamed_and_subscribers_resume_and_filter() {
     assert!(metrics.contains("loom_sla_availability_ratio{slo_service=\"dedup\",window=\"1h\"} 1"), "{metrics}");
     let (ok, report) = loom_testkit::promtool(&metrics);
     assert!(ok, "promtool: {report}");
+}
+
+/// A WebSocket subscriber recording every message it gets, with its arrival time.
+struct Recorder {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, Value)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    async fn start(url: String) -> Recorder {
+        let (mut ws, _) = connect_async(url).await.expect("ws connects");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Text(t) = msg
+                    && let Ok(v) = serde_json::from_str::<Value>(&t)
+                {
+                    sink.lock().unwrap().push((std::time::Instant::now(), v));
+                }
+            }
+        });
+        Recorder { seen, task }
+    }
+
+    /// Every entry and delta received so far (snapshot entries included), with arrival times.
+    fn deltas(&self) -> Vec<(std::time::Instant, Value)> {
+        let mut out = Vec::new();
+        for (at, msg) in self.seen.lock().unwrap().iter() {
+            match msg["type"].as_str() {
+                Some("snapshot") => out.extend(msg["entries"].as_array().unwrap().iter().map(|e| (*at, e.clone()))),
+                Some("resume") => out.extend(msg["deltas"].as_array().unwrap().iter().map(|e| (*at, e.clone()))),
+                _ => out.push((*at, msg.clone())),
+            }
+        }
+        out
+    }
+
+    /// When the first delta matching `pred` arrived.
+    fn first(&self, pred: impl Fn(&Value) -> bool) -> Option<std::time::Instant> {
+        self.deltas().into_iter().find(|(_, d)| pred(d)).map(|(at, _)| at)
+    }
+
+    /// The distinct incident ids streamed so far.
+    fn incident_ids(&self) -> std::collections::BTreeSet<String> {
+        self.deltas()
+            .iter()
+            .filter_map(|(_, d)| d["service"].as_str()?.strip_prefix("incident:").map(str::to_owned))
+            .collect()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn is(d: &Value, node: &str, service: &str, statuses: &[&str]) -> bool {
+    d["node"] == node && d["service"] == service && statuses.iter().any(|s| d["status"] == *s)
+}
+
+fn incident_with_root(d: &Value, root: &str, status: &str) -> bool {
+    d["service"].as_str().is_some_and(|s| s.starts_with("incident:"))
+        && d["status"] == status
+        && d["detail"]["incident"]["roots"].as_array().is_some_and(|r| r.iter().any(|x| x == root))
+}
+
+#[tokio::test]
+async fn a_killed_node_is_one_incident_on_every_node_with_its_services_impacted_until_it_returns() {
+    let cookie = format!("incident-{}", std::process::id());
+    let n1 = start_member("i1", member_options(&cookie, &[])).await;
+    let n2 = start_member("i2", member_options(&cookie, &[&n1])).await;
+    let n3 = start_member("i3", member_options(&cookie, &[&n1])).await;
+    wait_up(&[&n1, &n2, &n3], &["i1", "i2", "i3"], Duration::from_secs(20)).await;
+    let observers = [&n1, &n2];
+    let mut streams = Vec::new();
+    for n in observers {
+        streams
+            .push(Recorder::start(format!("ws://{}:8030/ws/health?service=node,dedup,incident:*", n.address.ip)).await);
+    }
+    // The peers' service statuses arrive over the cluster topic before the kill.
+    for s in &streams {
+        loom_testkit::eventually("i3's dedup passing", Duration::from_secs(15), || async {
+            s.first(|d| is(d, "i3", "dedup", &["pass"])).map(|_| ())
+        })
+        .await;
+    }
+
+    let killed_at = std::time::Instant::now();
+    let address = n3.kill_into_address().await;
+    for (s, observer) in streams.iter().zip(observers) {
+        let what = format!("{} streams i3 lost, dedup@i3 impacted and one incident", observer.name);
+        let detected = loom_testkit::eventually(&what, Duration::from_secs(10), || async {
+            let lost = s.first(|d| is(d, "i3", "node", &["unreachable", "down"]))?;
+            s.first(|d| is(d, "i3", "dedup", &["impacted"]) && d["detail"]["root_cause"] == "node:i3")?;
+            s.first(|d| incident_with_root(d, "node:i3", "open"))?;
+            Some(lost)
+        })
+        .await;
+        let ms = detected.duration_since(killed_at).as_millis();
+        eprintln!("{}: node loss streamed {ms} ms after kill -9", observer.name);
+        assert!(ms < 5_000, "detection bound: {ms} ms");
+        // Its services did not open incidents of their own (inhibition).
+        assert_eq!(s.incident_ids().len(), 1, "{:?}", s.deltas());
+    }
+    let open: Value = http().get(n1.url(8030, "/incidents?state=open")).send().await.unwrap().json().await.unwrap();
+    let list = open["incidents"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{open}");
+    assert_eq!(list[0]["roots"], serde_json::json!(["node:i3"]));
+    assert!(
+        list[0]["affected"].as_array().unwrap().iter().any(|a| a["component"] == "dedup" && a["role"] == "impacted"),
+        "{open}"
+    );
+    let health: Value = http().get(n1.url(8030, "/health/cluster")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["checks"]["dedup:i3"][0]["status"], "impacted", "{health}");
+
+    // The node comes back: the incident resolves on every node.
+    let _n3 = start_member_on("i3", address, member_options(&cookie, &[&n1])).await;
+    for (s, observer) in streams.iter().zip(observers) {
+        let what = format!("{} streams the incident resolved", observer.name);
+        loom_testkit::eventually(&what, Duration::from_secs(20), || async {
+            s.first(|d| incident_with_root(d, "node:i3", "resolved")).map(|_| ())
+        })
+        .await;
+    }
+    let id = list[0]["id"].as_str().unwrap();
+    let one: Value = http().get(n1.url(8030, &format!("/incidents/{id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(one["state"], "resolved", "{one}");
+    assert!(one["resolved_ms"].as_i64().unwrap() >= one["opened_ms"].as_i64().unwrap());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for s in &streams {
+        assert_eq!(s.incident_ids().len(), 1, "one incident from kill to recovery: {:?}", s.incident_ids());
+    }
+}
+
+/// A broker of this test's own, so it can be paused without disturbing the other tests.
+struct OwnBroker {
+    child: std::process::Child,
+    brokers: String,
+}
+
+impl OwnBroker {
+    fn start() -> OwnBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(loom_testkit::infra::tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        OwnBroker { child, brokers: format!("127.0.0.1:{port}") }
+    }
+
+    fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_dependency_is_one_incident_with_its_dependents_impacted_on_every_node() {
+    let broker = OwnBroker::start();
+    loom_testkit::eventually("own broker listening", Duration::from_secs(15), || async {
+        tokio::net::TcpStream::connect(&broker.brokers).await.ok().map(|_| ())
+    })
+    .await;
+    let cookie = format!("depinc-{}", std::process::id());
+    let opts =
+        |seeds: &[&loom_testkit::LoomNode]| member_options(&cookie, seeds).env("LOOM_KAFKA_BROKERS", &broker.brokers);
+    let k1 = start_member("k1", opts(&[])).await;
+    let k2 = start_member("k2", opts(&[&k1])).await;
+    wait_up(&[&k1, &k2], &["k1", "k2"], Duration::from_secs(15)).await;
+
+    // The graph: Kafka passing as probed by both nodes.
+    let deps = loom_testkit::eventually("dep:kafka passing on k1 and k2", Duration::from_secs(20), || async {
+        let v: Value = http().get(k1.url(8030, "/dependencies")).send().await.ok()?.json().await.ok()?;
+        let kafka = v["nodes"].as_array()?.iter().find(|n| n["id"] == "dep:kafka")?.clone();
+        (kafka["nodes"]["k1"]["status"] == "pass" && kafka["nodes"]["k2"]["status"] == "pass").then_some(v)
+    })
+    .await;
+    // The declared edges agree with what each service's own /health checks.
+    let edges: Vec<(String, String)> = deps["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["from"].as_str().unwrap().to_owned(), e["to"].as_str().unwrap().to_owned()))
+        .collect();
+    for (name, port) in [
+        ("schema-registry", 8010),
+        ("privacy-filter", 8011),
+        ("device-identity", 8012),
+        ("event-router", 8013),
+        ("dedup", 8022),
+    ] {
+        let health: Value = http().get(k1.url(port, "/health")).send().await.unwrap().json().await.unwrap();
+        let mut checked: Vec<String> = health["checks"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(|list| {
+                let c = &list[0];
+                let n = c["name"].as_str()?;
+                let store = n
+                    .strip_suffix(":responseTime")
+                    .filter(|_| c["componentType"].as_str().is_some_and(|t| t.starts_with("datastore/")));
+                store.map(|s| format!("dep:{s}")).or_else(|| (n == "kafka:reachable").then(|| "dep:kafka".to_owned()))
+            })
+            .collect();
+        checked.sort();
+        let mut declared: Vec<String> =
+            edges.iter().filter(|(f, t)| f == name && t.starts_with("dep:")).map(|(_, t)| t.clone()).collect();
+        declared.sort();
+        assert_eq!(declared, checked, "{name}: /dependencies vs its /health");
+    }
+    assert!(edges.contains(&("event-router".into(), "schema-registry".into())));
+
+    let streams = [
+        Recorder::start(format!("ws://{}:8030/ws/health?service=event-router,dep:kafka,incident:*", k1.address.ip))
+            .await,
+        Recorder::start(format!("ws://{}:8030/ws/health?service=event-router,dep:kafka,incident:*", k2.address.ip))
+            .await,
+    ];
+    broker.signal("STOP");
+    let stopped_at = std::time::Instant::now();
+    for (s, observer) in streams.iter().zip(["k1", "k2"]) {
+        let what = format!("{observer} streams dep:kafka failing, event-router impacted on both nodes, one incident");
+        let seen = loom_testkit::eventually(&what, Duration::from_secs(20), || async {
+            let mut last = stopped_at;
+            for node in ["k1", "k2"] {
+                last = last.max(s.first(|d| is(d, node, "dep:kafka", &["fail"]))?);
+                last = last.max(s.first(|d| {
+                    is(d, node, "event-router", &["impacted"]) && d["detail"]["root_cause"] == "dep:kafka"
+                })?);
+            }
+            Some(last.max(s.first(|d| incident_with_root(d, "dep:kafka", "open"))?))
+        })
+        .await;
+        let ms = seen.duration_since(stopped_at).as_millis();
+        eprintln!("{observer}: broker stop streamed (both nodes' view + incident) {ms} ms after SIGSTOP");
+        assert!(ms < 10_000, "detection bound: {ms} ms");
+        assert_eq!(s.incident_ids().len(), 1, "{:?}", s.incident_ids());
+    }
+    let health: Value = http().get(k1.url(8030, "/health/cluster")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["checks"]["event-router:k2"][0]["status"], "impacted", "{health}");
+    assert_eq!(health["checks"]["dep:kafka:k1"][0]["status"], "fail", "{health}");
+    let incident = loom_testkit::eventually("the incident lists both nodes", Duration::from_secs(10), || async {
+        let v: Value =
+            http().get(k1.url(8030, "/incidents?state=open&limit=5")).send().await.ok()?.json().await.ok()?;
+        let list = v["incidents"].as_array()?.clone();
+        let i = list.first()?.clone();
+        let affected = i["affected"].as_array()?;
+        let has = |node: &str, c: &str, role: &str| {
+            affected.iter().any(|a| a["node"] == node && a["component"] == c && a["role"] == role)
+        };
+        (list.len() == 1
+            && has("k1", "event-router", "impacted")
+            && has("k2", "event-router", "impacted")
+            && has("k2", "dep:kafka", "failing"))
+        .then_some(i)
+    })
+    .await;
+    assert_eq!(incident["roots"], serde_json::json!(["dep:kafka"]));
+
+    broker.signal("CONT");
+    let resumed_at = std::time::Instant::now();
+    for (s, observer) in streams.iter().zip(["k1", "k2"]) {
+        let at = loom_testkit::eventually(
+            &format!("{observer} streams the incident resolved"),
+            Duration::from_secs(20),
+            || async { s.first(|d| incident_with_root(d, "dep:kafka", "resolved")) },
+        )
+        .await;
+        eprintln!("{observer}: recovery streamed {} ms after SIGCONT", at.duration_since(resumed_at).as_millis());
+    }
+    let id = incident["id"].as_str().unwrap();
+    let one: Value = http().get(k1.url(8030, &format!("/incidents/{id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!((one["state"].as_str(), one["roots"][0].as_str()), (Some("resolved"), Some("dep:kafka")), "{one}");
+    let resolved: Value =
+        http().get(k1.url(8030, "/incidents?state=resolved")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(resolved["incidents"][0]["id"], id, "{resolved}");
+    // Every node records what it observed under its own name: k2 has its one incident too.
+    let on_k2: Value = http().get(k2.url(8030, "/incidents")).send().await.unwrap().json().await.unwrap();
+    let list = on_k2["incidents"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{on_k2}");
+    assert_eq!(
+        (list[0]["state"].as_str(), list[0]["roots"][0].as_str()),
+        (Some("resolved"), Some("dep:kafka")),
+        "{on_k2}"
+    );
+    // Bad queries are problems with stable codes.
+    for (path, status, code) in [
+        ("/incidents?state=closed", 422, "invalid_state"),
+        ("/incidents?limit=100000", 422, "invalid_limit"),
+        ("/incidents/nope", 404, "incident_not_found"),
+    ] {
+        let r = http().get(k1.url(8030, path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], code, "{path}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for s in &streams {
+        assert_eq!(s.incident_ids().len(), 1, "one incident from stop to recovery: {:?}", s.deltas());
+    }
 }

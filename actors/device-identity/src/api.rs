@@ -1,20 +1,36 @@
-//! The routes on 8012: device registration and reads, metadata, erasure, links and groups, UUID
-//! parsing, and key rotation/deletion (under `/admin`, admin scope when auth is on).
+//! The routes on 8012: device registration and reads, metadata and subject, deletion, links and
+//! groups, UUID parsing, and under `/admin` (admin scope when auth is on) key rotation/deletion
+//! and GDPR erasure. Writes go to their key's owner (`routing.rs`); their answers say which node
+//! served them (`served_by` in bodies, `x-served-by` on every routed answer). Reads answer here.
+
+use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use loom_http::{ApiError, ApiJson};
-use serde::Deserialize;
+use loom_protocol::ErrorKind;
+use loom_protocol::erasure::ErasureRequest;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::devices::{Devices, Registration};
+use crate::devices::{Devices, SubjectChange, link_ids};
+use crate::erasure::ErasureClient;
 use crate::error::DeviceError;
 use crate::ids;
+use crate::register::{Registration, check_subject};
+use crate::routing::{Reply, Request, Writes, link_key};
 
-pub fn routes(devices: Devices) -> Router {
+#[derive(Clone)]
+pub struct App {
+    pub devices: Devices,
+    pub writes: Writes,
+    pub erasure: ErasureClient,
+}
+
+pub fn routes(app: App) -> Router {
     Router::new()
         .route("/devices", post(register))
         .route("/devices/{id}", get(get_device).patch(patch_device).delete(delete_device))
@@ -24,42 +40,95 @@ pub fn routes(devices: Devices) -> Router {
         .route("/ids/{uuid}", get(parse_id))
         .route("/admin/keys/{tenant}/rotate", post(rotate))
         .route("/admin/keys/{tenant}/{period}", delete(delete_key))
-        .with_state(devices)
+        .route("/admin/erasure", post(erase))
+        .with_state(app)
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-async fn register(State(d): State<Devices>, ApiJson(r): ApiJson<Registration>) -> Result<Response> {
-    let out = d.register(r).await?;
-    let status = if out.status == "created" { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(out)).into_response())
+fn unexpected() -> DeviceError {
+    DeviceError::Routed {
+        code: "unexpected_reply",
+        kind: ErrorKind::Internal,
+        message: "the owner answered another operation".into(),
+    }
 }
 
-async fn get_device(State(d): State<Devices>, Path(id): Path<String>) -> Result<Json<Value>> {
-    Ok(Json(d.get(&id.to_ascii_lowercase()).await?))
+/// A routed answer: `body` with `served_by` added (when it is an object) and the header.
+fn served(status: StatusCode, node: &str, body: Option<Value>) -> Response {
+    let mut response = match body {
+        Some(mut body) => {
+            if let Some(map) = body.as_object_mut() {
+                map.insert("served_by".into(), Value::String(node.to_owned()));
+            }
+            (status, Json(body)).into_response()
+        }
+        None => status.into_response(),
+    };
+    if let Ok(value) = HeaderValue::from_str(node) {
+        response.headers_mut().insert("x-served-by", value);
+    }
+    response
+}
+
+async fn register(State(app): State<App>, ApiJson(r): ApiJson<Registration>) -> Result<Response> {
+    let prepared = app.devices.prepare(r).await?;
+    let key = prepared.route_key();
+    let out = app.writes.call(&key, Request::Register(prepared)).await?;
+    let Reply::Registered(registered) = out.value else { return Err(unexpected().into()) };
+    let status = if registered.status == "created" { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(served(status, &out.node, serde_json::to_value(registered).ok()))
+}
+
+async fn get_device(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>> {
+    Ok(Json(app.devices.get(&id.to_ascii_lowercase()).await?))
+}
+
+/// Present and `null` (clear) differ from absent (keep).
+fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Patch {
-    metadata: Map<String, Value>,
+    #[serde(default)]
+    metadata: Option<Map<String, Value>>,
+    /// A string sets the device's subject, `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    subject_id: Option<Value>,
 }
 
-async fn patch_device(
-    State(d): State<Devices>,
-    Path(id): Path<String>,
-    ApiJson(p): ApiJson<Patch>,
-) -> Result<Json<Value>> {
-    Ok(Json(d.update_metadata(&id.to_ascii_lowercase(), p.metadata).await?))
+async fn patch_device(State(app): State<App>, Path(id): Path<String>, ApiJson(p): ApiJson<Patch>) -> Result<Response> {
+    let id = id.to_ascii_lowercase();
+    if p.metadata.is_none() && p.subject_id.is_none() {
+        return Err(DeviceError::Invalid("a PATCH needs `metadata` or `subject_id`".into()).into());
+    }
+    let subject = match p.subject_id {
+        None => SubjectChange::Keep,
+        Some(Value::Null) => SubjectChange::Clear,
+        Some(Value::String(subject)) => {
+            check_subject(&subject)?;
+            let device = app.devices.store.device(&id).await.map_err(DeviceError::from)?;
+            let device = device.ok_or_else(|| DeviceError::NotFound(id.clone()))?;
+            SubjectChange::Set(app.devices.master()?.subject_hash(&device.tenant, &subject))
+        }
+        Some(_) => return Err(DeviceError::Invalid("`subject_id` must be a string or null".into()).into()),
+    };
+    let req = Request::Update { id: id.clone(), metadata: p.metadata.unwrap_or_default(), subject };
+    let out = app.writes.call(&id, req).await?;
+    let Reply::Value(v) = out.value else { return Err(unexpected().into()) };
+    Ok(served(StatusCode::OK, &out.node, Some(v)))
 }
 
-async fn delete_device(State(d): State<Devices>, Path(id): Path<String>) -> Result<StatusCode> {
-    d.delete(&id.to_ascii_lowercase()).await?;
-    Ok(StatusCode::NO_CONTENT)
+async fn delete_device(State(app): State<App>, Path(id): Path<String>) -> Result<Response> {
+    let id = id.to_ascii_lowercase();
+    let out = app.writes.call(&id, Request::Delete { id: id.clone() }).await?;
+    Ok(served(StatusCode::NO_CONTENT, &out.node, None))
 }
 
-async fn group(State(d): State<Devices>, Path(id): Path<String>) -> Result<Json<Value>> {
-    Ok(Json(d.group(&id).await?))
+async fn group(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>> {
+    Ok(Json(app.devices.group(&id).await?))
 }
 
 #[derive(Deserialize)]
@@ -69,26 +138,62 @@ struct Link {
     confidence_score: f64,
     #[serde(default)]
     evidence: Option<Value>,
+    /// Shared identifier values the link rests on (`{"wifi": "…"}`): each may link a limited
+    /// number of devices; only keyed hashes are stored.
+    #[serde(default)]
+    identifiers: Option<BTreeMap<String, String>>,
 }
 
-async fn link(State(d): State<Devices>, ApiJson(l): ApiJson<Link>) -> Result<Json<Value>> {
-    Ok(Json(d.link(&l.device_ids, l.confidence_score, &l.evidence.unwrap_or(Value::Null)).await?))
+async fn link(State(app): State<App>, ApiJson(l): ApiJson<Link>) -> Result<Response> {
+    let ids = link_ids(&l.device_ids)?;
+    let shared = match l.identifiers.as_ref().filter(|m| !m.is_empty()) {
+        None => Vec::new(),
+        Some(values) => {
+            // Hashed here, with the devices' tenant (the owner checks they share one).
+            let first = app.devices.store.device(&ids[0]).await.map_err(DeviceError::from)?;
+            let tenant = first.ok_or_else(|| DeviceError::NotFound(ids[0].clone()))?.tenant;
+            app.devices.shared_hashes(&tenant, Some(values))?
+        }
+    };
+    let req = Request::Link {
+        ids: ids.clone(),
+        confidence: l.confidence_score,
+        evidence: l.evidence.unwrap_or(Value::Null),
+        shared,
+    };
+    let out = app.writes.call(&link_key(&ids), req).await?;
+    let Reply::Value(v) = out.value else { return Err(unexpected().into()) };
+    Ok(served(StatusCode::OK, &out.node, Some(v)))
 }
 
-async fn unlink(State(d): State<Devices>, Path((a, b)): Path<(String, String)>) -> Result<StatusCode> {
-    d.unlink(&a, &b).await?;
-    Ok(StatusCode::NO_CONTENT)
+async fn unlink(State(app): State<App>, Path((a, b)): Path<(String, String)>) -> Result<Response> {
+    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+    let key = link_key(&[a.clone(), b.clone()]);
+    let out = app.writes.call(&key, Request::Unlink { a, b }).await?;
+    Ok(served(StatusCode::NO_CONTENT, &out.node, None))
 }
 
 async fn parse_id(Path(text): Path<String>) -> Result<Json<ids::Parsed>> {
     Ok(Json(ids::parse(&text).map_err(DeviceError::Invalid)?))
 }
 
-async fn rotate(State(d): State<Devices>, Path(tenant): Path<String>) -> Result<Json<Value>> {
-    Ok(Json(d.rotate_key(&tenant).await?))
+async fn rotate(State(app): State<App>, Path(tenant): Path<String>) -> Result<Json<Value>> {
+    Ok(Json(app.devices.rotate_key(&tenant).await?))
 }
 
-async fn delete_key(State(d): State<Devices>, Path((tenant, period)): Path<(String, i32)>) -> Result<StatusCode> {
-    d.delete_key(&tenant, period).await?;
+async fn delete_key(State(app): State<App>, Path((tenant, period)): Path<(String, i32)>) -> Result<StatusCode> {
+    app.devices.delete_key(&tenant, period).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Operators' door to the erasure endpoint the Privacy Filter calls: the same handler, reached
+/// through the same keyed client (the subject's owner runs it).
+async fn erase(State(app): State<App>, ApiJson(req): ApiJson<ErasureRequest>) -> Result<Response> {
+    check_subject(&req.subject_id)?;
+    if req.job_id.is_empty() || req.job_id.len() > 128 {
+        return Err(DeviceError::Invalid("`job_id` must be 1 to 128 characters".into()).into());
+    }
+    let subject = req.subject_id.clone();
+    let out = app.erasure.call(&subject, req).await.map_err(DeviceError::from_call)?;
+    Ok(served(StatusCode::OK, &out.node, serde_json::to_value(out.value).ok()))
 }

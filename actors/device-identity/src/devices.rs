@@ -1,44 +1,21 @@
-//! Device operations: registration (keyed v8 id from stable identifiers, or a match of an
-//! existing device by identifier hash or by fingerprint similarity, or a random v7 id), reads,
-//! metadata updates, erasure, links and groups, key rotation. Raw identifiers never leave this
-//! module: they become keyed hashes before anything is stored, logged or returned.
+//! Device operations other than registration (`register.rs`): reads, metadata and subject
+//! updates, deletion, links and groups (with the shared identifier limits), tenant keys sealed
+//! under the master key. Raw identifiers never reach this module: registration and the API turn
+//! them into keyed hashes first. Writes run on the owner of their key (`routing.rs`).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use sha2::Digest;
 
+use crate::crypto::MasterKey;
 use crate::error::DeviceError;
-use crate::fingerprint::Features;
 use crate::groups::{self, Edge, Refusal};
 use crate::ids;
+use crate::limits::{self, Limits};
 use crate::oui::Oui;
-use crate::store::{Store, devices};
-
-/// A registration: raw attributes as devices report them.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Registration {
-    #[serde(default)]
-    pub tenant: Option<String>,
-    pub platform: Option<String>,
-    pub model: Option<String>,
-    pub manufacturer: Option<String>,
-    pub os: Option<String>,
-    pub os_version: Option<String>,
-    pub app_instance_id: Option<String>,
-    pub user_agent: Option<String>,
-    pub mac: Option<String>,
-    pub serial: Option<String>,
-    pub advertising_id: Option<String>,
-    pub android_id: Option<String>,
-    pub screen: Option<String>,
-    pub locale: Option<String>,
-    pub timezone: Option<String>,
-    #[serde(default)]
-    pub metadata: Option<Map<String, Value>>,
-}
+use crate::store::Store;
 
 /// Settings of the service.
 #[derive(Debug, Clone)]
@@ -59,26 +36,14 @@ impl Default for Settings {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct Registered {
-    pub device_id: String,
-    /// `created` or `matched`.
-    pub status: &'static str,
-    /// `identifier` or `fingerprint` when matched.
-    pub matched_by: Option<&'static str>,
-    pub confidence: f64,
-    pub key_period: Option<i32>,
-    pub fingerprint: String,
-    pub enrichment: Value,
-}
+/// Most shared identifiers one registration or link may carry.
+const MAX_SHARED: usize = 16;
 
-const MAX_VALUE_LEN: usize = 512;
-
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-fn platform(p: Option<&str>) -> Option<String> {
+pub fn platform(p: Option<&str>) -> Option<String> {
     let p = p?.trim().to_ascii_lowercase();
     Some(match p.as_str() {
         "android" | "androidos" => "android".into(),
@@ -92,122 +57,10 @@ fn platform(p: Option<&str>) -> Option<String> {
     })
 }
 
-/// User-agent, MAC vendor and platform enrichment (woothee: OS, browser, category; OUI list).
-pub fn enrich(r: &Registration, oui: &Oui) -> Value {
-    let mut out = json!({ "platform": platform(r.platform.as_deref()) });
-    if let Some(mac) = r.mac.as_deref() {
-        out["mac_vendor"] = if oui.len() == 0 {
-            json!({ "error": "the OUI list (Debian package ieee-data) is not installed" })
-        } else {
-            json!(oui.lookup(mac))
-        };
-    }
-    if let Some(ua) = r.user_agent.as_deref().and_then(|ua| woothee::parser::Parser::new().parse(ua)) {
-        out["user_agent"] = json!({
-            "browser": ua.name, "browser_version": ua.version, "os": ua.os, "os_version": ua.os_version,
-            "category": ua.category, "vendor": ua.vendor,
-        });
-    }
-    out
-}
-
-impl Registration {
-    fn validate(&self) -> Result<(), DeviceError> {
-        let fields = [
-            ("platform", &self.platform),
-            ("model", &self.model),
-            ("manufacturer", &self.manufacturer),
-            ("os", &self.os),
-            ("os_version", &self.os_version),
-            ("app_instance_id", &self.app_instance_id),
-            ("user_agent", &self.user_agent),
-            ("mac", &self.mac),
-            ("serial", &self.serial),
-            ("advertising_id", &self.advertising_id),
-            ("android_id", &self.android_id),
-            ("screen", &self.screen),
-            ("locale", &self.locale),
-            ("timezone", &self.timezone),
-        ];
-        for (name, value) in fields {
-            if value.as_ref().is_some_and(|v| v.len() > MAX_VALUE_LEN) {
-                return Err(DeviceError::Invalid(format!("`{name}` is longer than {MAX_VALUE_LEN} characters")));
-            }
-        }
-        if fields.iter().all(|(_, v)| v.is_none()) {
-            return Err(DeviceError::Invalid("a registration needs at least one attribute".into()));
-        }
-        Ok(())
-    }
-
-    /// Stable identifiers, normalized, strongest first: hardware, then app instance.
-    fn identifiers(&self) -> Vec<(&'static str, String)> {
-        let norm = |v: &Option<String>| {
-            v.as_deref()
-                .map(|s| s.trim().to_ascii_lowercase())
-                .filter(|s| !s.is_empty() && s != "unknown" && s != "anonymous")
-        };
-        let mut out = Vec::new();
-        if let Some(mac) = norm(&self.mac)
-            .map(|m| m.replace(['-', '.'], ":"))
-            .filter(|m| m != "00:00:00:00:00:00" && m != "02:00:00:00:00:00")
-        {
-            out.push(("mac", mac));
-        }
-        for (name, v) in [
-            ("serial", &self.serial),
-            ("android_id", &self.android_id),
-            ("advertising_id", &self.advertising_id),
-            ("app_instance_id", &self.app_instance_id),
-        ] {
-            if let Some(v) = norm(v).filter(|v| v != "00000000-0000-0000-0000-000000000000") {
-                out.push((name, v));
-            }
-        }
-        out
-    }
-
-    fn features(&self, enrichment: &Value) -> Features {
-        let mut f = Features::default();
-        f.insert("platform", platform(self.platform.as_deref()).as_deref());
-        f.insert("model", self.model.as_deref());
-        f.insert("manufacturer", self.manufacturer.as_deref().or(enrichment["mac_vendor"].as_str()));
-        f.insert(
-            "os_family",
-            self.os
-                .as_deref()
-                .map(|o| o.split_whitespace().next().unwrap_or(o))
-                .or(enrichment["user_agent"]["os"].as_str()),
-        );
-        f.insert("os_version", self.os_version.as_deref().or(enrichment["user_agent"]["os_version"].as_str()));
-        f.insert("screen", self.screen.as_deref());
-        f.insert("locale", self.locale.as_deref());
-        f.insert("timezone", self.timezone.as_deref());
-        f.insert("browser_family", enrichment["user_agent"]["browser"].as_str());
-        f.insert("device_class", enrichment["user_agent"]["category"].as_str());
-        f
-    }
-}
-
-#[derive(Clone)]
-pub struct Devices {
-    pub store: Store,
-    pub settings: Settings,
-    pub oui: std::sync::Arc<Oui>,
-}
-
-fn random_secret() -> String {
-    let bytes: [u8; 32] = sha2::Sha256::digest(
-        uuid::Uuid::new_v4().as_bytes().iter().chain(uuid::Uuid::new_v4().as_bytes()).copied().collect::<Vec<u8>>(),
-    )
-    .into();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Metadata a device may carry in all, after merging registrations and patches.
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 
-fn check_metadata(m: &Map<String, Value>) -> Result<(), DeviceError> {
+pub fn check_metadata(m: &Map<String, Value>) -> Result<(), DeviceError> {
     let size = serde_json::to_vec(m).map_or(usize::MAX, |v| v.len());
     if size > MAX_METADATA_BYTES {
         return Err(DeviceError::Invalid(format!(
@@ -217,113 +70,147 @@ fn check_metadata(m: &Map<String, Value>) -> Result<(), DeviceError> {
     Ok(())
 }
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2).filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()).collect()
+/// The device ids of a link, normalized and checked (2 to 16 distinct UUIDs).
+pub fn link_ids(ids_in: &[String]) -> Result<Vec<String>, DeviceError> {
+    if ids_in.len() < 2 || ids_in.len() > 16 {
+        return Err(DeviceError::Invalid("`device_ids` must list 2 to 16 devices".into()));
+    }
+    let ids: Vec<String> = ids_in.iter().map(|s| s.trim().to_ascii_lowercase()).collect();
+    for id in &ids {
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Err(DeviceError::Invalid(format!("`{id}` is not a device id")));
+        }
+    }
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    if unique.len() != ids.len() {
+        return Err(DeviceError::Invalid("a device cannot be linked to itself".into()));
+    }
+    Ok(ids)
+}
+
+/// What a PATCH does to a device's subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectChange {
+    Keep,
+    Clear,
+    /// The keyed subject hash.
+    Set(String),
+}
+
+#[derive(Clone)]
+pub struct Devices {
+    pub store: Store,
+    pub settings: Settings,
+    pub oui: Arc<Oui>,
+    /// The master key, or why there is none (the service then refuses key operations).
+    pub master: Result<Arc<MasterKey>, Arc<str>>,
+    pub limits: Arc<Limits>,
 }
 
 impl Devices {
-    async fn key(&self, tenant: &str) -> Result<(i32, Vec<u8>), DeviceError> {
-        let key = match self.store.current_key(tenant).await? {
-            Some(k) => k,
-            None => self.store.add_key(tenant, 1, random_secret()).await?,
-        };
-        Ok((key.period, hex(&key.secret)))
+    pub fn master(&self) -> Result<&MasterKey, DeviceError> {
+        self.master.as_deref().map_err(|why| DeviceError::MasterKeyRequired(why.to_string()))
     }
 
-    pub async fn register(&self, r: Registration) -> Result<Registered, DeviceError> {
-        r.validate()?;
-        let tenant = r.tenant.clone().unwrap_or_else(|| "default".into());
-        if tenant.is_empty() || tenant.len() > 128 {
-            return Err(DeviceError::Invalid("`tenant` must be 1 to 128 characters".into()));
-        }
-        let (period, key) = self.key(&tenant).await?;
-        let enrichment = enrich(&r, &self.oui);
-        let features = r.features(&enrichment);
-        let identifiers = r.identifiers();
-        let hashes: Vec<(&str, String)> =
-            identifiers.iter().map(|(n, v)| (*n, ids::identifier_hash(&key, n, v))).collect();
-
-        // 1. A known identifier: that device.
-        let mut matched: Option<(String, &'static str, f64)> = None;
-        for (name, hash) in &hashes {
-            if let Some(device) = self.store.device_by_identifier(&tenant, name, hash).await? {
-                matched = Some((device, "identifier", 1.0));
-                break;
+    /// The current key of `tenant` (created on first use), opened with the master key.
+    pub async fn key(&self, tenant: &str) -> Result<(i32, Vec<u8>), DeviceError> {
+        let master = self.master()?;
+        let row = match self.store.current_key(tenant).await? {
+            Some(k) => k,
+            None => {
+                let secret: [u8; 32] = rand::random();
+                self.store.add_key(tenant, 1, master.seal_key(tenant, 1, &secret)).await?
             }
-        }
-        // 2. The keyed id of the strongest identifiers.
-        let hardware: Vec<(&str, &str)> =
-            identifiers.iter().filter(|(n, _)| *n != "app_instance_id").map(|(n, v)| (*n, v.as_str())).collect();
-        let basis: Vec<(&str, &str)> =
-            if hardware.is_empty() { identifiers.iter().map(|(n, v)| (*n, v.as_str())).collect() } else { hardware };
-        let keyed =
-            (!basis.is_empty()).then(|| ids::keyed_id(&key, period as u16, &tenant, "device", &basis).to_string());
-        if matched.is_none()
-            && let Some(id) = &keyed
-            && self.store.device(id).await?.is_some()
-        {
-            matched = Some((id.clone(), "identifier", 1.0));
-        }
-        // 3. Without hardware identifiers, a fingerprint close enough to an existing device.
-        let has_hardware = identifiers.iter().any(|(n, _)| *n != "app_instance_id");
-        if matched.is_none() && !has_hardware {
-            let candidates = self
-                .store
-                .candidates(&tenant, platform(r.platform.as_deref()).as_deref(), self.settings.candidates)
-                .await?;
-            let best = candidates
-                .iter()
-                .filter_map(|d| {
-                    serde_json::from_str::<Features>(&d.features).ok().map(|f| (features.similarity(&f), d))
-                })
-                .filter(|(score, _)| *score >= self.settings.match_threshold)
-                .max_by(|a, b| a.0.total_cmp(&b.0));
-            if let Some((score, d)) = best {
-                matched = Some((d.id.clone(), "fingerprint", (score * 1000.0).round() / 1000.0));
-            }
-        }
-        let now = now_ms();
-        let (device_id, status, matched_by, confidence) = match matched {
-            Some((id, by, c)) => (id, "matched", Some(by), c),
-            None => (keyed.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string()), "created", None, 1.0),
         };
-        let existing = self.store.device(&device_id).await?;
-        let mut metadata = existing
-            .as_ref()
-            .and_then(|d| serde_json::from_str::<Map<String, Value>>(&d.metadata).ok())
-            .unwrap_or_default();
-        metadata.extend(r.metadata.clone().unwrap_or_default());
-        check_metadata(&metadata)?;
-        let key_period = existing
-            .as_ref()
-            .map(|d| d.key_period)
-            .unwrap_or(keyed.as_ref().filter(|k| **k == device_id).map(|_| period));
-        self.store
-            .upsert_device(devices::Model {
-                id: device_id.clone(),
-                tenant: tenant.clone(),
-                key_period,
-                platform: platform(r.platform.as_deref()),
-                features: serde_json::to_string(&features).unwrap_or_default(),
-                fingerprint: features.hash(),
-                enrichment: enrichment.to_string(),
-                metadata: Value::Object(metadata).to_string(),
-                created_ms: existing.as_ref().map(|d| d.created_ms).unwrap_or(now),
-                updated_ms: now,
-            })
-            .await?;
-        for (name, hash) in &hashes {
-            self.store.add_identifier(&tenant, name, hash, &device_id).await?;
+        let key = master.open_key(tenant, row.period, &row.secret).map_err(|_| {
+            tracing::error!(tenant, period = row.period, "a tenant key cannot be opened with the master key in use");
+            DeviceError::KeyUnreadable
+        })?;
+        Ok((row.period, key))
+    }
+
+    /// Seals tenant keys still stored in plaintext (rows from before encryption). Idempotent;
+    /// nodes racing on one row agree (compare-and-set on the old value).
+    pub async fn seal_plaintext_keys(&self) -> Result<usize, DeviceError> {
+        let master = self.master()?;
+        let mut sealed = 0;
+        for row in self.store.plaintext_keys().await? {
+            let key = master.open_key(&row.tenant, row.period, &row.secret).map_err(|_| DeviceError::KeyUnreadable)?;
+            if self.store.reseal_key(row.id, &row.secret, master.seal_key(&row.tenant, row.period, &key)).await? {
+                sealed += 1;
+            }
         }
-        Ok(Registered {
-            device_id,
-            status,
-            matched_by,
-            confidence,
-            key_period,
-            fingerprint: features.hash(),
-            enrichment,
-        })
+        Ok(sealed)
+    }
+
+    /// Keyed hashes of shared identifier values (normalized first); refusals name the type only.
+    pub fn shared_hashes(
+        &self,
+        tenant: &str,
+        values: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> Result<Vec<(String, String)>, DeviceError> {
+        let Some(values) = values.filter(|v| !v.is_empty()) else { return Ok(Vec::new()) };
+        if values.len() > MAX_SHARED {
+            return Err(DeviceError::Invalid(format!("at most {MAX_SHARED} shared identifiers")));
+        }
+        let master = self.master()?;
+        values
+            .iter()
+            .map(|(kind, value)| {
+                let value = limits::normalize(&self.limits, kind, value).map_err(DeviceError::Invalid)?;
+                Ok((kind.clone(), master.shared_hash(tenant, kind, &value)))
+            })
+            .collect()
+    }
+
+    /// Associates `devices` with each shared identifier value, refusing (and undoing its own
+    /// claims) when a value would link more devices than its type allows. The count is checked
+    /// again after writing, since writers of other keys may claim the same value meanwhile: racing
+    /// claims may both be refused, never both accepted over the limit.
+    pub async fn claim_shared(
+        &self,
+        tenant: &str,
+        shared: &[(String, String)],
+        devices: &BTreeSet<String>,
+    ) -> Result<Vec<(String, String, String)>, DeviceError> {
+        let mut claimed: Vec<(String, String, String)> = Vec::new();
+        for (kind, hash) in shared {
+            let outcome = async {
+                let limit = self
+                    .limits
+                    .get(kind)
+                    .ok_or_else(|| DeviceError::Invalid(format!("`{kind}` is not an identifier type")))?;
+                let linked = self.store.shared_devices(tenant, kind, hash).await?;
+                limits::check(kind, limit, &linked, devices).map_err(refused)?;
+                let mut added = false;
+                for d in devices {
+                    if self.store.add_shared(tenant, kind, hash, d).await? {
+                        claimed.push((kind.clone(), hash.clone(), d.clone()));
+                        added = true;
+                    }
+                }
+                if added {
+                    let now = self.store.shared_devices(tenant, kind, hash).await?;
+                    limits::check(kind, limit, &BTreeSet::new(), &now).map_err(refused)?;
+                }
+                Ok::<(), DeviceError>(())
+            }
+            .await;
+            if let Err(e) = outcome {
+                self.release_shared(tenant, &claimed).await;
+                return Err(e);
+            }
+        }
+        Ok(claimed)
+    }
+
+    pub async fn release_shared(&self, tenant: &str, claimed: &[(String, String, String)]) {
+        for (kind, hash, device) in claimed {
+            if let Err(e) = self.store.remove_shared(tenant, kind, hash, device).await {
+                tracing::warn!(kind, error = %e, "could not undo a shared identifier claim");
+            }
+        }
     }
 
     pub async fn get(&self, id: &str) -> Result<Value, DeviceError> {
@@ -335,12 +222,25 @@ impl Devices {
             "enrichment": serde_json::from_str::<Value>(&d.enrichment).unwrap_or(Value::Null),
             "metadata": serde_json::from_str::<Value>(&d.metadata).unwrap_or(Value::Null),
             "identifiers": self.store.identifier_names(&d.id).await?,
+            "shared_identifiers": self.store.shared_kinds(&d.id).await?,
+            "subject": self.store.has_subject(&d.id).await?,
             "created_ms": d.created_ms, "updated_ms": d.updated_ms,
         }))
     }
 
-    pub async fn update_metadata(&self, id: &str, patch: Map<String, Value>) -> Result<Value, DeviceError> {
+    /// Applies a PATCH: metadata keys (null removes one) and the subject.
+    pub async fn update(
+        &self,
+        id: &str,
+        patch: Map<String, Value>,
+        subject: SubjectChange,
+    ) -> Result<Value, DeviceError> {
         let mut d = self.store.device(id).await?.ok_or_else(|| DeviceError::NotFound(id.to_owned()))?;
+        match subject {
+            SubjectChange::Keep => {}
+            SubjectChange::Clear => self.store.set_subject(&d.tenant, id, None).await?,
+            SubjectChange::Set(hash) => self.store.set_subject(&d.tenant, id, Some(&hash)).await?,
+        }
         let mut metadata: Map<String, Value> = serde_json::from_str(&d.metadata).unwrap_or_default();
         for (k, v) in patch {
             if v.is_null() {
@@ -357,7 +257,11 @@ impl Devices {
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), DeviceError> {
-        if self.store.delete_device(id).await? { Ok(()) } else { Err(DeviceError::NotFound(id.to_owned())) }
+        if self.store.delete_device(id).await?.device.is_some() {
+            Ok(())
+        } else {
+            Err(DeviceError::NotFound(id.to_owned()))
+        }
     }
 
     async fn group_edges(&self, id: &str) -> Result<(BTreeSet<String>, Vec<crate::store::links::Model>), DeviceError> {
@@ -373,23 +277,18 @@ impl Devices {
         Ok((members, edges))
     }
 
-    /// Links every pair of `ids` with `confidence` and `evidence`.
-    pub async fn link(&self, ids_in: &[String], confidence: f64, evidence: &Value) -> Result<Value, DeviceError> {
-        if ids_in.len() < 2 || ids_in.len() > 16 {
-            return Err(DeviceError::Invalid("`device_ids` must list 2 to 16 devices".into()));
-        }
+    /// Links every pair of `ids` with `confidence` and `evidence`; `shared` are the keyed hashes
+    /// of the identifier values the link rests on, each limited in how many devices it may link.
+    pub async fn link(
+        &self,
+        ids_in: &[String],
+        confidence: f64,
+        evidence: &Value,
+        shared: &[(String, String)],
+    ) -> Result<Value, DeviceError> {
+        let ids = link_ids(ids_in)?;
         if !(0.0..=1.0).contains(&confidence) || confidence.is_nan() {
             return Err(DeviceError::Invalid("`confidence_score` must be between 0 and 1".into()));
-        }
-        let ids: Vec<String> = ids_in.iter().map(|s| s.trim().to_ascii_lowercase()).collect();
-        for id in &ids {
-            if uuid::Uuid::parse_str(id).is_err() {
-                return Err(DeviceError::Invalid(format!("`{id}` is not a device id")));
-            }
-        }
-        let unique: BTreeSet<&String> = ids.iter().collect();
-        if unique.len() != ids.len() {
-            return Err(DeviceError::Invalid("a device cannot be linked to itself".into()));
         }
         // The group every listed device would end up in, if the link joins groups.
         let mut merged = BTreeSet::new();
@@ -410,18 +309,26 @@ impl Devices {
             groups::check_link(&ids[0], id, &BTreeSet::new(), &BTreeSet::new(), usize::MAX)
                 .map_err(|_| DeviceError::Blocked(format!("`{id}` is a blocked device id")))?;
         }
+        let mut tenants = BTreeSet::new();
         for id in &ids {
-            if self.store.device(id).await?.is_none() {
-                return Err(DeviceError::NotFound(id.clone()));
-            }
+            let d = self.store.device(id).await?.ok_or_else(|| DeviceError::NotFound(id.clone()))?;
+            tenants.insert(d.tenant);
+        }
+        if tenants.len() > 1 {
+            return Err(DeviceError::Invalid("devices of different tenants cannot be linked".into()));
         }
         let evidence = evidence.to_string();
         if evidence.len() > 16 * 1024 {
             return Err(DeviceError::Invalid("`evidence` is larger than 16 KiB".into()));
         }
+        let tenant = tenants.into_iter().next().unwrap_or_default();
+        let claimed = self.claim_shared(&tenant, shared, &ids.iter().cloned().collect()).await?;
         for w in ids.windows(2) {
             let (a, b) = if w[0] < w[1] { (&w[0], &w[1]) } else { (&w[1], &w[0]) };
-            self.store.upsert_link(a, b, confidence, &evidence, now_ms()).await?;
+            if let Err(e) = self.store.upsert_link(a, b, confidence, &evidence, now_ms()).await {
+                self.release_shared(&tenant, &claimed).await;
+                return Err(e.into());
+            }
         }
         self.group(&ids[0]).await
     }
@@ -458,7 +365,8 @@ impl Devices {
         if next > i32::from(ids::MAX_PERIOD) {
             return Err(DeviceError::Invalid("the key period space (12 bits) is exhausted".into()));
         }
-        self.store.add_key(tenant, next, random_secret()).await?;
+        let secret: [u8; 32] = rand::random();
+        self.store.add_key(tenant, next, self.master()?.seal_key(tenant, next, &secret)).await?;
         self.store.retire_keys_before(tenant, next).await?;
         Ok(json!({ "tenant": tenant, "period": next }))
     }
@@ -477,4 +385,8 @@ impl Devices {
             Err(DeviceError::NotFound(format!("key {tenant}/{period}")))
         }
     }
+}
+
+fn refused(e: limits::Exceeded) -> DeviceError {
+    DeviceError::IdentifierLimit { kind: e.kind, limit: e.limit, devices: e.devices }
 }

@@ -2,7 +2,14 @@
 //! node answers): per-tenant keys by period, devices (no raw identifiers — only features that do
 //! not identify on their own, enrichment and metadata), keyed identifier hashes pointing at their
 //! device (unique per tenant, so two nodes registering the same device converge on one row), and
-//! link edges (unique per ordered pair). The migration lives here; the node applies it at start.
+//! link edges (unique per ordered pair). Tenant keys are stored sealed (`crypto.rs`); subjects and
+//! shared identifiers are in `store/privacy.rs`. The migrations live here; the node applies them.
+
+mod privacy;
+
+pub use privacy::{Migration as PrivacyMigration, shared, subjects};
+
+use std::collections::BTreeSet;
 
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -22,7 +29,9 @@ pub mod keys {
         pub id: i32,
         pub tenant: String,
         pub period: i32,
-        /// Hex key material. Deleting the row is how ids of that period are erased.
+        /// Key material sealed under the master key (`crypto.rs`); plaintext hex in rows written
+        /// before encryption, resealed at start. Deleting the row is how ids of that period
+        /// are erased.
         pub secret: String,
         pub retired: bool,
     }
@@ -211,6 +220,15 @@ impl MigrationTrait for Migration {
     }
 }
 
+/// What deleting a device removed.
+#[derive(Debug, Default)]
+pub struct Removed {
+    pub device: Option<devices::Model>,
+    pub identifiers: u64,
+    pub links: u64,
+    pub shared: u64,
+}
+
 /// Most edges read around one device when computing its group.
 pub const MAX_EDGES: u64 = 10_000;
 
@@ -368,14 +386,157 @@ impl Store {
         Ok(names)
     }
 
-    /// Deletes a device, its identifier hashes and its links.
-    pub async fn delete_device(&self, id: &str) -> Result<bool, DbErr> {
-        identifiers::Entity::delete_many().filter(identifiers::Column::DeviceId.eq(id)).exec(&self.db).await?;
-        links::Entity::delete_many()
+    /// Deletes a device and everything attached to it: identifier hashes, links, its subject and
+    /// shared identifier associations. Reports what it removed (the device row, if it existed,
+    /// carried the fingerprint and the metadata).
+    pub async fn delete_device(&self, id: &str) -> Result<Removed, DbErr> {
+        let device = self.device(id).await?;
+        let identifiers = identifiers::Entity::delete_many()
+            .filter(identifiers::Column::DeviceId.eq(id))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        let links = links::Entity::delete_many()
             .filter(Condition::any().add(links::Column::A.eq(id)).add(links::Column::B.eq(id)))
             .exec(&self.db)
+            .await?
+            .rows_affected;
+        let shared =
+            shared::Entity::delete_many().filter(shared::Column::DeviceId.eq(id)).exec(&self.db).await?.rows_affected;
+        subjects::Entity::delete_by_id(id.to_owned()).exec(&self.db).await?;
+        let deleted = devices::Entity::delete_by_id(id.to_owned()).exec(&self.db).await?.rows_affected > 0;
+        Ok(Removed { device: device.filter(|_| deleted), identifiers, links, shared })
+    }
+
+    /// Tenant keys still stored in plaintext (written before encryption).
+    pub async fn plaintext_keys(&self) -> Result<Vec<keys::Model>, DbErr> {
+        keys::Entity::find()
+            .filter(keys::Column::Secret.not_like(format!("{}%", crate::crypto::SEALED)))
+            .all(&self.db)
+            .await
+    }
+
+    /// Replaces a key's stored form if it is still `old` (another node may have resealed it).
+    pub async fn reseal_key(&self, id: i32, old: &str, sealed: String) -> Result<bool, DbErr> {
+        let r = keys::Entity::update_many()
+            .col_expr(keys::Column::Secret, sea_orm::sea_query::Expr::value(sealed))
+            .filter(keys::Column::Id.eq(id))
+            .filter(keys::Column::Secret.eq(old))
+            .exec(&self.db)
             .await?;
-        Ok(devices::Entity::delete_by_id(id.to_owned()).exec(&self.db).await?.rows_affected > 0)
+        Ok(r.rows_affected > 0)
+    }
+
+    pub async fn set_subject(&self, tenant: &str, device: &str, hash: Option<&str>) -> Result<(), DbErr> {
+        let Some(hash) = hash else {
+            subjects::Entity::delete_by_id(device.to_owned()).exec(&self.db).await?;
+            return Ok(());
+        };
+        let row = subjects::ActiveModel {
+            device_id: Set(device.to_owned()),
+            tenant: Set(tenant.to_owned()),
+            hash: Set(hash.to_owned()),
+        };
+        subjects::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(subjects::Column::DeviceId)
+                    .update_columns([subjects::Column::Tenant, subjects::Column::Hash])
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn has_subject(&self, device: &str) -> Result<bool, DbErr> {
+        Ok(subjects::Entity::find_by_id(device.to_owned()).one(&self.db).await?.is_some())
+    }
+
+    /// Devices of the subject with `hash` in `tenant`.
+    pub async fn devices_of_subject(&self, tenant: &str, hash: &str) -> Result<Vec<String>, DbErr> {
+        Ok(subjects::Entity::find()
+            .filter(subjects::Column::Tenant.eq(tenant))
+            .filter(subjects::Column::Hash.eq(hash))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| r.device_id)
+            .collect())
+    }
+
+    /// Tenants that have devices with a subject.
+    pub async fn subject_tenants(&self) -> Result<Vec<String>, DbErr> {
+        let rows: Vec<String> = subjects::Entity::find()
+            .select_only()
+            .column(subjects::Column::Tenant)
+            .distinct()
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows)
+    }
+
+    /// The devices a shared identifier value links now.
+    pub async fn shared_devices(&self, tenant: &str, kind: &str, hash: &str) -> Result<BTreeSet<String>, DbErr> {
+        Ok(shared::Entity::find()
+            .filter(shared::Column::Tenant.eq(tenant))
+            .filter(shared::Column::Kind.eq(kind))
+            .filter(shared::Column::Hash.eq(hash))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| r.device_id)
+            .collect())
+    }
+
+    /// Associates `device` with a shared identifier value; true when the association is new.
+    pub async fn add_shared(&self, tenant: &str, kind: &str, hash: &str, device: &str) -> Result<bool, DbErr> {
+        let row = shared::ActiveModel {
+            tenant: Set(tenant.to_owned()),
+            kind: Set(kind.to_owned()),
+            hash: Set(hash.to_owned()),
+            device_id: Set(device.to_owned()),
+            ..Default::default()
+        };
+        let r = shared::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([
+                    shared::Column::Tenant,
+                    shared::Column::Kind,
+                    shared::Column::Hash,
+                    shared::Column::DeviceId,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(r > 0)
+    }
+
+    pub async fn remove_shared(&self, tenant: &str, kind: &str, hash: &str, device: &str) -> Result<(), DbErr> {
+        shared::Entity::delete_many()
+            .filter(shared::Column::Tenant.eq(tenant))
+            .filter(shared::Column::Kind.eq(kind))
+            .filter(shared::Column::Hash.eq(hash))
+            .filter(shared::Column::DeviceId.eq(device))
+            .exec(&self.db)
+            .await
+            .map(|_| ())
+    }
+
+    /// The identifier types a device is associated with (names only).
+    pub async fn shared_kinds(&self, device: &str) -> Result<Vec<String>, DbErr> {
+        let mut kinds: Vec<String> = shared::Entity::find()
+            .filter(shared::Column::DeviceId.eq(device))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| r.kind)
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        Ok(kinds)
     }
 
     pub async fn upsert_link(

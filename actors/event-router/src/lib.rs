@@ -24,12 +24,10 @@ mod store;
 
 use std::sync::Arc;
 
-use futures::FutureExt;
-use loom_kafka::consumer::{GroupMember, SubscriptionStatus};
+use loom_kafka::consumer::SubscriptionStatus;
 use loom_kafka::{Producer, Subscription};
 use loom_protocol::ServiceId;
 use loom_service::{Dependency, ServiceContext, ServiceDef, ServiceParts};
-use loom_supervisors::ChildSpec;
 use sea_orm_migration::MigrationTrait;
 
 pub fn definition() -> ServiceDef {
@@ -91,13 +89,12 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
             kafka: k.clone(),
             processor: Arc::new(router::RouterProcessor { router: router.clone() }),
         };
-        children.push(member_child(ctx, sub, status.clone()));
+        children.push(loom_kafka::service::member_child(ctx, sub, status.clone()));
         subscription = Some(status);
     }
     let mut probes: Vec<loom_service::Probe> = Vec::new();
     if let Some(p) = producer {
-        tokio::spawn(probe_loop(p.clone()));
-        probes.push(kafka_probe(p, config.kafka.brokers.len()));
+        probes.push(loom_kafka::service::kafka_probe(p, config.kafka.brokers.len()));
     }
     let api = api::Api {
         book,
@@ -108,49 +105,4 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         group: config.router.group.clone(),
     };
     ServiceParts { children, routes: parts.routes.merge(api::routes(api)), probes, ..parts }
-}
-
-/// The consumer-group member as a supervised child of the router's supervisor.
-fn member_child(ctx: &ServiceContext, sub: Subscription, status: Arc<SubscriptionStatus>) -> ChildSpec {
-    ChildSpec {
-        service: ctx.id,
-        actor: "kafka-consumer".into(),
-        policy: ctx.restart_policy(),
-        start: Arc::new(move |supervisor| {
-            let member = GroupMember { subscription: sub.clone(), status: status.clone() };
-            async move {
-                let (actor, _) = ractor::Actor::spawn_linked(None, member, (), supervisor).await?;
-                Ok(actor.get_cell())
-            }
-            .boxed()
-        }),
-    }
-}
-
-/// Keeps the producer's broker reachability current (for `/ready`, `/health`, `/stats`): a
-/// metadata request every 2 s, failing after `loom_kafka::CLIENT_TIMEOUT`.
-async fn probe_loop(producer: Producer) {
-    loop {
-        let p = producer.clone();
-        let _ = tokio::task::spawn_blocking(move || p.probe()).await;
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    }
-}
-
-/// `kafka:reachable`: the router is not ready while the broker does not answer (records then
-/// wait uncommitted in Kafka, and `/route` would fail).
-fn kafka_probe(producer: Producer, brokers: usize) -> loom_service::Probe {
-    use loom_protocol::{CheckResult, HealthStatus};
-    Arc::new(move || {
-        let up = producer.connected();
-        CheckResult {
-            name: "kafka:reachable".into(),
-            status: if up { HealthStatus::Pass } else { HealthStatus::Fail },
-            component_type: Some("datastore".into()),
-            observed_value: Some(serde_json::Value::Bool(up)),
-            observed_unit: Some(format!("{brokers} bootstrap broker(s)")),
-            output: (!up).then(|| "the Kafka broker does not answer metadata requests".to_owned()),
-            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        }
-    })
 }

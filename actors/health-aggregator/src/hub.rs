@@ -25,7 +25,8 @@ pub struct Delta {
     pub time_ms: u64,
 }
 
-/// What a subscriber wants to see (empty lists: everything).
+/// What a subscriber wants to see (empty lists: everything; an entry ending in `*` matches by
+/// prefix, e.g. `incident:*`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
     pub services: Vec<String>,
@@ -35,7 +36,13 @@ pub struct Filter {
 
 impl Filter {
     pub fn matches(&self, d: &Delta) -> bool {
-        let ok = |list: &Vec<String>, v: &str| list.is_empty() || list.iter().any(|x| x == v);
+        let ok = |list: &Vec<String>, v: &str| {
+            list.is_empty()
+                || list.iter().any(|x| match x.strip_suffix('*') {
+                    Some(prefix) => v.starts_with(prefix),
+                    None => x == v,
+                })
+        };
         ok(&self.services, &d.service) && ok(&self.nodes, &d.node) && ok(&self.statuses, &d.status)
     }
 }
@@ -76,9 +83,19 @@ fn now_ms() -> u64 {
 impl Hub {
     /// Records a status; emits a delta only when status or detail changed.
     pub fn update(&self, node: &str, service: &str, status: &str, detail: serde_json::Value) -> Option<u64> {
+        self.record(node, service, status, detail, false)
+    }
+
+    /// Emits a last delta for an entry and drops it from the current state (a resolved
+    /// incident): snapshots no longer carry it, resuming subscribers still see the delta.
+    pub fn retire(&self, node: &str, service: &str, status: &str, detail: serde_json::Value) -> Option<u64> {
+        self.record(node, service, status, detail, true)
+    }
+
+    fn record(&self, node: &str, service: &str, status: &str, detail: serde_json::Value, retire: bool) -> Option<u64> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let key = (node.to_owned(), service.to_owned());
-        if inner.current.get(&key).is_some_and(|d| d.status == status && d.detail == detail) {
+        if !retire && inner.current.get(&key).is_some_and(|d| d.status == status && d.detail == detail) {
             return None;
         }
         inner.seq += 1;
@@ -90,7 +107,11 @@ impl Hub {
             detail,
             time_ms: now_ms(),
         };
-        inner.current.insert(key, delta.clone());
+        if retire {
+            inner.current.remove(&key);
+        } else {
+            inner.current.insert(key, delta.clone());
+        }
         let delta = Arc::new(delta);
         inner.history.push_back(delta.clone());
         while inner.history.len() > HISTORY {
@@ -153,6 +174,7 @@ mod tests {
             (Some(1), only_n2.clone(), "resume", vec![3]),
             (None, only_n2, "snapshot", vec![3]),
             (Some(99), Filter::default(), "snapshot", vec![2, 1, 3]),
+            (None, Filter { services: vec!["ded*".into()], ..Filter::default() }, "snapshot", vec![2]),
         ];
         for (i, (since, filter, kind, seqs)) in cases.into_iter().enumerate() {
             let (opening, _) = hub.subscribe(since, &filter);
@@ -162,6 +184,17 @@ mod tests {
             };
             assert_eq!((got_kind, got), (kind, seqs), "case {i}");
         }
+    }
+
+    #[test]
+    fn retired_entries_leave_the_snapshot_but_not_the_history() {
+        let hub = Hub::default();
+        hub.update("n1", "incident:a", "open", json!(null));
+        assert_eq!(hub.retire("n1", "incident:a", "resolved", json!(null)), Some(2));
+        assert!(hub.current().is_empty());
+        let (opening, _) = hub.subscribe(Some(0), &Filter { services: vec!["incident:*".into()], ..Filter::default() });
+        let Opening::Resume { deltas, .. } = opening else { panic!("resume expected") };
+        assert_eq!(deltas.iter().map(|d| d.status.as_str()).collect::<Vec<_>>(), ["open", "resolved"]);
     }
 
     #[test]

@@ -1,21 +1,40 @@
 //! Health Check Aggregator — port 8030: cluster-wide health, dependency graph, live WebSocket stream, SLA, incidents (issue #8).
 //!
-//! Built so far: the service's supervised tree (its `core` actor), the ops routes every port
-//! serves, the cluster routes (`cluster.rs`: membership view, key ownership), and the live
-//! health stream (`hub.rs` state, `stream.rs` collectors + `/ws/health` + `/health/cluster`),
-//! and SLA windows (`sla.rs`, `GET /sla`, metrics and `sla:<service>` deltas).
-//! Not built yet (issue #8): external dependency probes with thresholds, the dependency graph and
-//! `impacted`, incidents, remediation and the dashboard — their paths answer 404.
-//! It already observes the node's stores (database, cache, object store) in its `/health`, since
-//! watching dependencies is its job; they do not gate its readiness.
+//! - `cluster.rs`: the cluster routes (membership view, key ownership).
+//! - `aggregate.rs`: raw statuses of every (node, component) evaluated through the dependency
+//!   graph (`graph.rs`, pure: `impacted` dependents and root causes) into the hub (`hub.rs`:
+//!   latest state, sequence numbers, bounded history and broadcast).
+//! - `stream.rs`: collectors (membership, supervision, peers' statuses on `health.services`),
+//!   `/ws/health`, `/health/cluster`, `/sla`; `sla.rs`: rolling windows and burn rate (pure).
+//! - `probes.rs`: external dependency probes (database, cache, object store, Kafka) with
+//!   failure/success thresholds.
+//! - `incidents.rs`: correlation by root cause and time window (pure); `recorder.rs` persists
+//!   and streams incidents (`store.rs`, sea-orm, table `ha_incidents`); `api.rs`:
+//!   `/dependencies`, `/incidents`, `/incidents/{id}`.
+//! - `dashboard.rs`: the live HTML dashboard at `/` (one self-contained page).
+//!
+//! Not built yet (issue #8): probe settings in config (they are constants in `probes.rs`) and
+//! automated remediation. The node's stores do not gate this service's readiness: watching
+//! them is its job.
 
+mod aggregate;
+mod api;
 mod cluster;
+mod dashboard;
+mod graph;
 mod hub;
+mod incidents;
+mod probes;
+mod recorder;
 mod sla;
+mod store;
 mod stream;
+
+use std::sync::Arc;
 
 use loom_protocol::ServiceId;
 use loom_service::{Dependency, ServiceContext, ServiceDef, ServiceParts};
+use loom_storage::sea_orm_migration::MigrationTrait;
 
 pub fn definition() -> ServiceDef {
     ServiceDef {
@@ -25,7 +44,27 @@ pub fn definition() -> ServiceDef {
     }
 }
 
+/// The incident table's migration, applied by the node at start.
+pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+    vec![Box::new(store::Migration)]
+}
+
 fn build(ctx: &ServiceContext) -> ServiceParts {
     let parts = ServiceParts::foundation_only(ctx);
-    ServiceParts { routes: parts.routes.merge(cluster::routes(ctx)).merge(stream::routes(ctx)), ..parts }
+    let me = ctx.cluster.node_name().to_owned();
+    let hub = hub::Hub::default();
+    let aggregator = aggregate::Aggregator::new(hub.clone(), graph::Graph::declared());
+    let roots = aggregator.roots();
+    let store = store::Store { db: ctx.stores.database.conn().clone(), observer: me.clone() };
+    let live: recorder::SharedLive = Arc::default();
+    tokio::spawn(recorder::run(me, store.clone(), hub, roots, live.clone()));
+    probes::start(ctx, aggregator.clone());
+    let api = api::ApiState { aggregator: aggregator.clone(), store, live };
+    let routes = parts
+        .routes
+        .merge(cluster::routes(ctx))
+        .merge(stream::routes(ctx, aggregator))
+        .merge(api::routes(api))
+        .merge(dashboard::routes());
+    ServiceParts { routes, ..parts }
 }

@@ -4,9 +4,13 @@
 //! `SUBSCRIBER_BUFFER` deltas behind is closed with code 1008 and a reason saying where to
 //! resume. `GET /health/cluster` is the aggregate as `application/health+json`.
 //!
-//! Collectors feed the hub: this node's membership view and its changes (component `node`), the
-//! supervision status of this node's services (polled), and the service statuses other nodes
-//! publish on the cluster topic `health.services` (on change and every few seconds).
+//! Collectors feed the aggregator (`aggregate.rs`, which evaluates the dependency graph and feeds
+//! the hub): this node's membership view and its changes (component `node`), the supervision
+//! status of this node's services (polled), and the raw service and dependency statuses other
+//! nodes publish on the cluster topic `health.services` (on change and every few seconds).
+//! Statuses: members `up`/`joining`/`unreachable`/`down`; services and dependencies
+//! `pass`/`warn`/`fail`, or `impacted` (with `root_cause`) when a dependency or their member
+//! fails; `incident:<id>` entries `open`, then `resolved`.
 
 use std::time::Duration;
 
@@ -29,6 +33,8 @@ use std::sync::{Arc, Mutex};
 
 use loom_telemetry::names;
 
+use crate::aggregate::{Aggregator, rank};
+use crate::graph;
 use crate::hub::{Filter, Hub, Opening, SUBSCRIBER_BUFFER};
 use crate::sla;
 
@@ -44,13 +50,14 @@ struct StreamState {
     sla: Arc<Mutex<BTreeMap<String, sla::Tracker>>>,
 }
 
-pub fn routes(ctx: &ServiceContext) -> Router {
-    let hub = Hub::default();
-    tokio::spawn(follow_membership(ctx.cluster.clone(), hub.clone()));
+/// Starts the collectors feeding `aggregator` and returns the stream routes.
+pub fn routes(ctx: &ServiceContext, aggregator: Aggregator) -> Router {
+    let hub = aggregator.hub().clone();
+    tokio::spawn(follow_membership(ctx.cluster.clone(), aggregator.clone()));
     let services: Vec<ServiceId> = ctx.config.services.enabled().into_iter().map(|(id, _)| id).collect();
-    tokio::spawn(follow_services(ctx.cluster.clone(), ctx.board.clone(), services, hub.clone()));
+    tokio::spawn(follow_services(ctx.cluster.clone(), ctx.board.clone(), services, aggregator.clone()));
     if ctx.cluster.is_clustered() {
-        tokio::spawn(follow_peers(ctx.cluster.clone(), hub.clone()));
+        tokio::spawn(follow_peers(ctx.cluster.clone(), aggregator));
     }
     let state = StreamState { hub, sla: Arc::default() };
     tokio::spawn(sample_sla(ctx.cluster.node_name().to_owned(), state.clone()));
@@ -61,19 +68,19 @@ pub fn routes(ctx: &ServiceContext) -> Router {
         .with_state(state)
 }
 
-async fn follow_membership(cluster: Cluster, hub: Hub) {
+async fn follow_membership(cluster: Cluster, agg: Aggregator) {
     let mut events = cluster.events();
     for m in cluster.view().members.iter() {
-        hub.update(&m.name, "node", m.state.name(), json!({ "addr": m.addr, "generation": m.generation }));
+        agg.observe(&m.name, "node", m.state.name(), json!({ "addr": m.addr, "generation": m.generation }));
     }
     loop {
         match events.recv().await {
             Ok(change) => {
-                hub.update(&change.name, "node", change.to.name(), json!({ "generation": change.generation }));
+                agg.observe(&change.name, "node", change.to.name(), json!({ "generation": change.generation }));
             }
             Err(RecvError::Lagged(_)) => {
                 for m in cluster.view().members.iter() {
-                    hub.update(&m.name, "node", m.state.name(), json!({ "addr": m.addr, "generation": m.generation }));
+                    agg.observe(&m.name, "node", m.state.name(), json!({ "addr": m.addr, "generation": m.generation }));
                 }
             }
             Err(RecvError::Closed) => return,
@@ -84,9 +91,12 @@ async fn follow_membership(cluster: Cluster, hub: Hub) {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct ServiceStatus {
     node: String,
+    /// A service name or a dependency (`dep:<store>`) as this node probes it.
     service: String,
     status: String,
     restarts: u64,
+    #[serde(default)]
+    detail: serde_json::Value,
 }
 
 /// pass: every supervised actor runs; warn: some are (re)starting; fail: one gave up.
@@ -103,34 +113,47 @@ fn status_of(board: &StatusBoard, service: ServiceId) -> (String, u64) {
     (status.to_owned(), restarts)
 }
 
-async fn follow_services(cluster: Cluster, board: StatusBoard, services: Vec<ServiceId>, hub: Hub) {
+async fn follow_services(cluster: Cluster, board: StatusBoard, services: Vec<ServiceId>, agg: Aggregator) {
     let me = cluster.node_name().to_owned();
     let mut last_publish = std::time::Instant::now() - REPUBLISH;
+    let mut published: Vec<ServiceStatus> = Vec::new();
     loop {
-        let mut changed = false;
-        let mut all = Vec::new();
         for service in &services {
             let (status, restarts) = status_of(&board, *service);
-            changed |= hub.update(&me, service.name(), &status, json!({ "restarts": restarts })).is_some();
-            all.push(ServiceStatus { node: me.clone(), service: service.name().into(), status, restarts });
+            agg.observe(&me, service.name(), &status, json!({ "restarts": restarts }));
         }
-        if cluster.is_clustered() && (changed || last_publish.elapsed() >= REPUBLISH) {
+        // This node's services and dependency probes, raw: every observer evaluates them.
+        let all: Vec<ServiceStatus> = agg
+            .local(&me)
+            .into_iter()
+            .filter(|(c, _, _)| graph::in_graph(c))
+            .map(|(service, status, detail)| ServiceStatus {
+                node: me.clone(),
+                restarts: detail["restarts"].as_u64().unwrap_or(0),
+                service,
+                status,
+                detail,
+            })
+            .collect();
+        if cluster.is_clustered() && (all != published || last_publish.elapsed() >= REPUBLISH) {
             last_publish = std::time::Instant::now();
             if let Ok(bytes) = serde_json::to_vec(&all) {
                 cluster.publish(TOPIC, &bytes);
             }
+            published = all;
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
-async fn follow_peers(cluster: Cluster, hub: Hub) {
+async fn follow_peers(cluster: Cluster, agg: Aggregator) {
     let Ok(mut rx) = cluster.subscribe(TOPIC).await else { return };
     let me = cluster.node_name().to_owned();
     while let Some(bytes) = rx.recv().await {
         let Ok(statuses) = serde_json::from_slice::<Vec<ServiceStatus>>(&bytes) else { continue };
-        for s in statuses.into_iter().filter(|s| s.node != me).take(64) {
-            hub.update(&s.node, &s.service, &s.status, json!({ "restarts": s.restarts }));
+        for s in statuses.into_iter().filter(|s| s.node != me && graph::in_graph(&s.service)).take(64) {
+            let detail = if s.detail.is_object() { s.detail } else { json!({ "restarts": s.restarts }) };
+            agg.observe(&s.node, &s.service, &s.status, detail);
         }
     }
 }
@@ -197,17 +220,16 @@ async fn serve(mut socket: WebSocket, hub: Hub, filter: Filter, since: Option<u6
 }
 
 async fn cluster_health(State(s): State<StreamState>) -> Response {
-    let entries = s.hub.current();
-    let worst = entries
-        .iter()
-        .map(|d| match (d.service.as_str(), d.status.as_str()) {
-            ("node", "up") | (_, "pass") => 0,
-            ("node", "joining") | (_, "warn") => 1,
-            _ => 2,
-        })
-        .max()
-        .unwrap_or(0);
-    let status = ["pass", "warn", "fail"][worst];
+    let (incidents, entries): (Vec<_>, Vec<_>) =
+        s.hub.current().into_iter().partition(|d| d.service.starts_with("incident:"));
+    // impacted counts as warn: its root cause is the failure.
+    let worst = entries.iter().map(|d| rank(&d.status).min(3)).max().unwrap_or(0);
+    let level = match worst {
+        0 => 0,
+        1 | 2 => 1,
+        _ => 2,
+    };
+    let status = ["pass", "warn", "fail"][level];
     let mut checks = serde_json::Map::new();
     for d in entries {
         let entry = checks.entry(format!("{}:{}", d.service, d.node)).or_insert_with(|| json!([]));
@@ -215,8 +237,15 @@ async fn cluster_health(State(s): State<StreamState>) -> Response {
             list.push(json!({ "componentId": d.node, "status": d.status, "observedValue": d.detail, "time_ms": d.time_ms, "seq": d.seq }));
         }
     }
-    let body = json!({ "status": status, "description": "cluster-wide health as seen by this node", "checks": checks });
-    let code = if worst == 2 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let open: Vec<&serde_json::Value> = incidents.iter().map(|d| &d.detail["incident"]).collect();
+    let body = json!({
+        "status": status,
+        "description": "cluster-wide health as seen by this node",
+        "checks": checks,
+        "notes": [format!("{} open incident(s)", open.len())],
+        "output": open.iter().filter_map(|i| i["title"].as_str()).collect::<Vec<_>>().join("; "),
+    });
+    let code = if level == 2 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     let mut r = (code, body.to_string()).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/health+json"));
     r
@@ -233,7 +262,7 @@ async fn sample_sla(me: String, state: StreamState) {
         tokio::time::sleep(SLA_SAMPLE).await;
         let mut available: BTreeMap<String, bool> = BTreeMap::new();
         for d in state.hub.current() {
-            if d.service == "node" || d.service.starts_with("sla:") {
+            if graph::kind(&d.service) != "service" || !graph::in_graph(&d.service) {
                 continue;
             }
             *available.entry(d.service.clone()).or_insert(false) |= d.status == "pass";

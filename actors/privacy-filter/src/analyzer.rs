@@ -68,6 +68,10 @@ fn phone(s: &str, settings: &Settings) -> Option<f32> {
     if !(7..=15).contains(&digits) {
         return None;
     }
+    // A dotted quad is an IPv4 address, even when its digits happen to form a valid number.
+    if s.trim().parse::<std::net::Ipv4Addr>().is_ok() {
+        return None;
+    }
     let region = if s.trim_start().starts_with('+') { None } else { Some(settings.default_region) };
     let n = phonenumber::parse(region, s).ok()?;
     if phonenumber::is_valid(&n) {
@@ -354,6 +358,7 @@ mod tests {
         ("PHONE_NUMBER", "phone (415) 555-2671 please", Some("(415) 555-2671")),
         ("PHONE_NUMBER", "tel +39 06 6982 4000", Some("+39 06 6982 4000")),
         ("PHONE_NUMBER", "order 12345 shipped", None),
+        ("PHONE_NUMBER", "phone or ip 151.79.212.189", None),
         ("CREDIT_CARD", "card 4111 1111 1111 1111 exp 12/29", Some("4111 1111 1111 1111")),
         ("CREDIT_CARD", "paid with 5500-0000-0000-0004", Some("5500-0000-0000-0004")),
         ("CREDIT_CARD", "amex 378282246310005", Some("378282246310005")),

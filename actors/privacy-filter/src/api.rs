@@ -1,28 +1,48 @@
-//! The routes on 8011: the seed's `POST /filter` (structured JSON, by rule names), Presidio's
-//! `POST /analyze` and `POST /anonymize` (request and response shapes), and `GET /entities`.
-//! Scanning is CPU work: it runs on the blocking pool, off the HTTP workers.
+//! The routes on 8011: the seed's `POST /filter` (structured JSON, by rule names or a named
+//! policy), Presidio's `POST /analyze`, `POST /anonymize` and `POST /deanonymize` (request and
+//! response shapes), `GET /entities`, `/policies` CRUD, `GET /audit`, `/gdpr/erasure` jobs and
+//! `/admin/keys`. Scanning is CPU work: it runs on the blocking pool, off the HTTP workers.
+//! Every anonymization is audited (path, entity, operator, policy and key versions, counts —
+//! never a value) before the answer is sent.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use loom_http::{ApiError, ApiJson};
+use loom_protocol::RequestId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::analyzer::{self, ALL_ENTITIES, Finding, Recognizer, Settings};
+use crate::crypto::{TOKEN_PATTERN, parse_token};
+use crate::erasure::{self, Erasures};
 use crate::error::FilterError;
+use crate::keys::{GLOBAL, Key, KeyRing, KeyedCtx, Lookup, PseudonymCache, subject_scope};
 use crate::operators::{self, Operator};
-use crate::structured::Scan;
+use crate::policies::{PolicyBook, PolicySpec, StoredPolicy};
+use crate::store::{AuditQuery, Store, audit, now_ms};
+use crate::structured::{Decisions, Scan};
 
 /// Custom recognizers per request, and their patterns' length.
 const MAX_AD_HOC: usize = 32;
 const MAX_PATTERN: usize = 1024;
 
+/// Audit rows listed per `GET /audit` page at most.
+const MAX_AUDIT_PAGE: u64 = 1_000;
+
 #[derive(Clone)]
 pub struct Api {
     pub settings: Arc<Settings>,
+    pub store: Store,
+    pub keys: Arc<KeyRing>,
+    pub pseudonyms: Arc<PseudonymCache>,
+    pub policies: Arc<PolicyBook>,
+    pub erasures: Erasures,
 }
 
 pub fn routes(api: Api) -> Router {
@@ -30,9 +50,72 @@ pub fn routes(api: Api) -> Router {
         .route("/filter", post(filter))
         .route("/analyze", post(analyze))
         .route("/anonymize", post(anonymize))
+        .route("/deanonymize", post(deanonymize))
         .route("/entities", get(entities))
         .route("/supportedentities", get(entities))
+        .route("/policies", get(list_policies).post(create_policy))
+        .route("/policies/{name}", get(get_policy).put(put_policy).delete(delete_policy))
+        .route("/audit", get(audit_log))
+        .route("/gdpr/erasure", post(create_erasure))
+        .route("/gdpr/erasure/{id}", get(get_erasure))
+        .route("/admin/keys", get(list_keys))
+        .route("/admin/keys/rotate", post(rotate_key))
         .with_state(api)
+}
+
+/// Who asked, for the audit log.
+pub(crate) struct AuditContext<'a> {
+    pub request_id: &'a RequestId,
+    pub source: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub policy: Option<&'a StoredPolicy>,
+    pub key: Option<&'a Key>,
+}
+
+pub(crate) fn audit_rows(decisions: &Decisions, ctx: &AuditContext<'_>) -> Vec<audit::ActiveModel> {
+    use sea_orm::Set;
+    let now = now_ms();
+    decisions
+        .iter()
+        .map(|((path, entity, operator), count)| {
+            let keyed = matches!(*operator, "hash" | "encrypt" | "pseudonymize");
+            audit::ActiveModel {
+                time_ms: Set(now),
+                request_id: Set(ctx.request_id.as_str().to_owned()),
+                source: Set(ctx.source.map(str::to_owned)),
+                subject: Set(ctx.subject.map(str::to_owned)),
+                path: Set(path.clone()),
+                entity: Set(entity.clone()),
+                policy: Set(ctx.policy.map(|p| p.spec.name.clone())),
+                policy_version: Set(ctx.policy.map(|p| p.version)),
+                operator: Set((*operator).to_owned()),
+                key_id: Set(ctx.key.filter(|_| keyed).map(|k| k.id)),
+                key_version: Set(ctx.key.filter(|_| keyed).map(|k| k.version)),
+                count: Set(*count),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+impl Api {
+    /// The key keyed operators use for this request: the subject's own, or the global one.
+    pub(crate) async fn key_for(&self, subject_index: Option<&str>) -> std::result::Result<Arc<Key>, FilterError> {
+        match subject_index {
+            Some(index) => self.keys.current(&subject_scope(index)).await,
+            None => self.keys.current(GLOBAL).await,
+        }
+    }
+
+    pub(crate) fn keyed_ctx(&self, key: Option<Arc<Key>>) -> KeyedCtx {
+        KeyedCtx {
+            key,
+            store: self.store.clone(),
+            cache: self.pseudonyms.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            error: std::sync::Mutex::new(None),
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -40,6 +123,10 @@ type Result<T> = std::result::Result<T, ApiError>;
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::result::Result<T, FilterError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| FilterError::Invalid(format!("scan failed: {e}")))
 }
+
+/// Texts up to this size are scanned on the HTTP worker (tens of microseconds: cheaper than a
+/// hop to the blocking pool); larger ones on the blocking pool.
+const INLINE_SCAN_BYTES: usize = 8 * 1024;
 
 fn settings(
     base: &Settings,
@@ -79,18 +166,125 @@ struct FilterBody {
     allow_list: Vec<String>,
     #[serde(default)]
     deny_list: Vec<String>,
+    /// The data subject: keyed operators use the subject's own key (erasable with it).
+    #[serde(default)]
+    subject_id: Option<String>,
+    /// Where the data comes from (a source or tenant name), for the audit log.
+    #[serde(default)]
+    source: Option<String>,
+}
+
+/// What a request asks for once its policy (if any) is resolved.
+pub(crate) struct Plan {
+    pub entities: Option<Vec<String>>,
+    pub default: Operator,
+    pub operators: BTreeMap<String, Operator>,
+    pub fields: BTreeMap<String, Operator>,
+    pub skip: Vec<String>,
+    pub always: BTreeMap<String, String>,
+    pub settings: Settings,
+}
+
+impl Plan {
+    /// A scan applying this plan.
+    pub fn scan<'a>(&'a self, keyed: &'a KeyedCtx) -> Scan<'a> {
+        let mut scan = Scan::new(&self.settings, &self.default, &self.operators, keyed);
+        scan.entities = self.entities.as_deref();
+        scan.skip = &self.skip;
+        scan.always = &self.always;
+        scan.fields = &self.fields;
+        scan
+    }
+
+    pub fn keyed(&self) -> bool {
+        std::iter::once(&self.default)
+            .chain(self.operators.values())
+            .chain(self.fields.values())
+            .any(Operator::is_keyed)
+    }
+}
+
+pub(crate) fn policy_plan(base: &Settings, p: &PolicySpec) -> std::result::Result<Plan, FilterError> {
+    Ok(Plan {
+        entities: p.entity_types()?,
+        default: p.default_operator.clone().unwrap_or(Operator::Replace { new_value: None }),
+        operators: p.operators.clone(),
+        fields: p.fields.clone(),
+        skip: p.skip.clone(),
+        always: p.always.clone(),
+        settings: settings(base, p.score_threshold, p.allow_list.clone(), p.deny_list.clone())?,
+    })
 }
 
 async fn filter(
-    axum::extract::State(api): axum::extract::State<Api>,
+    State(api): State<Api>,
+    Extension(request_id): Extension<RequestId>,
     ApiJson(body): ApiJson<FilterBody>,
 ) -> Result<Json<Value>> {
-    if let Some(p) = &body.policy {
-        return Err(FilterError::NotBuilt(format!(
-            "named policies (\"{p}\") are not built yet: give `rules` (entity names) and operators in the request"
-        ))
-        .into());
+    if let Some(s) = &body.source
+        && (s.is_empty() || s.len() > 128)
+    {
+        return Err(FilterError::Invalid("source must be 1-128 characters".into()).into());
     }
+    let (plan, policy) = match &body.policy {
+        Some(name) => {
+            let asks_more = body.rules.is_some()
+                || body.operator.is_some()
+                || !body.operators.is_empty()
+                || !body.skip.is_empty()
+                || !body.always.is_empty()
+                || body.score_threshold.is_some();
+            if asks_more {
+                return Err(FilterError::Invalid(format!(
+                    "policy '{name}' decides rules, operators, paths and threshold; give either `policy` or those"
+                ))
+                .into());
+            }
+            let policy = api.policies.get(name).await?;
+            (policy_plan(&api.settings, &policy.spec)?, Some(policy))
+        }
+        None => (request_plan(&api, &body)?, None),
+    };
+    let subject = match &body.subject_id {
+        Some(id) if id.is_empty() || id.len() > 512 => {
+            return Err(FilterError::Invalid("subject_id must be 1-512 bytes".into()).into());
+        }
+        Some(id) => Some(api.keys.subject_index(id).await?),
+        None => None,
+    };
+    let key = if plan.keyed() { Some(api.key_for(subject.as_deref()).await?) } else { None };
+    let keyed = api.keyed_ctx(key.clone());
+    let data = body.data;
+    let (out, decisions, keyed) = blocking(move || {
+        let mut data = data;
+        let mut scan = plan.scan(&keyed);
+        scan.filter(&mut data, "", "", 0);
+        let out =
+            json!({ "data": data, "findings": scan.findings, "counts": scan.counts, "truncated_depth": scan.too_deep });
+        let decisions = std::mem::take(&mut scan.decisions);
+        drop(scan);
+        (out, decisions, keyed)
+    })
+    .await?;
+    if let Some(e) = keyed.take_error() {
+        return Err(e.into());
+    }
+    let ctx = AuditContext {
+        request_id: &request_id,
+        source: body.source.as_deref(),
+        subject: subject.as_deref(),
+        policy: policy.as_deref(),
+        key: key.as_deref(),
+    };
+    api.store.audit(audit_rows(&decisions, &ctx)).await.map_err(FilterError::from)?;
+    let mut out = out;
+    if let Some(p) = &policy {
+        out["policy"] = json!({"name": p.spec.name, "version": p.version});
+    }
+    Ok(Json(out))
+}
+
+fn request_plan(api: &Api, body: &FilterBody) -> std::result::Result<Plan, FilterError> {
     let entities: Option<Vec<String>> = match &body.rules {
         None => None,
         Some(rules) => {
@@ -108,29 +302,18 @@ async fn filter(
     }
     for p in body.skip.iter().chain(body.always.keys()) {
         if !p.starts_with('/') {
-            return Err(FilterError::Invalid(format!("'{p}' is not a JSON pointer (like /user/email)")).into());
+            return Err(FilterError::Invalid(format!("'{p}' is not a JSON pointer (like /user/email)")));
         }
     }
-    let settings = settings(&api.settings, body.score_threshold, body.allow_list, body.deny_list)?;
-    let out = blocking(move || {
-        let mut data = body.data;
-        let mut scan = Scan {
-            entities: entities.as_deref(),
-            custom: &[],
-            settings: &settings,
-            operators: &body.operators,
-            default: &default,
-            skip: &body.skip,
-            always: &body.always,
-            findings: Vec::new(),
-            counts: BTreeMap::new(),
-            too_deep: false,
-        };
-        scan.filter(&mut data, "", "", 0);
-        json!({ "data": data, "findings": scan.findings, "counts": scan.counts, "truncated_depth": scan.too_deep })
+    Ok(Plan {
+        entities,
+        default,
+        operators: body.operators.clone(),
+        fields: BTreeMap::new(),
+        skip: body.skip.clone(),
+        always: body.always.clone(),
+        settings: settings(&api.settings, body.score_threshold, body.allow_list.clone(), body.deny_list.clone())?,
     })
-    .await?;
-    Ok(Json(out))
 }
 
 /// Presidio's pattern recognizer shape (`ad_hoc_recognizers`).
@@ -210,10 +393,7 @@ fn ad_hoc(list: Vec<AdHoc>, deny: &mut Vec<String>) -> std::result::Result<Vec<R
     Ok(out)
 }
 
-async fn analyze(
-    axum::extract::State(api): axum::extract::State<Api>,
-    ApiJson(body): ApiJson<AnalyzeBody>,
-) -> Result<Json<Value>> {
+async fn analyze(State(api): State<Api>, ApiJson(body): ApiJson<AnalyzeBody>) -> Result<Json<Value>> {
     if body.language != "en" {
         return Err(FilterError::Invalid(format!("language '{}' is not supported (en)", body.language)).into());
     }
@@ -222,8 +402,11 @@ async fn analyze(
     let settings = settings(&api.settings, body.score_threshold, body.allow_list, deny)?;
     let (text, entities, explain) = (body.text, body.entities, body.return_decision_process);
     let _ = body.correlation_id;
-    let found: Vec<Finding> =
-        blocking(move || analyzer::analyze(&text, entities.as_deref(), "", &custom, &settings)).await?;
+    let found: Vec<Finding> = if text.len() <= INLINE_SCAN_BYTES && custom.is_empty() {
+        analyzer::analyze(&text, entities.as_deref(), "", &custom, &settings)
+    } else {
+        blocking(move || analyzer::analyze(&text, entities.as_deref(), "", &custom, &settings)).await?
+    };
     let out: Vec<Value> = found
         .iter()
         .map(|f| {
@@ -255,18 +438,52 @@ struct AnonymizeBody {
     analyzer_results: Vec<AnalyzerResult>,
 }
 
-async fn anonymize(ApiJson(body): ApiJson<AnonymizeBody>) -> Result<Json<Value>> {
+async fn anonymize(
+    State(api): State<Api>,
+    Extension(request_id): Extension<RequestId>,
+    ApiJson(body): ApiJson<AnonymizeBody>,
+) -> Result<Json<Value>> {
     for op in body.anonymizers.values() {
         op.check()?;
     }
-    // Presidio's offsets are characters; turn them into byte offsets, refusing bad spans.
-    let bytes: Vec<usize> = body.text.char_indices().map(|(i, _)| i).chain(std::iter::once(body.text.len())).collect();
+    let findings = spans(&body.text, &body.analyzer_results)?;
+    // Overlaps: Presidio keeps the higher-scoring one; so do we.
+    let mut findings = findings;
+    findings.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Finding> = Vec::new();
+    for f in findings {
+        if kept.iter().all(|k| f.byte_end <= k.byte_start || f.byte_start >= k.byte_end) {
+            kept.push(f);
+        }
+    }
+    let default = body.anonymizers.get("DEFAULT").cloned().unwrap_or(Operator::Replace { new_value: None });
+    let key = if body.anonymizers.values().any(Operator::is_keyed) { Some(api.key_for(None).await?) } else { None };
+    let keyed = api.keyed_ctx(key.clone());
+    let (text, anonymizers) = (body.text, body.anonymizers);
+    let (text, items, keyed) = blocking(move || {
+        let (text, items) = operators::anonymize(&text, &kept, |e| anonymizers.get(e).unwrap_or(&default), &keyed);
+        (text, items, keyed)
+    })
+    .await?;
+    if let Some(e) = keyed.take_error() {
+        return Err(e.into());
+    }
+    let mut decisions = Decisions::new();
+    for i in &items {
+        *decisions.entry((String::new(), i.entity_type.clone(), i.operator)).or_default() += 1;
+    }
+    let ctx = AuditContext { request_id: &request_id, source: None, subject: None, policy: None, key: key.as_deref() };
+    api.store.audit(audit_rows(&decisions, &ctx)).await.map_err(FilterError::from)?;
+    Ok(Json(json!({ "text": text, "items": items })))
+}
+
+/// Presidio's character spans as findings with byte offsets, refusing spans outside the text.
+fn spans(text: &str, results: &[AnalyzerResult]) -> std::result::Result<Vec<Finding>, FilterError> {
+    let bytes: Vec<usize> = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect();
     let mut findings = Vec::new();
-    for r in &body.analyzer_results {
+    for r in results {
         if r.start >= r.end || r.end > bytes.len() - 1 {
-            return Err(
-                FilterError::Invalid(format!("analyzer result {}..{} is outside the text", r.start, r.end)).into()
-            );
+            return Err(FilterError::Invalid(format!("analyzer result {}..{} is outside the text", r.start, r.end)));
         }
         findings.push(Finding {
             entity_type: r.entity_type.clone(),
@@ -278,17 +495,198 @@ async fn anonymize(ApiJson(body): ApiJson<AnonymizeBody>) -> Result<Json<Value>>
             recognizer: "request".into(),
         });
     }
-    // Overlaps: Presidio keeps the higher-scoring one; so do we.
-    findings.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let mut kept: Vec<Finding> = Vec::new();
-    for f in findings {
-        if kept.iter().all(|k| f.byte_end <= k.byte_start || f.byte_start >= k.byte_end) {
-            kept.push(f);
+    Ok(findings)
+}
+
+/// Presidio's deanonymize body; the decrypt operator's `key` is refused (keys are managed).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeanonymizeBody {
+    text: String,
+    #[serde(default)]
+    deanonymizers: BTreeMap<String, Value>,
+    /// Spans of tokens; when absent, every token in the text is decrypted.
+    #[serde(default)]
+    anonymizer_results: Option<Vec<AnalyzerResult>>,
+}
+
+static TOKENS: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(TOKEN_PATTERN).expect("token pattern compiles"));
+
+/// Admin scope: turns `encrypt` tokens back into values; a token whose key was destroyed (an
+/// erased subject) stays as it is and is listed under `unrecoverable`.
+async fn deanonymize(
+    State(api): State<Api>,
+    Extension(request_id): Extension<RequestId>,
+    ApiJson(body): ApiJson<DeanonymizeBody>,
+) -> Result<Json<Value>> {
+    for (entity, op) in &body.deanonymizers {
+        if op.get("type").and_then(Value::as_str).is_some_and(|t| t != "decrypt") || op.get("key").is_some() {
+            return Err(FilterError::Invalid(format!(
+                "deanonymizers.{entity}: only {{\"type\": \"decrypt\"}} without a key (keys are managed by Loom)"
+            ))
+            .into());
         }
     }
-    let default = body.anonymizers.get("DEFAULT").cloned().unwrap_or(Operator::Replace { new_value: None });
-    let (text, items) = operators::anonymize(&body.text, &kept, |e| body.anonymizers.get(e).unwrap_or(&default));
-    Ok(Json(json!({ "text": text, "items": items })))
+    let text = body.text;
+    let spans: Vec<(usize, usize)> = match &body.anonymizer_results {
+        Some(results) => spans(&text, results)?.iter().map(|f| (f.byte_start, f.byte_end)).collect(),
+        None => TOKENS.find_iter(&text).map(|m| (m.start(), m.end())).collect(),
+    };
+    let mut sorted = spans;
+    sorted.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let (mut items, mut unrecoverable) = (Vec::new(), Vec::new());
+    let mut decisions = Decisions::new();
+    let mut at = 0;
+    for (start, end) in sorted {
+        if start < at {
+            continue;
+        }
+        out.push_str(&text[at..start]);
+        let original = &text[start..end];
+        let char_start = out.chars().count();
+        let Some(token) = parse_token(original) else {
+            return Err(FilterError::Invalid(format!("the span at {char_start} is not an encryption token")).into());
+        };
+        let plain = match api.keys.by_id(token.key_id).await? {
+            Lookup::Live(key) => key.material.decrypt(&token).map_err(|m| (m, "invalid_token")),
+            Lookup::Destroyed => Err(("its key was destroyed (erased subject)".into(), "key_erased")),
+            Lookup::Unknown => Err(("no such key".into(), "unknown_key")),
+        };
+        match plain {
+            Ok(value) => {
+                out.push_str(&value);
+                items.push(json!({"start": char_start, "end": char_start + value.chars().count(),
+                    "entity_type": token.entity, "text": value, "operator": "decrypt"}));
+                *decisions.entry((String::new(), token.entity.clone(), "decrypt")).or_default() += 1;
+            }
+            Err((why, code)) => {
+                out.push_str(original);
+                unrecoverable.push(json!({"start": char_start, "end": char_start + original.chars().count(),
+                    "entity_type": token.entity, "code": code, "reason": why}));
+            }
+        }
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    let ctx = AuditContext { request_id: &request_id, source: None, subject: None, policy: None, key: None };
+    api.store.audit(audit_rows(&decisions, &ctx)).await.map_err(FilterError::from)?;
+    Ok(Json(json!({ "text": out, "items": items, "unrecoverable": unrecoverable })))
+}
+
+// --- policies ---
+
+async fn list_policies(State(api): State<Api>) -> Result<Json<Value>> {
+    Ok(Json(json!({ "policies": api.policies.list().await? })))
+}
+
+async fn create_policy(State(api): State<Api>, ApiJson(spec): ApiJson<PolicySpec>) -> Result<Response> {
+    if api.policies.get(&spec.name).await.is_ok() {
+        return Err(FilterError::Conflict(format!(
+            "policy '{}' exists; PUT /policies/{} replaces it",
+            spec.name, spec.name
+        ))
+        .into());
+    }
+    let stored = api.policies.put(spec).await?;
+    Ok((StatusCode::CREATED, Json(stored)).into_response())
+}
+
+async fn get_policy(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<Value>> {
+    let p = api.policies.get(&name).await?;
+    Ok(Json(serde_json::to_value(&*p).unwrap_or_default()))
+}
+
+async fn put_policy(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    ApiJson(spec): ApiJson<PolicySpec>,
+) -> Result<Json<Value>> {
+    if spec.name != name {
+        return Err(FilterError::Invalid(format!("the body's name '{}' is not the path's '{name}'", spec.name)).into());
+    }
+    Ok(Json(serde_json::to_value(api.policies.put(spec).await?).unwrap_or_default()))
+}
+
+async fn delete_policy(State(api): State<Api>, Path(name): Path<String>) -> Result<StatusCode> {
+    api.policies.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- audit ---
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    entity: Option<String>,
+    policy: Option<String>,
+    request_id: Option<String>,
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    before_id: Option<i64>,
+    limit: Option<u64>,
+}
+
+async fn audit_log(State(api): State<Api>, Query(p): Query<AuditParams>) -> Result<Json<Value>> {
+    let limit = p.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_AUDIT_PAGE {
+        return Err(FilterError::Invalid(format!("limit must be 1..={MAX_AUDIT_PAGE}")).into());
+    }
+    let q = AuditQuery {
+        entity: p.entity,
+        policy: p.policy,
+        request_id: p.request_id,
+        since_ms: p.since_ms,
+        until_ms: p.until_ms,
+        before_id: p.before_id,
+        limit,
+    };
+    let rows = api.store.audit_query(&q).await.map_err(FilterError::from)?;
+    let next = (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.id)).flatten();
+    Ok(Json(json!({ "entries": rows, "next_before_id": next })))
+}
+
+// --- GDPR erasure ---
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ErasureBody {
+    subject_id: String,
+}
+
+async fn create_erasure(State(api): State<Api>, ApiJson(body): ApiJson<ErasureBody>) -> Result<Response> {
+    let (row, created) = api.erasures.create(&body.subject_id).await?;
+    let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, Json(erasure::view(&row))).into_response())
+}
+
+async fn get_erasure(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
+    let row = api.store.erasure(&id).await.map_err(FilterError::from)?;
+    let row = row.ok_or_else(|| FilterError::NotFound(format!("erasure job '{id}'")))?;
+    Ok(Json(erasure::view(&row)))
+}
+
+// --- keys ---
+
+async fn list_keys(State(api): State<Api>) -> Result<Json<Value>> {
+    let keys = api.store.keys_of_scope(GLOBAL).await.map_err(FilterError::from)?;
+    let list: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            json!({"id": k.id, "scope": k.scope, "version": k.version, "created_ms": k.created_ms,
+            "destroyed_ms": k.destroyed_ms})
+        })
+        .collect();
+    Ok(Json(json!({ "keys": list })))
+}
+
+/// Adds the next version of the global key: new hashes, pseudonyms and tokens use it; tokens of
+/// older versions still decrypt.
+async fn rotate_key(State(api): State<Api>) -> Result<Json<Value>> {
+    let key = api.keys.rotate(GLOBAL).await?;
+    api.erasures.cluster.publish(crate::keys::KEYS_TOPIC, b"rotated");
+    Ok(Json(json!({"id": key.id, "scope": key.scope, "version": key.version})))
 }
 
 async fn entities() -> Json<Value> {

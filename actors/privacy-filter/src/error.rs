@@ -9,15 +9,28 @@ pub enum FilterError {
     Invalid(String),
     #[error("unknown rule '{0}' (known: email, phone, ssn, credit_card, iban, ip, mac, url, gps, dob, passport)")]
     UnknownRule(String),
+    #[error("{0} not found")]
+    NotFound(String),
     #[error("{0}")]
-    NotBuilt(String),
+    Conflict(String),
+    #[error("privacy store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<sea_orm::DbErr> for FilterError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        tracing::error!(error = %e, "privacy filter store error");
+        FilterError::Unavailable("the database did not answer".into())
+    }
 }
 
 impl ServiceError for FilterError {
     fn kind(&self) -> ErrorKind {
         match self {
             FilterError::Invalid(_) | FilterError::UnknownRule(_) => ErrorKind::InvalidInput,
-            FilterError::NotBuilt(_) => ErrorKind::NotImplemented,
+            FilterError::NotFound(_) => ErrorKind::NotFound,
+            FilterError::Conflict(_) => ErrorKind::Conflict,
+            FilterError::Unavailable(_) => ErrorKind::Unavailable,
         }
     }
 
@@ -25,7 +38,9 @@ impl ServiceError for FilterError {
         match self {
             FilterError::Invalid(_) => "invalid_request",
             FilterError::UnknownRule(_) => "unknown_rule",
-            FilterError::NotBuilt(_) => "not_built",
+            FilterError::NotFound(_) => "not_found",
+            FilterError::Conflict(_) => "conflict",
+            FilterError::Unavailable(_) => "privacy_store_unavailable",
         }
     }
 }

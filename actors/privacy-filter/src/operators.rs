@@ -1,8 +1,8 @@
-//! Anonymization operators (pure): redact, replace, mask and generalize, applied to the
+//! Anonymization operators: redact, replace, mask and generalize (pure), and the keyed ones —
+//! hash (HMAC-SHA-256), pseudonymize (stable `<ENTITY_n>`) and encrypt (AES-SIV, reversible by
+//! `/deanonymize`) — which reach managed keys through the [`Keyed`] context. Applied to the
 //! findings of one string with Presidio's semantics and response items (offsets in the output
-//! text). Keyed operators — hash (HMAC with a managed key), pseudonym tokens and reversible
-//! encryption — need key management, which is not built yet: they are refused with a clear
-//! error rather than approximated with an unkeyed hash.
+//! text).
 
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +42,16 @@ pub enum Operator {
         #[serde(default)]
         key: Option<String>,
     },
+    /// Stable `<ENTITY_n>` tokens: the same value gets the same number under the same key.
+    Pseudonymize {},
     Keep {},
+}
+
+/// The keyed operators' access to managed keys.
+pub trait Keyed {
+    fn hash(&self, entity: &str, value: &str) -> String;
+    fn encrypt(&self, entity: &str, value: &str) -> String;
+    fn pseudonym(&self, entity: &str, value: &str) -> String;
 }
 
 fn star() -> String {
@@ -58,18 +67,26 @@ impl Operator {
             Operator::Generalize { .. } => "generalize",
             Operator::Hash { .. } => "hash",
             Operator::Encrypt { .. } => "encrypt",
+            Operator::Pseudonymize {} => "pseudonymize",
             Operator::Keep {} => "keep",
         }
     }
 
-    /// Refuses what is not built (keyed operators: 501) and bad parameters (400).
+    /// Needs a managed key.
+    pub fn is_keyed(&self) -> bool {
+        matches!(self, Operator::Hash { .. } | Operator::Encrypt { .. } | Operator::Pseudonymize {})
+    }
+
+    /// Refuses bad parameters (400).
     pub fn check(&self) -> Result<(), FilterError> {
         let invalid = |m: String| Err(FilterError::Invalid(m));
         match self {
-            Operator::Hash { .. } | Operator::Encrypt { .. } => Err(FilterError::NotBuilt(format!(
-                "the `{}` operator needs managed keys, which are not built yet (use replace, redact, mask or generalize)",
-                self.name()
-            ))),
+            Operator::Hash { hash_type: Some(t) } if t != "sha256" => invalid(format!(
+                "hash: hash_type '{t}' is not offered; the hash is HMAC-SHA-256 under a managed key (\"sha256\")"
+            )),
+            Operator::Encrypt { key: Some(_) } => {
+                invalid("encrypt: keys are managed by Loom (rotated, per subject, erasable); omit `key`".into())
+            }
             Operator::Mask { masking_char, .. } if masking_char.chars().count() != 1 => {
                 invalid("mask: masking_char must be one character".into())
             }
@@ -84,7 +101,7 @@ impl Operator {
     }
 
     /// The replacement for `value`, a finding of `entity`.
-    pub fn apply(&self, value: &str, entity: &str) -> String {
+    pub fn apply(&self, value: &str, entity: &str, keyed: &dyn Keyed) -> String {
         match self {
             Operator::Redact {} => String::new(),
             Operator::Replace { new_value } => new_value.clone().unwrap_or_else(|| format!("<{entity}>")),
@@ -99,8 +116,9 @@ impl Operator {
                 generalize(value, entity, precision.unwrap_or(2), level.as_deref())
             }
             Operator::Keep {} => value.to_owned(),
-            // Refused by `check` before any use.
-            Operator::Hash { .. } | Operator::Encrypt { .. } => format!("<{entity}>"),
+            Operator::Hash { .. } => keyed.hash(entity, value),
+            Operator::Encrypt { .. } => keyed.encrypt(entity, value),
+            Operator::Pseudonymize {} => keyed.pseudonym(entity, value),
         }
     }
 }
@@ -144,6 +162,7 @@ pub fn anonymize<'o>(
     text: &str,
     findings: &[Finding],
     operator_for: impl Fn(&str) -> &'o Operator,
+    keyed: &dyn Keyed,
 ) -> (String, Vec<Item>) {
     let mut sorted: Vec<&Finding> = findings.iter().collect();
     sorted.sort_by_key(|f| f.byte_start);
@@ -156,7 +175,7 @@ pub fn anonymize<'o>(
         }
         out.push_str(&text[at..f.byte_start]);
         let op = operator_for(&f.entity_type);
-        let replacement = op.apply(&text[f.byte_start..f.byte_end], &f.entity_type);
+        let replacement = op.apply(&text[f.byte_start..f.byte_end], &f.entity_type, keyed);
         let start = out.chars().count();
         out.push_str(&replacement);
         items.push(Item {

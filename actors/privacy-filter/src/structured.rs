@@ -1,7 +1,9 @@
 //! Structured mode (pure): a JSON document scanned field by field. Strings are analyzed with the
 //! field's name as context; numbers in fields whose name makes the entity certain (`lat`,
 //! `longitude`, …) are findings on their own; `skip` paths are left alone and `always` paths are
-//! replaced whole. Findings carry the JSON pointer of their field, never the value.
+//! replaced whole. A `fields` operator applies to every finding at or under its path, before
+//! the per-entity operators. Findings carry the JSON pointer of their field, never the value;
+//! `decisions` counts (path, entity, operator) for the audit log.
 
 use std::collections::BTreeMap;
 
@@ -9,12 +11,17 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::analyzer::{self, Finding, Recognizer, Settings};
-use crate::operators::{self, Operator};
+use crate::operators::{self, Keyed, Operator};
 
 /// Nesting beyond this is left as it is and reported (bodies are bounded by the edge anyway).
 pub const MAX_DEPTH: usize = 64;
 /// Findings listed per request; beyond it they are still applied, only not listed.
 pub const MAX_LISTED: usize = 10_000;
+/// Distinct (path, entity, operator) decisions kept per request; beyond, paths aggregate to `*`.
+pub const MAX_DECISIONS: usize = 1_000;
+
+/// (JSON pointer, entity type, operator) → how many findings.
+pub type Decisions = BTreeMap<(String, String, &'static str), i64>;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FieldFinding {
@@ -36,17 +43,62 @@ pub struct Scan<'a> {
     pub default: &'a Operator,
     pub skip: &'a [String],
     pub always: &'a BTreeMap<String, String>,
+    /// Operators by field path (the field and everything under it).
+    pub fields: &'a BTreeMap<String, Operator>,
+    pub keyed: &'a dyn Keyed,
     pub findings: Vec<FieldFinding>,
     pub counts: BTreeMap<String, usize>,
+    pub decisions: Decisions,
     pub too_deep: bool,
 }
 
+/// The operator a `fields` entry sets for `path`: the longest entry at or above it.
+pub fn field_operator<'o>(fields: &'o BTreeMap<String, Operator>, path: &str) -> Option<&'o Operator> {
+    fields
+        .iter()
+        .filter(|(p, _)| path == p.as_str() || path.starts_with(&format!("{p}/")))
+        .max_by_key(|(p, _)| p.len())
+        .map(|(_, op)| op)
+}
+
+impl<'a> Scan<'a> {
+    pub fn new(
+        settings: &'a Settings,
+        default: &'a Operator,
+        operators: &'a BTreeMap<String, Operator>,
+        keyed: &'a dyn Keyed,
+    ) -> Scan<'a> {
+        static EMPTY_OPS: BTreeMap<String, Operator> = BTreeMap::new();
+        static EMPTY_ALWAYS: BTreeMap<String, String> = BTreeMap::new();
+        Scan {
+            entities: None,
+            custom: &[],
+            settings,
+            operators,
+            default,
+            skip: &[],
+            always: &EMPTY_ALWAYS,
+            fields: &EMPTY_OPS,
+            keyed,
+            findings: Vec::new(),
+            counts: BTreeMap::new(),
+            decisions: BTreeMap::new(),
+            too_deep: false,
+        }
+    }
+}
+
 impl Scan<'_> {
-    fn operator(&self, entity: &str) -> &Operator {
-        self.operators.get(entity).unwrap_or(self.default)
+    fn operator_at(&self, path: &str, entity: &str) -> &Operator {
+        field_operator(self.fields, path).or_else(|| self.operators.get(entity)).unwrap_or(self.default)
     }
 
     fn record(&mut self, f: FieldFinding) {
+        let mut key = (f.path.clone(), f.entity_type.clone(), f.operator);
+        if self.decisions.len() >= MAX_DECISIONS && !self.decisions.contains_key(&key) {
+            key.0 = "*".into();
+        }
+        *self.decisions.entry(key).or_default() += 1;
         *self.counts.entry(f.entity_type.clone()).or_default() += 1;
         if self.findings.len() < MAX_LISTED {
             self.findings.push(f);
@@ -67,8 +119,8 @@ impl Scan<'_> {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            let op = self.operator(entity).clone();
-            *value = Value::String(op.apply(&text, entity));
+            let op = self.operator_at(path, entity).clone();
+            *value = Value::String(op.apply(&text, entity, self.keyed));
             let end = text.chars().count();
             self.record(FieldFinding {
                 path: path.into(),
@@ -90,9 +142,9 @@ impl Scan<'_> {
                 if found.is_empty() {
                     return;
                 }
-                let (out, _) = operators::anonymize(s, &found, |e| self.operator(e));
+                let (out, _) = operators::anonymize(s, &found, |e| self.operator_at(path, e), self.keyed);
                 for f in &found {
-                    let operator = self.operator(&f.entity_type).name();
+                    let operator = self.operator_at(path, &f.entity_type).name();
                     self.record(FieldFinding {
                         path: path.into(),
                         entity_type: f.entity_type.clone(),
@@ -110,8 +162,8 @@ impl Scan<'_> {
                     return;
                 }
                 let text = n.to_string();
-                let op = self.operator(entity).clone();
-                let replaced = op.apply(&text, entity);
+                let op = self.operator_at(path, entity).clone();
+                let replaced = op.apply(&text, entity, self.keyed);
                 // A generalized coordinate stays a number.
                 *value = replaced
                     .parse::<f64>()

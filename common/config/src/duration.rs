@@ -21,7 +21,7 @@ impl HumanDuration {
         self.0
     }
 
-    /// Parses `<integer><unit>` with unit one of `ms`, `s`, `m`, `h`.
+    /// Parses `<integer><unit>` with unit one of `ms`, `s`, `m`, `h`, `d`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -33,7 +33,8 @@ impl HumanDuration {
             "s" => value.checked_mul(1_000),
             "m" => value.checked_mul(60_000),
             "h" => value.checked_mul(3_600_000),
-            _ => return Err(format!("invalid duration `{text}`: unit must be ms, s, m or h")),
+            "d" => value.checked_mul(86_400_000),
+            _ => return Err(format!("invalid duration `{text}`: unit must be ms, s, m, h or d")),
         }
         .ok_or_else(|| format!("duration `{text}` is too large"))?;
         Ok(HumanDuration::from_millis(millis))
@@ -43,7 +44,9 @@ impl HumanDuration {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms.is_multiple_of(3_600_000) && ms > 0 {
+        if ms.is_multiple_of(86_400_000) && ms > 0 {
+            write!(f, "{}d", ms / 86_400_000)
+        } else if ms.is_multiple_of(3_600_000) && ms > 0 {
             write!(f, "{}h", ms / 3_600_000)
         } else if ms.is_multiple_of(60_000) && ms > 0 {
             write!(f, "{}m", ms / 60_000)
@@ -79,6 +82,8 @@ mod tests {
             ("10s", Some(10_000), "10s"),
             ("2m", Some(120_000), "2m"),
             ("1h", Some(3_600_000), "1h"),
+            ("30d", Some(2_592_000_000), "30d"),
+            ("48h", Some(172_800_000), "2d"),
             ("0s", Some(0), "0s"),
             ("1500ms", Some(1_500), "1500ms"),
             ("10", None, ""),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use loom_protocol::{Scope, ServiceId};
 
-use crate::{ConfigError, HumanDuration, NodeConfig, ObjectBackend, Secret, TokenConfig};
+use crate::{ConfigError, HumanDuration, NodeConfig, ObjectBackend, PrivacyStream, Secret, TokenConfig};
 
 type Apply = fn(&mut NodeConfig, &str) -> Result<(), String>;
 
@@ -131,8 +131,36 @@ env_table! {
     "LOOM_ROUTER_SOURCES" => "router.sources": |c, v| { c.router.sources = split_list(v); Ok(()) },
     "LOOM_ROUTER_GROUP" => "router.group": |c, v| { c.router.group = v.to_owned(); Ok(()) },
     "LOOM_ROUTER_DLQ_TOPIC" => "router.dlq_topic": |c, v| { c.router.dlq_topic = v.to_owned(); Ok(()) },
+    "LOOM_PRIVACY_AUDIT_RETENTION" => "privacy.audit_retention": |c, v| {
+        c.privacy.audit_retention = HumanDuration::parse(v)?;
+        Ok(())
+    },
+    "LOOM_PRIVACY_STREAMS" => "privacy.streams": |c, v| {
+        c.privacy.streams = split_list(v)
+            .iter()
+            .map(|entry| match entry.split(':').collect::<Vec<_>>()[..] {
+                [from, to, policy] => Ok(PrivacyStream { from: from.into(), to: to.into(), policy: policy.into() }),
+                _ => Err(format!("`{entry}` must be `from_topic:to_topic:policy`")),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    },
+    "LOOM_PRIVACY_GROUP" => "privacy.group": |c, v| { c.privacy.group = v.to_owned(); Ok(()) },
+    "LOOM_PRIVACY_DLQ_TOPIC" => "privacy.dlq_topic": |c, v| { c.privacy.dlq_topic = v.to_owned(); Ok(()) },
     "LOOM_ROUTER_SCHEMA_REGISTRY" => "router.schema_registry_url": |c, v| {
         c.router.schema_registry_url = Some(v.to_owned());
+        Ok(())
+    },
+    "LOOM_DEVICE_MASTER_KEY" => "device_identity.master_key": |c, v| {
+        c.device_identity.master_key = Some(Secret::new(v));
+        Ok(())
+    },
+    "LOOM_DEVICE_IDENTIFIER_LIMITS" => "device_identity.identifier_limits": |c, v| {
+        for entry in split_list(v) {
+            let (kind, limit) = entry.split_once('=').ok_or_else(|| format!("`{entry}` must be `type=limit`"))?;
+            let limit = limit.trim().parse().map_err(|_| format!("`{}` is not a count", limit.trim()))?;
+            c.device_identity.identifier_limits.insert(kind.trim().to_owned(), limit);
+        }
         Ok(())
     },
     "LOOM_SERVICES" => "services.*.enabled": |c, v| {

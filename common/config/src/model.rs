@@ -22,6 +22,8 @@ pub struct NodeConfig {
     pub storage: StorageSection,
     pub kafka: KafkaSection,
     pub router: RouterSection,
+    pub privacy: PrivacySection,
+    pub device_identity: DeviceIdentitySection,
     pub supervision: SupervisionSection,
     pub services: ServicesSection,
 }
@@ -314,6 +316,60 @@ impl Default for RouterSection {
             schema_registry_url: None,
         }
     }
+}
+
+/// The Privacy Filter (8011).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacySection {
+    /// How long audit entries are kept (`LOOM_PRIVACY_AUDIT_RETENTION`); older ones are deleted
+    /// hourly.
+    pub audit_retention: HumanDuration,
+    /// Stream mode: topics filtered into other topics with a named policy
+    /// (`LOOM_PRIVACY_STREAMS="from:to:policy,…"`); needs `kafka.brokers`.
+    pub streams: Vec<PrivacyStream>,
+    /// The stream mode's consumer group (`LOOM_PRIVACY_GROUP`).
+    pub group: String,
+    /// Where records that cannot be filtered go, raw, with error headers (`LOOM_PRIVACY_DLQ_TOPIC`).
+    pub dlq_topic: String,
+}
+
+/// One stream of the Privacy Filter's stream mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyStream {
+    pub from: String,
+    pub to: String,
+    pub policy: String,
+}
+
+impl Default for PrivacySection {
+    fn default() -> Self {
+        PrivacySection {
+            audit_retention: HumanDuration::from_millis(30 * 86_400_000),
+            streams: Vec::new(),
+            group: "loom-privacy-filter".into(),
+            dlq_topic: "loom.privacy.dlq".into(),
+        }
+    }
+}
+
+/// The Device Identity service (8012).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceIdentitySection {
+    /// 32-byte master key, 64 hex characters or standard base64 (`LOOM_DEVICE_MASTER_KEY`). It
+    /// encrypts the tenant id keys at rest (AES-256-GCM) and keys the subject hashes used by GDPR
+    /// erasure; every node sharing a database needs the same one, and losing it loses every key.
+    /// Unset: on SQLite a node-local key file `<data_dir>/device-identity.key` is created (mode
+    /// 0600) and used; on a shared database (PostgreSQL) the service refuses every operation that
+    /// needs a key (503 `master_key_required`), because node-local keys could not read each
+    /// other's rows.
+    pub master_key: Option<Secret>,
+    /// The most devices one value of an identifier type may link, per type, over the built-in
+    /// defaults (`ip` 32, `wifi` 32, `account` 16, `household` 16); a new type may be added
+    /// (`LOOM_DEVICE_IDENTIFIER_LIMITS="ip=8,wifi=64"`).
+    pub identifier_limits: std::collections::BTreeMap<String, u32>,
 }
 
 /// Restart policy applied to every supervised child unless a service overrides it.

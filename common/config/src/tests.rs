@@ -125,6 +125,15 @@ fn errors_name_the_field_and_why() {
         ("[node]\nname = \"bad name\"\n", &[], "`node.name`"),
         ("[supervision]\nbackoff_initial = \"10s\"\nbackoff_max = \"1s\"\n", &[], "`supervision.backoff_initial`"),
         ("[kafka]\nbrokers = [\"localhost\"]\n", &[], "`kafka.brokers[0]`"),
+        ("", &[("LOOM_DEVICE_MASTER_KEY", "abcd")], "`device_identity.master_key`: must be 32 bytes"),
+        ("", &[("LOOM_DEVICE_IDENTIFIER_LIMITS", "ip")], "`ip` must be `type=limit`"),
+        ("", &[("LOOM_DEVICE_IDENTIFIER_LIMITS", "ip=0")], "`device_identity.identifier_limits.ip`: must be at"),
+        ("[device_identity.identifier_limits]\nIP = 3\n", &[], "`device_identity.identifier_limits.IP`"),
+        ("", &[("LOOM_PRIVACY_STREAMS", "a:b")], "`a:b` must be `from_topic:to_topic:policy`"),
+        ("", &[("LOOM_PRIVACY_STREAMS", "a:a:p")], "`privacy.streams[0].to`: must differ"),
+        ("", &[("LOOM_PRIVACY_STREAMS", "a b:c:p")], "`privacy.streams[0].from`"),
+        ("", &[("LOOM_PRIVACY_STREAMS", "a:b:p,a:c:p")], "`privacy.streams[1].from`: a topic is filtered by one"),
+        ("", &[("LOOM_PRIVACY_AUDIT_RETENTION", "forever")], "LOOM_PRIVACY_AUDIT_RETENTION"),
     ];
     for (text, pairs, want) in cases {
         match load_text(text, pairs) {
@@ -136,6 +145,34 @@ fn errors_name_the_field_and_why() {
             }
         }
     }
+}
+
+#[test]
+fn privacy_overrides_apply() {
+    let c = NodeConfig::load(
+        None,
+        &env(&[("LOOM_PRIVACY_STREAMS", "raw.events:clean.events:gdpr"), ("LOOM_PRIVACY_AUDIT_RETENTION", "7d")]),
+    )
+    .unwrap();
+    let s = &c.privacy.streams[0];
+    assert_eq!((s.from.as_str(), s.to.as_str(), s.policy.as_str()), ("raw.events", "clean.events", "gdpr"));
+    assert_eq!(c.privacy.audit_retention.get(), std::time::Duration::from_secs(7 * 86_400));
+}
+
+#[test]
+fn device_identity_overrides_apply_and_keys_never_print() {
+    let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let c = NodeConfig::load(
+        None,
+        &env(&[("LOOM_DEVICE_MASTER_KEY", key), ("LOOM_DEVICE_IDENTIFIER_LIMITS", "ip=8, household=4,vehicle=2")]),
+    )
+    .unwrap();
+    assert_eq!(c.device_identity.master_key.as_ref().map(|k| k.expose()), Some(key));
+    let limits: Vec<(&str, u32)> = c.device_identity.identifier_limits.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(limits, [("household", 4), ("ip", 8), ("vehicle", 2)]);
+    assert!(!c.to_redacted_toml().contains(key));
+    let b64 = load_text("[device_identity]\nmaster_key = \"ASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8=\"\n", &[]);
+    assert!(b64.is_ok(), "{b64:?}");
 }
 
 #[test]

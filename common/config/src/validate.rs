@@ -21,6 +21,7 @@ pub(crate) fn validate(c: &NodeConfig) -> Result<(), ConfigError> {
     validate_storage(c)?;
     validate_kafka(c)?;
     validate_supervision(c)?;
+    validate_device_identity(c)?;
     validate_services(c)
 }
 
@@ -167,14 +168,37 @@ fn validate_kafka(c: &NodeConfig) -> Result<(), ConfigError> {
     if k.max_in_flight_per_partition == 0 {
         return Err(invalid("kafka.max_in_flight_per_partition", "must be at least 1"));
     }
+    let topic_ok = |topic: &str| {
+        !topic.is_empty()
+            && topic.len() <= 249
+            && topic.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+    };
+    const TOPIC_RULE: &str = "a topic name is 1-249 characters of [A-Za-z0-9._-]";
     let r = &c.router;
     for (i, topic) in r.sources.iter().chain(std::iter::once(&r.dlq_topic)).enumerate() {
-        if topic.is_empty()
-            || topic.len() > 249
-            || !topic.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
-        {
+        if !topic_ok(topic) {
             let field = if i < r.sources.len() { format!("router.sources[{i}]") } else { "router.dlq_topic".into() };
-            return Err(invalid(field, "a topic name is 1-249 characters of [A-Za-z0-9._-]"));
+            return Err(invalid(field, TOPIC_RULE));
+        }
+    }
+    let p = &c.privacy;
+    if !topic_ok(&p.dlq_topic) {
+        return Err(invalid("privacy.dlq_topic", TOPIC_RULE));
+    }
+    for (i, s) in p.streams.iter().enumerate() {
+        for (name, topic) in [("from", &s.from), ("to", &s.to)] {
+            if !topic_ok(topic) {
+                return Err(invalid(format!("privacy.streams[{i}].{name}"), TOPIC_RULE));
+            }
+        }
+        if s.from == s.to || s.to == p.dlq_topic {
+            return Err(invalid(format!("privacy.streams[{i}].to"), "must differ from its source and the DLQ"));
+        }
+        if s.policy.is_empty() || s.policy.len() > 128 {
+            return Err(invalid(format!("privacy.streams[{i}].policy"), "a policy name is 1-128 characters"));
+        }
+        if p.streams[..i].iter().any(|o| o.from == s.from) {
+            return Err(invalid(format!("privacy.streams[{i}].from"), "a topic is filtered by one stream only"));
         }
     }
     if r.sources.contains(&r.dlq_topic) {
@@ -202,6 +226,39 @@ fn validate_supervision(c: &NodeConfig) -> Result<(), ConfigError> {
     }
     if s.mailbox_capacity == 0 {
         return Err(invalid("supervision.mailbox_capacity", "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// The master key must be 32 bytes written as 64 hex characters or as standard base64 (44
+/// characters ending in one `=`); decoding happens in the service. Identifier types are short
+/// lowercase names and limits at least 1.
+fn validate_device_identity(c: &NodeConfig) -> Result<(), ConfigError> {
+    let d = &c.device_identity;
+    if let Some(key) = &d.master_key {
+        let k = key.expose().trim();
+        let hex = k.len() == 64 && k.chars().all(|ch| ch.is_ascii_hexdigit());
+        let b64 = k.len() == 44
+            && k.ends_with('=')
+            && !k[..43].contains('=')
+            && k[..43].chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '+' || ch == '/');
+        if !hex && !b64 {
+            return Err(invalid(
+                "device_identity.master_key",
+                "must be 32 bytes as 64 hex characters or 44 base64 characters",
+            ));
+        }
+    }
+    for (kind, limit) in &d.identifier_limits {
+        if kind.is_empty() || kind.len() > 32 || !kind.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_') {
+            return Err(invalid(
+                format!("device_identity.identifier_limits.{kind}"),
+                "an identifier type is 1-32 characters of [a-z_]",
+            ));
+        }
+        if *limit == 0 {
+            return Err(invalid(format!("device_identity.identifier_limits.{kind}"), "must be at least 1"));
+        }
     }
     Ok(())
 }

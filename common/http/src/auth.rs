@@ -10,6 +10,10 @@ use loom_protocol::Scope;
 
 use crate::Problem;
 
+/// Sensitive routes outside `/admin` that need the `admin` scope whatever the method: reversing
+/// anonymization, GDPR erasure, and the audit log.
+const ADMIN_ROUTES: [&str; 3] = ["/deanonymize", "/gdpr", "/audit"];
+
 #[derive(Clone, Default)]
 pub struct Auth {
     tokens: Arc<Vec<Token>>,
@@ -52,7 +56,10 @@ impl Auth {
     pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
         if path == "/health" || path == "/ready" {
             None
-        } else if path == "/admin" || path.starts_with("/admin/") {
+        } else if path == "/admin"
+            || path.starts_with("/admin/")
+            || ADMIN_ROUTES.iter().any(|r| path == *r || path.starts_with(&format!("{r}/")))
+        {
             Some(Scope::Admin)
         } else if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
             Some(Scope::Read)

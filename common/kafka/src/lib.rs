@@ -9,6 +9,7 @@
 //!   its in-flight bound is reached.
 //! - `producer.rs`: the idempotent producer (acks=all) with metrics and a bounded send.
 //! - `admin.rs`: topic creation, watermarks, reading a topic range (DLQ browsing, replays).
+//! - `service.rs`: the member as a supervised child, and the `kafka:reachable` probe.
 //!
 //! At-least-once: offsets are stored only for records the processor reported done and are
 //! committed by librdkafka every `kafka.commit_interval` and on revoke; a record that was not
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod consumer;
 pub mod offsets;
 pub mod producer;
+pub mod service;
 
 use std::time::Duration;
 

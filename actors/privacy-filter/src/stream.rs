@@ -1,0 +1,189 @@
+//! Stream mode: filters Kafka topics into other topics with a named policy, through the Kafka
+//! bridge (`privacy.streams`: `from` → `to` with `policy`). A JSON payload is filtered field by
+//! field; any other UTF-8 payload as free text; key and headers are kept. A record that cannot be
+//! filtered (not UTF-8) goes to `privacy.dlq_topic` with `loom.error.class` / `.message` and its
+//! source topic/partition/offset headers — the DLQ holds raw data, so it must be access-controlled
+//! like the source. A missing policy or an unavailable key store is not the record's fault: the
+//! batch is retried (the partition waits, its lag grows, the error is counted), so nothing passes
+//! unfiltered and nothing is lost. Every batch's decisions are audited with the source topic.
+
+use std::collections::HashMap;
+
+use loom_kafka::producer::{Outgoing, Pending};
+use loom_kafka::{Producer, Record};
+use loom_protocol::RequestId;
+use serde_json::Value;
+
+use crate::api::{Api, AuditContext, audit_rows, policy_plan};
+use crate::error::FilterError;
+
+/// One configured stream.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub to: String,
+    pub policy: String,
+}
+
+pub struct StreamProcessor {
+    pub api: Api,
+    pub routes: HashMap<String, Route>,
+    pub producer: Producer,
+    pub dlq_topic: String,
+    pub kafka: loom_config::KafkaSection,
+    /// Output topics known to exist (created with 6 partitions when missing).
+    pub created: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// What became of one record after the scan.
+enum Filtered {
+    Out(Vec<u8>),
+    Dead(&'static str, String),
+}
+
+fn filter_payload(
+    plan: &crate::api::Plan,
+    keyed: &crate::keys::KeyedCtx,
+    payload: &[u8],
+) -> (Filtered, crate::structured::Decisions) {
+    let (mut value, json) = match serde_json::from_slice::<Value>(payload) {
+        Ok(v) => (v, true),
+        Err(_) => match std::str::from_utf8(payload) {
+            Ok(text) => (Value::String(text.to_owned()), false),
+            Err(_) => {
+                return (
+                    Filtered::Dead("not_text", "the payload is neither JSON nor UTF-8 text".into()),
+                    Default::default(),
+                );
+            }
+        },
+    };
+    let mut scan = plan.scan(keyed);
+    scan.filter(&mut value, "", "", 0);
+    let decisions = std::mem::take(&mut scan.decisions);
+    let out = match (json, value) {
+        (false, Value::String(text)) => text.into_bytes(),
+        (_, v) => serde_json::to_vec(&v).unwrap_or_default(),
+    };
+    (Filtered::Out(out), decisions)
+}
+
+impl StreamProcessor {
+    async fn dead_letter(&self, r: &Record, class: &str, message: &str) -> Result<(), FilterError> {
+        let mut headers: Vec<(String, Vec<u8>)> =
+            r.headers.iter().filter(|(k, _)| !k.starts_with("loom.")).cloned().collect();
+        for (k, v) in [
+            ("loom.error.class", class.to_owned()),
+            ("loom.error.message", message.to_owned()),
+            ("loom.source.topic", r.topic.clone()),
+            ("loom.source.partition", r.partition.to_string()),
+            ("loom.source.offset", r.offset.to_string()),
+        ] {
+            headers.push((k.to_owned(), v.into_bytes()));
+        }
+        let out = Outgoing {
+            topic: &self.dlq_topic,
+            key: r.key.as_deref(),
+            payload: r.payload.as_deref(),
+            headers: &headers,
+            partition: None,
+        };
+        self.producer.send(out).await.map(|_| ()).map_err(|e| FilterError::Unavailable(e.to_string()))
+    }
+
+    async fn run(&self, batch: &[Record]) -> Result<(), FilterError> {
+        let Some(first) = batch.first() else { return Ok(()) };
+        let route = self
+            .routes
+            .get(&first.topic)
+            .ok_or_else(|| FilterError::NotFound(format!("a stream for topic '{}'", first.topic)))?;
+        if !self.created.lock().is_ok_and(|c| c.contains(&route.to)) {
+            loom_kafka::admin::ensure_topics(&self.kafka, &[&route.to, &self.dlq_topic], 6)
+                .await
+                .map_err(|e| FilterError::Unavailable(format!("creating {}: {e}", route.to)))?;
+            if let Ok(mut c) = self.created.lock() {
+                c.insert(route.to.clone());
+            }
+        }
+        let policy = self.api.policies.get(&route.policy).await?;
+        let plan = policy_plan(&self.api.settings, &policy.spec)?;
+        let key = if plan.keyed() { Some(self.api.key_for(None).await?) } else { None };
+        let keyed = self.api.keyed_ctx(key.clone());
+        let payloads: Vec<Vec<u8>> = batch.iter().map(|r| r.payload.clone().unwrap_or_default()).collect();
+        let (outcomes, decisions, keyed) = tokio::task::spawn_blocking(move || {
+            let mut all = crate::structured::Decisions::new();
+            let outcomes: Vec<Filtered> = payloads
+                .iter()
+                .map(|p| {
+                    let (f, d) = filter_payload(&plan, &keyed, p);
+                    for (k, n) in d {
+                        *all.entry(k).or_default() += n;
+                    }
+                    f
+                })
+                .collect();
+            (outcomes, all, keyed)
+        })
+        .await
+        .map_err(|e| FilterError::Unavailable(format!("scan failed: {e}")))?;
+        if let Some(e) = keyed.take_error() {
+            return Err(e);
+        }
+        // Enqueue in offset order (the output keeps the partition's order), then wait.
+        let mut pending: Vec<Result<Pending, loom_kafka::ProduceError>> = Vec::new();
+        let mut dead = Vec::new();
+        for (r, outcome) in batch.iter().zip(&outcomes) {
+            match outcome {
+                Filtered::Out(bytes) => pending.push(self.producer.enqueue(Outgoing {
+                    topic: &route.to,
+                    key: r.key.as_deref(),
+                    payload: Some(bytes),
+                    headers: &r.headers,
+                    partition: None,
+                })),
+                Filtered::Dead(class, message) => dead.push((r, *class, message.as_str())),
+            }
+        }
+        for p in pending {
+            p.map_err(|e| FilterError::Unavailable(e.to_string()))?
+                .acknowledged()
+                .await
+                .map_err(|e| FilterError::Unavailable(e.to_string()))?;
+        }
+        for (r, class, message) in dead {
+            self.dead_letter(r, class, message).await?;
+        }
+        let request_id = RequestId::parse(&format!("{}-{}-{}", first.topic, first.partition, first.offset))
+            .unwrap_or_else(RequestId::generate);
+        let ctx = AuditContext {
+            request_id: &request_id,
+            source: Some(&first.topic),
+            subject: None,
+            policy: Some(&policy),
+            key: key.as_deref(),
+        };
+        self.api.store.audit(audit_rows(&decisions, &ctx)).await?;
+        Ok(())
+    }
+}
+
+#[ractor::async_trait]
+impl loom_kafka::Processor for StreamProcessor {
+    /// All or nothing per batch: on a failure the whole batch is retried (outputs already
+    /// produced are produced again — at least once).
+    async fn process(&self, batch: Vec<Record>) -> Vec<Record> {
+        match self.run(&batch).await {
+            Ok(()) => Vec::new(),
+            Err(e) => {
+                loom_kafka::count_error("privacy-filter", "stream_batch");
+                tracing::warn!(topic = batch.first().map(|r| r.topic.as_str()).unwrap_or(""), error = %e,
+                    "privacy stream batch not filtered; it will be retried");
+                batch
+            }
+        }
+    }
+}
+
+/// The configured streams by source topic.
+pub fn routes(streams: &[loom_config::PrivacyStream]) -> HashMap<String, Route> {
+    streams.iter().map(|s| (s.from.clone(), Route { to: s.to.clone(), policy: s.policy.clone() })).collect()
+}

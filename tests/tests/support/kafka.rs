@@ -1,0 +1,62 @@
+//! Kafka helpers shared by the stream services' integration tests (included with `#[path]`):
+//! unique topic prefixes, a real rdkafka producer, and reading a whole topic back.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use loom_kafka::Record;
+use loom_kafka::admin::{Start, TopicReader};
+use loom_kafka::rdkafka::ClientConfig;
+use loom_kafka::rdkafka::message::{Header, OwnedHeaders};
+use loom_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+use loom_testkit::infra;
+
+pub fn kafka_section() -> loom_config::KafkaSection {
+    section(&infra::kafka_brokers())
+}
+
+pub fn section(brokers: &str) -> loom_config::KafkaSection {
+    loom_config::KafkaSection { brokers: vec![brokers.to_owned()], ..Default::default() }
+}
+
+/// A topic prefix unique to this test process and moment.
+pub fn prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("t{}-{}-{name}", std::process::id(), nanos % 1_000_000_000)
+}
+
+pub fn client_producer() -> FutureProducer {
+    producer_for(&infra::kafka_brokers())
+}
+
+pub fn producer_for(brokers: &str) -> FutureProducer {
+    ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "5").create().unwrap()
+}
+
+/// Produces one record with the header `origin: test` and waits for its acknowledgement.
+pub async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
+    let headers = OwnedHeaders::new().insert(Header { key: "origin", value: Some("test") });
+    let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).key(key).payload(payload).headers(headers);
+    producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("produced");
+}
+
+/// Everything in `topic` (read until 3 s pass without a record).
+pub async fn read_all(topic: &str) -> Vec<Record> {
+    read_all_from(&infra::kafka_brokers(), topic).await
+}
+
+pub async fn read_all_from(brokers: &str, topic: &str) -> Vec<Record> {
+    let (t, b) = (topic.to_owned(), brokers.to_owned());
+    let reader =
+        tokio::task::spawn_blocking(move || TopicReader::open(&section(&b), &t, &Start::Beginning)).await.unwrap();
+    let Ok(reader) = reader else { return Vec::new() };
+    let mut out = Vec::new();
+    while let Some(r) = reader.next(Duration::from_secs(3)).await {
+        out.push(r.expect("record"));
+    }
+    out
+}
+
+pub fn header(r: &Record, name: &str) -> Option<String> {
+    r.header(name).map(|v| String::from_utf8_lossy(v).into_owned())
+}
