@@ -541,3 +541,30 @@ async fn stream_mode_filters_a_topic_with_a_policy() {
     assert!(health.to_string().contains("kafka:reachable"), "{health}");
     assert!(!node.logs().contains("@example.org"), "no raw value in the logs");
 }
+
+#[tokio::test]
+async fn custom_recognizers_from_config_join_every_scan() {
+    let config = r#"
+[[privacy.recognizers]]
+name = "employee ids"
+entity = "EMPLOYEE_ID"
+pattern = "\\bEMP-[0-9]{6}\\b"
+score = 0.6
+context = ["employee", "staff"]
+"#;
+    let node = LoomNode::start_ready("privacy-custom", NodeOptions::default().config(config)).await;
+    let (s, found) = post(&node, "/analyze", json!({"text": "staff member EMP-123456 badge", "language": "en"})).await;
+    assert_eq!(s, 200, "{found}");
+    assert_eq!(found[0]["entity_type"], "EMPLOYEE_ID", "{found}");
+    assert!(found[0]["score"].as_f64().unwrap() > 0.6, "context raised the score: {found}");
+    let (s, out) =
+        post(&node, "/filter", json!({"data": {"who": "EMP-654321", "mail": "a@b.example"}, "rules": ["EMPLOYEE_ID"]}))
+            .await;
+    assert_eq!(s, 200, "{out}");
+    assert_eq!(out["data"], json!({"who": "<EMPLOYEE_ID>", "mail": "a@b.example"}));
+    let (_, entities) =
+        (200, http().get(node.url(PF, "/supportedentities")).send().await.unwrap().json::<Value>().await.unwrap());
+    assert!(entities.as_array().unwrap().iter().any(|e| e == "EMPLOYEE_ID"), "{entities}");
+    let policy = json!({"name": "staff", "entities": ["EMPLOYEE_ID", "email"]});
+    assert_eq!(post(&node, "/policies", policy).await.0, 201, "a policy may name the custom entity");
+}

@@ -37,6 +37,7 @@ pub struct Finding {
 
 type Validate = fn(&str, &Settings) -> Option<f32>;
 
+#[derive(Clone)]
 pub struct Recognizer {
     pub name: String,
     pub entity: String,
@@ -45,6 +46,27 @@ pub struct Recognizer {
     pub score: f32,
     pub validate: Option<Validate>,
     pub context: Vec<String>,
+}
+
+/// Recognizers from `privacy.recognizers` (patterns already validated by the config loader;
+/// one that still fails to compile is skipped with an error log).
+pub fn from_config(list: &[loom_config::PrivacyRecognizer]) -> Vec<Recognizer> {
+    list.iter()
+        .filter_map(|r| match regex::RegexBuilder::new(&r.pattern).size_limit(1 << 20).build() {
+            Ok(regex) => Some(Recognizer {
+                name: r.name.clone(),
+                entity: r.entity.clone(),
+                regex,
+                score: r.score,
+                validate: None,
+                context: r.context.iter().map(|c| c.to_ascii_lowercase()).collect(),
+            }),
+            Err(e) => {
+                tracing::error!(recognizer = %r.name, error = %e, "custom recognizer skipped");
+                None
+            }
+        })
+        .collect()
 }
 
 /// Analysis settings.

@@ -38,6 +38,8 @@ const MAX_AUDIT_PAGE: u64 = 1_000;
 #[derive(Clone)]
 pub struct Api {
     pub settings: Arc<Settings>,
+    /// Recognizers from `privacy.recognizers`, beside the built-in ones in every scan.
+    pub custom: Arc<Vec<Recognizer>>,
     pub store: Store,
     pub keys: Arc<KeyRing>,
     pub pseudonyms: Arc<PseudonymCache>,
@@ -99,6 +101,13 @@ pub(crate) fn audit_rows(decisions: &Decisions, ctx: &AuditContext<'_>) -> Vec<a
 }
 
 impl Api {
+    /// Entity types of the configured custom recognizers.
+    pub(crate) fn custom_entities(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.custom.iter().map(|r| r.entity.clone()).collect();
+        names.dedup();
+        names
+    }
+
     /// The key keyed operators use for this request: the subject's own, or the global one.
     pub(crate) async fn key_for(&self, subject_index: Option<&str>) -> std::result::Result<Arc<Key>, FilterError> {
         match subject_index {
@@ -177,6 +186,7 @@ struct FilterBody {
 /// What a request asks for once its policy (if any) is resolved.
 pub(crate) struct Plan {
     pub entities: Option<Vec<String>>,
+    pub custom: Arc<Vec<Recognizer>>,
     pub default: Operator,
     pub operators: BTreeMap<String, Operator>,
     pub fields: BTreeMap<String, Operator>,
@@ -190,6 +200,7 @@ impl Plan {
     pub fn scan<'a>(&'a self, keyed: &'a KeyedCtx) -> Scan<'a> {
         let mut scan = Scan::new(&self.settings, &self.default, &self.operators, keyed);
         scan.entities = self.entities.as_deref();
+        scan.custom = &self.custom;
         scan.skip = &self.skip;
         scan.always = &self.always;
         scan.fields = &self.fields;
@@ -204,9 +215,11 @@ impl Plan {
     }
 }
 
-pub(crate) fn policy_plan(base: &Settings, p: &PolicySpec) -> std::result::Result<Plan, FilterError> {
+pub(crate) fn policy_plan(api: &Api, p: &PolicySpec) -> std::result::Result<Plan, FilterError> {
+    let base = &api.settings;
     Ok(Plan {
-        entities: p.entity_types()?,
+        entities: p.entity_types(&api.custom_entities())?,
+        custom: api.custom.clone(),
         default: p.default_operator.clone().unwrap_or(Operator::Replace { new_value: None }),
         operators: p.operators.clone(),
         fields: p.fields.clone(),
@@ -241,7 +254,7 @@ async fn filter(
                 .into());
             }
             let policy = api.policies.get(name).await?;
-            (policy_plan(&api.settings, &policy.spec)?, Some(policy))
+            (policy_plan(&api, &policy.spec)?, Some(policy))
         }
         None => (request_plan(&api, &body)?, None),
     };
@@ -289,7 +302,12 @@ fn request_plan(api: &Api, body: &FilterBody) -> std::result::Result<Plan, Filte
         None => None,
         Some(rules) => {
             let mut out = Vec::new();
+            let custom = api.custom_entities();
             for r in rules {
+                if custom.contains(r) {
+                    out.push(r.clone());
+                    continue;
+                }
                 let e = analyzer::entities_for_rule(r).ok_or_else(|| FilterError::UnknownRule(r.clone()))?;
                 out.extend(e.iter().map(|s| (*s).to_owned()));
             }
@@ -307,6 +325,7 @@ fn request_plan(api: &Api, body: &FilterBody) -> std::result::Result<Plan, Filte
     }
     Ok(Plan {
         entities,
+        custom: api.custom.clone(),
         default,
         operators: body.operators.clone(),
         fields: BTreeMap::new(),
@@ -398,11 +417,13 @@ async fn analyze(State(api): State<Api>, ApiJson(body): ApiJson<AnalyzeBody>) ->
         return Err(FilterError::Invalid(format!("language '{}' is not supported (en)", body.language)).into());
     }
     let mut deny = Vec::new();
-    let custom = ad_hoc(body.ad_hoc_recognizers, &mut deny)?;
+    let mut custom = ad_hoc(body.ad_hoc_recognizers, &mut deny)?;
+    let ad_hoc_given = !custom.is_empty();
+    custom.extend(api.custom.iter().cloned());
     let settings = settings(&api.settings, body.score_threshold, body.allow_list, deny)?;
     let (text, entities, explain) = (body.text, body.entities, body.return_decision_process);
     let _ = body.correlation_id;
-    let found: Vec<Finding> = if text.len() <= INLINE_SCAN_BYTES && custom.is_empty() {
+    let found: Vec<Finding> = if text.len() <= INLINE_SCAN_BYTES && !ad_hoc_given {
         analyzer::analyze(&text, entities.as_deref(), "", &custom, &settings)
     } else {
         blocking(move || analyzer::analyze(&text, entities.as_deref(), "", &custom, &settings)).await?
@@ -589,7 +610,7 @@ async fn create_policy(State(api): State<Api>, ApiJson(spec): ApiJson<PolicySpec
         ))
         .into());
     }
-    let stored = api.policies.put(spec).await?;
+    let stored = api.policies.put(spec, &api.custom_entities()).await?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
@@ -606,7 +627,7 @@ async fn put_policy(
     if spec.name != name {
         return Err(FilterError::Invalid(format!("the body's name '{}' is not the path's '{name}'", spec.name)).into());
     }
-    Ok(Json(serde_json::to_value(api.policies.put(spec).await?).unwrap_or_default()))
+    Ok(Json(serde_json::to_value(api.policies.put(spec, &api.custom_entities()).await?).unwrap_or_default()))
 }
 
 async fn delete_policy(State(api): State<Api>, Path(name): Path<String>) -> Result<StatusCode> {
@@ -689,6 +710,8 @@ async fn rotate_key(State(api): State<Api>) -> Result<Json<Value>> {
     Ok(Json(json!({"id": key.id, "scope": key.scope, "version": key.version})))
 }
 
-async fn entities() -> Json<Value> {
-    Json(json!(ALL_ENTITIES))
+async fn entities(State(api): State<Api>) -> Json<Value> {
+    let mut all: Vec<String> = ALL_ENTITIES.iter().map(|e| (*e).to_owned()).collect();
+    all.extend(api.custom_entities().into_iter().filter(|e| !ALL_ENTITIES.contains(&e.as_str())));
+    Json(json!(all))
 }

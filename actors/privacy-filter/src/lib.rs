@@ -14,7 +14,8 @@
 //!   filtered).
 //! - `store.rs`: sea-orm entities and the migration; `api.rs`: routes; `error.rs`: codes.
 //!
-//! Not built yet: recognizers from config (ad hoc recognizers are given per request).
+//! Custom recognizers come from `privacy.recognizers` (validated when the config is loaded)
+//! and, per request, from Presidio's `ad_hoc_recognizers`.
 
 mod analyzer;
 mod api;
@@ -72,8 +73,16 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     };
     tokio::spawn(erasures.clone().resume_loop());
     tokio::spawn(audit_retention(store.clone(), ctx.config.privacy.audit_retention.get()));
-    let api =
-        api::Api { settings: Arc::new(analyzer::Settings::default()), store, keys, pseudonyms, policies, erasures };
+    let custom = Arc::new(analyzer::from_config(&ctx.config.privacy.recognizers));
+    let api = api::Api {
+        settings: Arc::new(analyzer::Settings::default()),
+        custom,
+        store,
+        keys,
+        pseudonyms,
+        policies,
+        erasures,
+    };
     let (children, probes) = stream_mode(ctx, &api, parts.children);
     ServiceParts { routes: parts.routes.merge(api::routes(api)), children, probes, ..parts }
 }

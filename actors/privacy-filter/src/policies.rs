@@ -54,12 +54,13 @@ fn name_ok(n: &str) -> bool {
 }
 
 impl PolicySpec {
-    /// Entity types the policy scans for (rule names expanded), `None` for all.
-    pub fn entity_types(&self) -> Result<Option<Vec<String>>, FilterError> {
+    /// Entity types the policy scans for (rule names expanded), `None` for all. `custom`: the
+    /// entity types of the configured recognizers.
+    pub fn entity_types(&self, custom: &[String]) -> Result<Option<Vec<String>>, FilterError> {
         let Some(list) = &self.entities else { return Ok(None) };
         let mut out = Vec::new();
         for e in list {
-            if analyzer::ALL_ENTITIES.contains(&e.as_str()) {
+            if analyzer::ALL_ENTITIES.contains(&e.as_str()) || custom.contains(e) {
                 out.push(e.clone());
             } else {
                 let types = analyzer::entities_for_rule(e).ok_or_else(|| FilterError::UnknownRule(e.clone()))?;
@@ -70,12 +71,13 @@ impl PolicySpec {
     }
 
     /// Every problem is a 400 naming the policy and the place.
-    pub fn check(&self) -> Result<(), FilterError> {
+    pub fn check(&self, custom: &[String]) -> Result<(), FilterError> {
         let bad = |m: String| Err(FilterError::Invalid(format!("policy '{}': {m}", self.name)));
         if !name_ok(&self.name) {
             return bad("names are 1-128 characters of letters, digits, '.', '_' or '-'".into());
         }
-        self.entity_types().map_err(|e| FilterError::Invalid(format!("policy '{}': entities: {e}", self.name)))?;
+        self.entity_types(custom)
+            .map_err(|e| FilterError::Invalid(format!("policy '{}': entities: {e}", self.name)))?;
         let sizes = [self.operators.len(), self.fields.len(), self.skip.len(), self.always.len()];
         if sizes.iter().any(|n| *n > MAX_ENTRIES) || self.allow_list.len() + self.deny_list.len() > 10 * MAX_ENTRIES {
             return bad(format!("at most {MAX_ENTRIES} entries per list"));
@@ -160,8 +162,8 @@ impl PolicyBook {
         Ok(self.store.policies().await?.into_iter().filter_map(Self::decode).collect())
     }
 
-    pub async fn put(&self, spec: PolicySpec) -> Result<StoredPolicy, FilterError> {
-        spec.check()?;
+    pub async fn put(&self, spec: PolicySpec, custom: &[String]) -> Result<StoredPolicy, FilterError> {
+        spec.check(custom)?;
         if self.store.policy(&spec.name).await?.is_none_or(|p| p.deleted)
             && self.store.policies().await?.len() >= MAX_POLICIES
         {
@@ -214,7 +216,7 @@ mod tests {
         ];
         for (body, want) in cases {
             let spec: PolicySpec = serde_json::from_value(body.clone()).unwrap();
-            match (spec.check(), want) {
+            match (spec.check(&[]), want) {
                 (Ok(()), None) => {}
                 (Err(e), Some(w)) => assert!(e.to_string().contains(w), "{body}: {e}"),
                 (got, want) => panic!("{body}: {got:?}, wanted {want:?}"),

@@ -105,7 +105,7 @@ impl StreamProcessor {
             }
         }
         let policy = self.api.policies.get(&route.policy).await?;
-        let plan = policy_plan(&self.api.settings, &policy.spec)?;
+        let plan = policy_plan(&self.api, &policy.spec)?;
         let key = if plan.keyed() { Some(self.api.key_for(None).await?) } else { None };
         let keyed = self.api.keyed_ctx(key.clone());
         let payloads: Vec<Vec<u8>> = batch.iter().map(|r| r.payload.clone().unwrap_or_default()).collect();

@@ -332,6 +332,27 @@ pub struct PrivacySection {
     pub group: String,
     /// Where records that cannot be filtered go, raw, with error headers (`LOOM_PRIVACY_DLQ_TOPIC`).
     pub dlq_topic: String,
+    /// Custom pattern recognizers, used by every scan beside the built-in ones (TOML only).
+    pub recognizers: Vec<PrivacyRecognizer>,
+}
+
+/// A custom recognizer of the Privacy Filter: a regular expression (linear-time engine) for an
+/// entity type, with a score and optional context words that raise it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyRecognizer {
+    pub name: String,
+    /// Entity type in Presidio's style (`EMPLOYEE_ID`).
+    pub entity: String,
+    pub pattern: String,
+    #[serde(default = "half")]
+    pub score: f32,
+    #[serde(default)]
+    pub context: Vec<String>,
+}
+
+fn half() -> f32 {
+    0.5
 }
 
 /// One stream of the Privacy Filter's stream mode.
@@ -350,6 +371,7 @@ impl Default for PrivacySection {
             streams: Vec::new(),
             group: "loom-privacy-filter".into(),
             dlq_topic: "loom.privacy.dlq".into(),
+            recognizers: Vec::new(),
         }
     }
 }

@@ -134,6 +134,16 @@ fn errors_name_the_field_and_why() {
         ("", &[("LOOM_PRIVACY_STREAMS", "a b:c:p")], "`privacy.streams[0].from`"),
         ("", &[("LOOM_PRIVACY_STREAMS", "a:b:p,a:c:p")], "`privacy.streams[1].from`: a topic is filtered by one"),
         ("", &[("LOOM_PRIVACY_AUDIT_RETENTION", "forever")], "LOOM_PRIVACY_AUDIT_RETENTION"),
+        (
+            "[[privacy.recognizers]]\nname = \"x\"\nentity = \"EMPLOYEE_ID\"\npattern = \"(\"\n",
+            &[],
+            "`privacy.recognizers[0].pattern`: does not compile",
+        ),
+        (
+            "[[privacy.recognizers]]\nname = \"x\"\nentity = \"employee\"\npattern = \"E\\\\d+\"\n",
+            &[],
+            "`privacy.recognizers[0].entity`",
+        ),
     ];
     for (text, pairs, want) in cases {
         match load_text(text, pairs) {

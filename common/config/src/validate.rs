@@ -201,6 +201,7 @@ fn validate_kafka(c: &NodeConfig) -> Result<(), ConfigError> {
             return Err(invalid(format!("privacy.streams[{i}].from"), "a topic is filtered by one stream only"));
         }
     }
+    validate_recognizers(&p.recognizers)?;
     if r.sources.contains(&r.dlq_topic) {
         return Err(invalid("router.dlq_topic", "must not be one of router.sources"));
     }
@@ -212,6 +213,37 @@ fn validate_kafka(c: &NodeConfig) -> Result<(), ConfigError> {
         && !url.starts_with("https://")
     {
         return Err(invalid("router.schema_registry_url", "must start with http:// or https://"));
+    }
+    Ok(())
+}
+
+/// Custom recognizers: at most 64, named, an UPPER_SNAKE entity, a pattern that compiles within
+/// bounds (the regex engine is linear-time), a score in 0..=1.
+fn validate_recognizers(list: &[crate::PrivacyRecognizer]) -> Result<(), ConfigError> {
+    if list.len() > 64 {
+        return Err(invalid("privacy.recognizers", "at most 64 recognizers"));
+    }
+    for (i, r) in list.iter().enumerate() {
+        let at = |f: &str| format!("privacy.recognizers[{i}].{f}");
+        if r.name.is_empty() || r.name.len() > 64 {
+            return Err(invalid(at("name"), "1-64 characters"));
+        }
+        let entity_ok = r.entity.len() <= 64
+            && r.entity.starts_with(|c: char| c.is_ascii_uppercase())
+            && r.entity.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !entity_ok {
+            return Err(invalid(at("entity"), "an entity type is UPPER_SNAKE_CASE, 1-64 characters"));
+        }
+        if r.pattern.is_empty() || r.pattern.len() > 1024 {
+            return Err(invalid(at("pattern"), "1-1024 bytes"));
+        }
+        if let Err(e) = regex::RegexBuilder::new(&r.pattern).size_limit(1 << 20).build() {
+            let first = e.to_string().lines().last().unwrap_or("invalid").trim().to_owned();
+            return Err(invalid(at("pattern"), format!("does not compile: {first}")));
+        }
+        if !(0.0..=1.0).contains(&r.score) {
+            return Err(invalid(at("score"), "must be between 0 and 1"));
+        }
     }
     Ok(())
 }
