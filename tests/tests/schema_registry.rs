@@ -130,6 +130,11 @@ async fn the_confluent_api_behaves_like_confluent() {
     let (s, e) = c.send("PUT", "/config/gps-value", Some(json!({"compatibility": "SIDEWAYS"}))).await;
     assert_eq!((s, e["error_code"].clone()), (422, json!(42203)));
     assert_eq!(c.send("DELETE", "/config/gps-value", None).await.1, json!({"compatibilityLevel": "FULL"}));
+    // A subject with only a policy set has a config to delete as well.
+    c.send("PUT", "/config/policy-only", Some(json!({"compatibilityPolicy": "lenient"}))).await;
+    let (s, v) = c.send("DELETE", "/config/policy-only", None).await;
+    assert_eq!((s, v["compatibilityPolicy"].as_str()), (200, Some("LENIENT")), "{v}");
+    assert_eq!(c.get("/config/policy-only").await.1["error_code"], 40408, "deleted");
     assert_eq!(
         c.send("PUT", "/mode/gps-value", Some(json!({"mode": "READONLY"}))).await.1,
         json!({"mode": "READONLY"})
@@ -170,6 +175,14 @@ async fn the_confluent_api_behaves_like_confluent() {
     assert_eq!((bad["valid"].clone(), bad["errors"][0]["path"].clone()), (json!(false), json!("/1")));
     let (s, e) = c.post("/subjects/t2/versions", json!({"schemaType": "JSON", "schema": track.to_string(), "references": [{"name": "point.json", "subject": "point", "version": 9}]})).await;
     assert_eq!((s, e["error_code"].clone()), (422, json!(42201)));
+    // Too many references are refused, never cut silently.
+    let many: Vec<Value> =
+        (0..257).map(|i| json!({"name": format!("r{i}.json"), "subject": "point", "version": 1})).collect();
+    let (s, e) = c
+        .post("/subjects/t3/versions", json!({"schemaType": "JSON", "schema": track.to_string(), "references": many}))
+        .await;
+    assert_eq!((s, e["error_code"].as_i64()), (422, Some(42201)), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("at most 256"), "{e}");
 
     // Bad input: Confluent codes, never a 500.
     let cases: &[(&str, &str, Option<&str>, u16, i64)] = &[

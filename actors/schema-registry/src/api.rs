@@ -284,7 +284,9 @@ async fn put_config(State(api): State<Api>, Path(subject): Path<String>, body: B
 }
 
 async fn delete_config(State(api): State<Api>, Path(subject): Path<String>) -> Result<Response> {
-    let previous = config_json(&api, &subject, false).await?;
+    // A subject with only a policy set has a config to delete too (its level then falls back).
+    let has_policy = api.registry.store.config(&subject).await?.is_some_and(|c| c.policy.is_some());
+    let previous = config_json(&api, &subject, has_policy).await?;
     api.writer.set_config(subject.clone(), ConfigField::Compatibility, None).await?;
     api.writer.set_config(subject, ConfigField::Policy, None).await?;
     Ok(ok(previous))

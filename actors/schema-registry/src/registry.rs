@@ -26,6 +26,9 @@ pub const DEFAULT_COMPATIBILITY: Compatibility = Compatibility::Backward;
 /// Bound on transitive checks and version listings.
 const MAX_VERSION_RETRIES: usize = 8;
 
+/// References one schema may declare; more are refused (422), never silently cut.
+pub const MAX_REFERENCES: usize = 256;
+
 /// A registered schema as the API returns it.
 #[derive(Debug, Clone)]
 pub struct Registered {
@@ -130,8 +133,14 @@ impl Registry {
     }
 
     async fn resolve_references(&self, refs: &[Reference]) -> Result<HashMap<String, Value>, RegistryError> {
+        if refs.len() > MAX_REFERENCES {
+            return Err(RegistryError::InvalidSchema(format!(
+                "{} references given; a schema may reference at most {MAX_REFERENCES}",
+                refs.len()
+            )));
+        }
         let mut out = HashMap::new();
-        for r in refs.iter().take(256) {
+        for r in refs {
             let found = self.version(&r.subject, VersionSel::Number(r.version), true).await.map_err(|_| {
                 RegistryError::InvalidSchema(format!(
                     "reference {} → {} v{} does not exist",
