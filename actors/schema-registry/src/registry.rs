@@ -108,8 +108,9 @@ impl Registry {
         if let Some(rows) = self.reads.subject(subject) {
             return Ok(rows);
         }
+        let read_at = self.reads.generation();
         let rows = Arc::new(self.store.versions(subject).await?);
-        self.reads.put_subject(subject, rows.clone());
+        self.reads.put_subject(subject, rows.clone(), read_at);
         Ok(rows)
     }
 
