@@ -4,7 +4,8 @@
 //! cards, IBANs, SSNs, IPs and URLs with their spans), side by side with Presidio's pattern
 //! recognizers (PyPI `presidio-analyzer`, no NLP model) on the same corpus in the same run.
 //! Loom is measured twice: its engine in-process on one thread (as Presidio runs), and through
-//! its real HTTP `/analyze` (4 concurrent clients, request overhead included). Needs `presidio-analyzer` in the test Python
+//! its real HTTP `/analyze` (`BENCH_CLIENTS` concurrent requests, default 16; request overhead
+//! and the client's own work on the same 2 cores included). Needs `presidio-analyzer` in the test Python
 //! (`$LOOM_TEST_PYTHON -m pip install presidio-analyzer==2.2.366`). `BENCH_DOCS` sets the size.
 
 #![allow(clippy::print_stdout)]
@@ -70,6 +71,7 @@ fn score(docs: &[Value], findings: &[Vec<(String, u64, u64)>]) -> BTreeMap<&'sta
 #[tokio::main]
 async fn main() {
     let n: usize = std::env::var("BENCH_DOCS").ok().and_then(|v| v.parse().ok()).unwrap_or(4000);
+    let clients: usize = std::env::var("BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
     let python = infra::python();
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("corpus.jsonl");
@@ -109,7 +111,7 @@ async fn main() {
     let started = Instant::now();
     let loom: Vec<Vec<(String, u64, u64)>> =
         futures::stream::iter(docs.iter().map(|d| ask(d["text"].as_str().unwrap().to_owned())))
-            .buffered(4)
+            .buffered(clients)
             .collect()
             .await;
     let loom_secs = started.elapsed().as_secs_f64();
@@ -163,7 +165,7 @@ async fn main() {
     println!("corpus: {n} documents, {:.2} MB (half JSON events, half free text), 7 entity types", mb);
     let rate = |secs: f64| format!("{:>9.0} docs/s {:>7.2} MB/s", n as f64 / secs, mb / secs);
     println!("Loom engine in-process (1 thread):        {}", rate(engine_secs));
-    println!("Loom /analyze over HTTP (4 clients):      {}", rate(loom_secs));
+    println!("Loom /analyze over HTTP ({clients:>2} clients):     {}", rate(loom_secs));
     println!("Presidio recognizers (in-process, 1 thr): {}", rate(presidio_secs));
     println!("ratio, engine vs engine (in-process, 1 thread): {:.1}x", presidio_secs / engine_secs);
     println!("ratio, Loom over HTTP vs Presidio in-process:   {:.1}x", presidio_secs / loom_secs);
