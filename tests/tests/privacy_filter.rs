@@ -10,6 +10,11 @@ use serde_json::{Value, json};
 
 const PF: u16 = 8011;
 
+/// `{"a": {"a": … 1}}` nested `levels` deep.
+fn deep(levels: usize) -> Value {
+    (0..levels).fold(json!(1), |inner, _| json!({ "a": inner }))
+}
+
 async fn post(node: &LoomNode, path: &str, body: Value) -> (u16, Value) {
     let resp = http().post(node.url(PF, path)).json(&body).send().await.expect("answers");
     let status = resp.status().as_u16();
@@ -113,6 +118,8 @@ async fn filter_analyze_and_anonymize() {
         ("/filter", json!({"data": 1, "operator": {"type": "hash", "hash_type": "md5"}}), 400, "invalid_request"),
         ("/filter", json!({"data": 1, "operator": {"type": "encrypt", "key": "k"}}), 400, "invalid_request"),
         ("/filter", json!({"data": 1, "subject_id": ""}), 400, "invalid_request"),
+        ("/filter", json!({"data": 1, "policy": "p", "deny_list": ["x"]}), 400, "invalid_request"),
+        ("/filter", json!({"data": deep(70)}), 422, "too_deep"),
         ("/policies", json!({"name": "bad name"}), 400, "invalid_request"),
         (
             "/deanonymize",
@@ -140,6 +147,20 @@ async fn filter_analyze_and_anonymize() {
         let (s, e) = post(&node, path, body.clone()).await;
         assert_eq!((s, e["code"].as_str()), (status, Some(code)), "{path} {body}: {e}");
     }
+
+    // Object keys and bare numbers are scanned too; findings never carry the raw key.
+    let (s, out) = post(
+        &node,
+        "/filter",
+        json!({"data": {"by_email": {"jane.doe@example.org": {"visits": 3}},
+        "contact": 14155550132_i64, "count": 42}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{out}");
+    assert_eq!(out["data"]["by_email"], json!({"<EMAIL_ADDRESS>": {"visits": 3}}), "{out}");
+    assert_eq!(out["data"]["contact"], "<PHONE_NUMBER>", "{out}");
+    assert_eq!(out["data"]["count"], 42);
+    assert!(!out.to_string().contains("jane.doe"), "{out}");
 
     // Nothing scanned reaches the logs.
     let logs = node.logs();
@@ -179,11 +200,13 @@ async fn keyed_operators_policies_audit_and_deanonymize() {
         "operators": {"EMAIL_ADDRESS": {"type": "hash"}, "PHONE_NUMBER": {"type": "pseudonymize"},
                       "US_SSN": {"type": "encrypt"}},
         "fields": {"/internal": {"type": "redact"}}});
-    let (s, v) = send(&node, "tok-writer-0123456789", Method::POST, "/policies", Some(policy.clone())).await;
-    assert_eq!((s, v["version"].as_i64()), (201, Some(1)), "{v}");
     let (s, _) = send(&node, "tok-writer-0123456789", Method::POST, "/policies", Some(policy.clone())).await;
+    assert_eq!(s, 403, "policies decide what is anonymized: admin scope");
+    let (s, v) = send(&node, "tok-admin-01234567890", Method::POST, "/policies", Some(policy.clone())).await;
+    assert_eq!((s, v["version"].as_i64()), (201, Some(1)), "{v}");
+    let (s, _) = send(&node, "tok-admin-01234567890", Method::POST, "/policies", Some(policy.clone())).await;
     assert_eq!(s, 409, "a second create is a conflict");
-    let (s, v) = send(&node, "tok-reader-0123456789", Method::GET, "/policies/support-tickets", None).await;
+    let (s, v) = send(&node, "tok-admin-01234567890", Method::GET, "/policies/support-tickets", None).await;
     assert_eq!((s, v["operators"]["US_SSN"]["type"].as_str()), (200, Some("encrypt")), "{v}");
 
     let event = |email: &str| {
@@ -275,7 +298,7 @@ async fn keyed_operators_policies_audit_and_deanonymize() {
     // A policy change is in force at once, with its version in the answer and the audit.
     let mut v2 = policy.clone();
     v2["operators"]["EMAIL_ADDRESS"] = json!({"type": "mask", "masking_char": "#", "chars_to_mask": 4});
-    let (s, v) = send(&node, "tok-writer-0123456789", Method::PUT, "/policies/support-tickets", Some(v2)).await;
+    let (s, v) = send(&node, "tok-admin-01234567890", Method::PUT, "/policies/support-tickets", Some(v2)).await;
     assert_eq!((s, v["version"].as_i64()), (200, Some(2)), "{v}");
     let (_, f) =
         send(&node, "tok-writer-0123456789", Method::POST, "/filter", Some(event("jane.doe@example.org"))).await;
@@ -303,7 +326,7 @@ async fn keyed_operators_policies_audit_and_deanonymize() {
     assert_eq!((s, e["code"].as_str()), (400, Some("invalid_request")));
 
     // Policies can be deleted; then the name is unknown.
-    let (s, _) = send(&node, "tok-writer-0123456789", Method::DELETE, "/policies/support-tickets", None).await;
+    let (s, _) = send(&node, "tok-admin-01234567890", Method::DELETE, "/policies/support-tickets", None).await;
     assert_eq!(s, 204);
     let (s, _) = send(&node, "tok-writer-0123456789", Method::POST, "/filter", Some(event("x@y.example"))).await;
     assert_eq!(s, 404);

@@ -112,15 +112,21 @@ impl Router {
 
     /// Evaluates `event` with `set`, loading schemas a `validate` action needs first.
     pub async fn decide_with(&self, set: &RuleSet, event: &Event<'_>) -> Decision {
-        let d = evaluate(set, event, &self.schemas);
-        if matches!(&d, Decision::Fail { class: "schema_unavailable", .. }) {
-            let missing = self.schemas.take_missing();
-            if !missing.is_empty() {
-                for subject in missing {
-                    self.schemas.fetch(&subject).await;
-                }
-                return evaluate(set, event, &self.schemas);
+        let mut d = evaluate(set, event, &self.schemas);
+        // The missing list is shared: another task may have taken (and be fetching) this
+        // record's subject, so when there is nothing to fetch, wait a moment and look again.
+        for _ in 0..3 {
+            if !matches!(&d, Decision::Fail { class: "schema_unavailable", .. }) {
+                break;
             }
+            let missing = self.schemas.take_missing();
+            if missing.is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            for subject in missing {
+                self.schemas.fetch(&subject).await;
+            }
+            d = evaluate(set, event, &self.schemas);
         }
         d
     }
@@ -434,9 +440,21 @@ impl loom_kafka::Processor for RouterProcessor {
         // concurrently; their outputs may land after later records' outputs.
         let mut enqueued = Vec::with_capacity(batch.len());
         let mut slow = Vec::new();
+        // After a record could not be enqueued (queue full), the later ones are not started:
+        // they are retried after it, in order, rather than overtaking it.
+        let mut held = Vec::new();
         for r in &batch {
+            if !held.is_empty() {
+                held.push(r.offset);
+                continue;
+            }
             match router.start(r, &set) {
-                Start::Enqueued(s) => enqueued.push((r, s)),
+                Start::Enqueued(s) => {
+                    if s.pending.iter().any(Result::is_err) {
+                        held.push(r.offset);
+                    }
+                    enqueued.push((r, s));
+                }
                 Start::Settle(decision) => {
                     slow.push(async move { (r.offset, router.settle(r, decision).await.is_err()) }.boxed())
                 }
@@ -454,6 +472,7 @@ impl loom_kafka::Processor for RouterProcessor {
         };
         let (slow, mut failed) = futures::join!(join_all(slow), fast);
         failed.extend(slow.into_iter().filter_map(|(offset, failed)| failed.then_some(offset)));
+        failed.extend(held);
         if failed.is_empty() {
             return Vec::new();
         }

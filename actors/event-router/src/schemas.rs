@@ -38,7 +38,10 @@ impl SchemaCache {
 
     /// Subjects asked for since the last call and not cached.
     pub fn take_missing(&self) -> Vec<String> {
-        self.missing.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+        let mut list = self.missing.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
+        list.sort_unstable();
+        list.dedup();
+        list
     }
 
     /// Fetches and compiles the latest schema of `subject` (also caching a failure briefly).

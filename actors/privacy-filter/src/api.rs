@@ -86,8 +86,9 @@ pub(crate) fn audit_rows(decisions: &Decisions, ctx: &AuditContext<'_>) -> Vec<a
                 request_id: Set(ctx.request_id.as_str().to_owned()),
                 source: Set(ctx.source.map(str::to_owned)),
                 subject: Set(ctx.subject.map(str::to_owned)),
-                path: Set(path.clone()),
-                entity: Set(entity.clone()),
+                // PostgreSQL text refuses NUL; JSON keys may carry one.
+                path: Set(path.replace('\0', "\\u0000")),
+                entity: Set(entity.replace('\0', "\\u0000")),
                 policy: Set(ctx.policy.map(|p| p.spec.name.clone())),
                 policy_version: Set(ctx.policy.map(|p| p.version)),
                 operator: Set((*operator).to_owned()),
@@ -130,7 +131,10 @@ impl Api {
 type Result<T> = std::result::Result<T, ApiError>;
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::result::Result<T, FilterError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| FilterError::Invalid(format!("scan failed: {e}")))
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "a scan panicked");
+        FilterError::Internal("the scan failed".into())
+    })
 }
 
 /// Texts up to this size are scanned on the HTTP worker (tens of microseconds: cheaper than a
@@ -246,7 +250,9 @@ async fn filter(
                 || !body.operators.is_empty()
                 || !body.skip.is_empty()
                 || !body.always.is_empty()
-                || body.score_threshold.is_some();
+                || body.score_threshold.is_some()
+                || !body.allow_list.is_empty()
+                || !body.deny_list.is_empty();
             if asks_more {
                 return Err(FilterError::Invalid(format!(
                     "policy '{name}' decides rules, operators, paths and threshold; give either `policy` or those"
@@ -259,8 +265,10 @@ async fn filter(
         None => (request_plan(&api, &body)?, None),
     };
     let subject = match &body.subject_id {
-        Some(id) if id.is_empty() || id.len() > 512 => {
-            return Err(FilterError::Invalid("subject_id must be 1-512 bytes".into()).into());
+        Some(id) if id.is_empty() || id.len() > crate::erasure::MAX_SUBJECT_ID => {
+            return Err(
+                FilterError::Invalid(format!("subject_id must be 1-{} bytes", crate::erasure::MAX_SUBJECT_ID)).into()
+            );
         }
         Some(id) => Some(api.keys.subject_index(id).await?),
         None => None,
@@ -268,17 +276,20 @@ async fn filter(
     let key = if plan.keyed() { Some(api.key_for(subject.as_deref()).await?) } else { None };
     let keyed = api.keyed_ctx(key.clone());
     let data = body.data;
-    let (out, decisions, keyed) = blocking(move || {
+    let (out, decisions, keyed, too_deep) = blocking(move || {
         let mut data = data;
         let mut scan = plan.scan(&keyed);
         scan.filter(&mut data, "", "", 0);
-        let out =
-            json!({ "data": data, "findings": scan.findings, "counts": scan.counts, "truncated_depth": scan.too_deep });
+        let too_deep = scan.too_deep;
+        let out = json!({ "data": data, "findings": scan.findings, "counts": scan.counts });
         let decisions = std::mem::take(&mut scan.decisions);
         drop(scan);
-        (out, decisions, keyed)
+        (out, decisions, keyed, too_deep)
     })
     .await?;
+    if too_deep {
+        return Err(FilterError::TooDeep(crate::structured::MAX_DEPTH).into());
+    }
     if let Some(e) = keyed.take_error() {
         return Err(e.into());
     }

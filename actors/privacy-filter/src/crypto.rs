@@ -100,6 +100,15 @@ impl KeyMaterial {
         if value.len() > MAX_PLAINTEXT {
             return Err(format!("values longer than {MAX_PLAINTEXT} bytes are not encrypted"));
         }
+        // The token must stay parseable, or the value could never be decrypted.
+        let entity_ok = entity.len() <= 64
+            && entity.starts_with(|c: char| c.is_ascii_uppercase())
+            && entity.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !entity_ok {
+            return Err(format!(
+                "entity type '{entity}' cannot be encrypted: it must be UPPER_SNAKE_CASE, ≤ 64 characters"
+            ));
+        }
         let mut cipher = Aes256Siv::new_from_slice(&self.siv).map_err(|_| "bad SIV key length".to_owned())?;
         let sealed = cipher.encrypt([entity.as_bytes()], value.as_bytes()).map_err(|e| format!("encrypt: {e}"))?;
         Ok(format!("<ENC:{entity}:k{key_id}:{}>", URL_SAFE_NO_PAD.encode(sealed)))
@@ -192,6 +201,9 @@ mod tests {
         let altered = Token { payload: URL_SAFE_NO_PAD.encode(bytes), ..token };
         assert!(k.decrypt(&altered).is_err());
         assert!(k.encrypt(1, "X", &"a".repeat(MAX_PLAINTEXT + 1)).is_err());
+        for bad in ["email", "US-SSN", "A:B", "A>B", ""] {
+            assert!(k.encrypt(1, bad, "v").is_err(), "{bad}");
+        }
     }
 
     #[test]

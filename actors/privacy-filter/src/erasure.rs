@@ -25,6 +25,8 @@ use crate::keys::{GLOBAL, KEYS_TOPIC, KeyRing, Lookup, PseudonymCache, subject_s
 use crate::store::{Store, erasure, now_ms};
 
 pub const STALE_MS: i64 = 30_000;
+/// Longest subject id (as Device Identity accepts).
+pub const MAX_SUBJECT_ID: usize = 256;
 /// Services other than this one that hold subject-linked data.
 const REMOTE_PARTICIPANTS: [ServiceId; 1] = [ServiceId::DeviceIdentity];
 const RETRY: [Duration; 4] =
@@ -34,7 +36,8 @@ const RETRY: [Duration; 4] =
 pub struct Participant {
     pub service: String,
     /// `pending`, `waiting` (failed or its owner away: retried), `done`, `skipped` (no member
-    /// hosted the service when the job was created).
+    /// hosted the service when the job was created), `failed` (the participant refused the
+    /// request: the job ends `failed`, with the reason in the receipt).
     pub state: String,
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,7 +66,7 @@ pub fn view(row: &erasure::Model) -> Value {
         "finished_ms": row.finished_ms,
         "participants": state.participants,
     });
-    if row.state == "completed" {
+    if row.state == "completed" || row.state == "failed" {
         out["receipt"] = json!({
             "job_id": row.id,
             "subject_index": row.subject,
@@ -87,13 +90,20 @@ pub struct Erasures {
     pub pseudonyms: Arc<PseudonymCache>,
     pub cluster: loom_cluster::Cluster,
     pub node: String,
+    /// Jobs running in this process (so the resume loop restarts only abandoned ones).
+    pub running: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Remote failure codes that retrying will not fix: the participant refused the request.
+fn permanent(code: &str) -> bool {
+    code.starts_with("invalid") || matches!(code, "undecodable_request" | "unknown_service" | "unsupported_version")
 }
 
 impl Erasures {
     /// Creates the subject's job, or returns its open one (idempotent). `true` when created.
     pub async fn create(&self, subject_id: &str) -> Result<(erasure::Model, bool), FilterError> {
-        if subject_id.is_empty() || subject_id.len() > 512 {
-            return Err(FilterError::Invalid("subject_id must be 1-512 bytes".into()));
+        if subject_id.is_empty() || subject_id.len() > MAX_SUBJECT_ID {
+            return Err(FilterError::Invalid(format!("subject_id must be 1-{MAX_SUBJECT_ID} bytes")));
         }
         let index = self.keys.subject_index(subject_id).await?;
         if let Some(open) = self.store.open_erasure_of(&index).await? {
@@ -142,14 +152,16 @@ impl Erasures {
         Ok((row, true))
     }
 
-    /// Claims this node's running jobs (after a restart) and orphans, every 5 s.
+    /// Every 5 s: claims this node's running jobs that no task here runs (after a restart, or a
+    /// runner that gave up on an error) and other nodes' jobs whose owner went silent.
     pub async fn resume_loop(self) {
-        let mut own = true;
         loop {
-            match self.store.claim_erasures(&self.node, own, STALE_MS).await {
+            match self.store.claim_erasures(&self.node, true, STALE_MS).await {
                 Ok(jobs) => {
-                    own = false;
                     for job in jobs {
+                        if self.running.lock().is_ok_and(|r| r.contains(&job.id)) {
+                            continue;
+                        }
                         tracing::info!(job = %job.id, "resuming GDPR erasure job");
                         tokio::spawn(self.clone().run(job));
                     }
@@ -162,9 +174,28 @@ impl Erasures {
 
     async fn run(self, row: erasure::Model) {
         let id = row.id.clone();
+        if let Ok(mut r) = self.running.lock()
+            && !r.insert(id.clone())
+        {
+            return; // already running here
+        }
+        // The heartbeat goes on while a step is slow, so no other node takes the job meanwhile.
+        let ticker = {
+            let (store, node, id) = (self.store.clone(), self.node.clone(), id.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    let _ = store.touch_erasure(&id, &node).await;
+                }
+            })
+        };
         match self.run_inner(row).await {
-            Ok(()) => tracing::info!(job = %id, "GDPR erasure job completed"),
-            Err(e) => tracing::info!(job = %id, why = %e, "GDPR erasure job left to its new owner"),
+            Ok(()) => tracing::info!(job = %id, "GDPR erasure job ended"),
+            Err(e) => tracing::info!(job = %id, why = %e, "GDPR erasure job paused; it will be resumed"),
+        }
+        ticker.abort();
+        if let Ok(mut r) = self.running.lock() {
+            r.remove(&id);
         }
     }
 
@@ -175,7 +206,7 @@ impl Erasures {
         loop {
             let mut open = false;
             for i in 0..state.participants.len() {
-                if matches!(state.participants[i].state.as_str(), "done" | "skipped") {
+                if matches!(state.participants[i].state.as_str(), "done" | "skipped" | "failed") {
                     continue;
                 }
                 let outcome = self.erase_with(&state.participants[i].service, &row, &subject_id).await;
@@ -189,6 +220,10 @@ impl Erasures {
                     }
                     Step::Skipped(why) => {
                         p.state = "skipped".into();
+                        p.last_error = Some(why);
+                    }
+                    Step::Failed(why) => {
+                        p.state = "failed".into();
                         p.last_error = Some(why);
                     }
                     Step::Retry(why) => {
@@ -206,7 +241,8 @@ impl Erasures {
             tokio::time::sleep(RETRY[attempts.saturating_sub(1).min(RETRY.len() - 1)]).await;
         }
         state.subject_token = None;
-        self.save(&row.id, "completed", &state, Some(now_ms())).await
+        let end = if state.participants.iter().any(|p| p.state == "failed") { "failed" } else { "completed" };
+        self.save(&row.id, end, &state, Some(now_ms())).await
     }
 
     async fn save(&self, id: &str, job_state: &str, state: &JobState, finished: Option<i64>) -> Result<(), String> {
@@ -241,6 +277,7 @@ impl Erasures {
                 tracing::info!(job = %row.id, service, node = %served.value.service, by = %served.node, "erasure participant done");
                 Step::Done(served.value)
             }
+            Err(e) if permanent(e.code()) => Step::Failed(format!("{}: {e}", e.code())),
             Err(e) => Step::Retry(format!("{}: {e}", e.code())),
         }
     }
@@ -266,13 +303,16 @@ impl Erasures {
         })
     }
 
+    /// The scope's destroyed keys (a subject's new key after an erasure keeps its pseudonyms).
     async fn store_key_ids(&self, scope: &str) -> Result<Vec<i64>, FilterError> {
-        Ok(self.store.keys_of_scope(scope).await?.into_iter().map(|k| k.id).collect())
+        Ok(self.store.keys_of_scope(scope).await?.into_iter().filter(|k| k.material.is_none()).map(|k| k.id).collect())
     }
 }
 
 enum Step {
     Done(ErasureReport),
     Skipped(String),
+    /// The participant refused the request; retrying will not help (shown in the receipt).
+    Failed(String),
     Retry(String),
 }

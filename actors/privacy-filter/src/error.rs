@@ -15,6 +15,10 @@ pub enum FilterError {
     Conflict(String),
     #[error("privacy store unavailable: {0}")]
     Unavailable(String),
+    #[error("the data nests deeper than {0} levels; deeper values are not scanned, so it is refused")]
+    TooDeep(usize),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<sea_orm::DbErr> for FilterError {
@@ -31,6 +35,8 @@ impl ServiceError for FilterError {
             FilterError::NotFound(_) => ErrorKind::NotFound,
             FilterError::Conflict(_) => ErrorKind::Conflict,
             FilterError::Unavailable(_) => ErrorKind::Unavailable,
+            FilterError::TooDeep(_) => ErrorKind::Unprocessable,
+            FilterError::Internal(_) => ErrorKind::Internal,
         }
     }
 
@@ -41,6 +47,8 @@ impl ServiceError for FilterError {
             FilterError::NotFound(_) => "not_found",
             FilterError::Conflict(_) => "conflict",
             FilterError::Unavailable(_) => "privacy_store_unavailable",
+            FilterError::TooDeep(_) => "too_deep",
+            FilterError::Internal(_) => "internal",
         }
     }
 }

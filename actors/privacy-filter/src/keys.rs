@@ -5,8 +5,9 @@
 //! subject indexes themselves, never rotated). A scope's first key is created on first use; a
 //! rotation adds the next version (new data uses it; tokens of older versions still decrypt);
 //! a destroyed key's material is gone, so its tokens cannot be decrypted and its pseudonyms are
-//! deleted. Keys are cached for [`KEY_TTL`] and invalidated cluster-wide on rotation and
-//! destruction through the topic [`KEYS_TOPIC`].
+//! deleted. Global and index keys are cached for [`KEY_TTL`] and invalidated cluster-wide on
+//! rotation through the topic [`KEYS_TOPIC`]; subject keys are read from the store every time,
+//! so a destroyed one is unusable on every node at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -85,7 +86,10 @@ impl KeyRing {
     /// The key new data of `scope` uses, created on first use (and after a destruction: new
     /// data of an erased subject gets a new key, unlinkable to the old).
     pub async fn current(&self, scope: &str) -> Result<Arc<Key>, FilterError> {
-        if let Some(k) = cached(&self.current, scope) {
+        // Subject keys are never served from a cache: once an erasure destroyed one, no node may
+        // use it again, broadcast or not.
+        let cacheable = !scope.starts_with("subject:");
+        if cacheable && let Some(k) = cached(&self.current, scope) {
             return Ok(k);
         }
         for _ in 0..4 {
@@ -98,7 +102,9 @@ impl KeyRing {
                         version: row.version,
                         material: KeyMaterial::derive(row.material.as_deref().unwrap_or_default()),
                     });
-                    remember(&self.current, scope, key.clone());
+                    if cacheable {
+                        remember(&self.current, scope, key.clone());
+                    }
                     return Ok(key);
                 }
                 other => {
@@ -129,7 +135,9 @@ impl KeyRing {
                         })
                     })
                 });
-                if let Some(e) = &entry {
+                if let Some(e) = &entry
+                    && e.as_ref().is_none_or(|key| !key.scope.starts_with("subject:"))
+                {
                     remember(&self.by_id, &k, e.clone());
                 }
                 entry

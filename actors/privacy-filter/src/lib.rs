@@ -70,6 +70,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         pseudonyms: pseudonyms.clone(),
         cluster: ctx.cluster.clone(),
         node: ctx.node.name.clone(),
+        running: Default::default(),
     };
     tokio::spawn(erasures.clone().resume_loop());
     tokio::spawn(audit_retention(store.clone(), ctx.config.privacy.audit_retention.get()));

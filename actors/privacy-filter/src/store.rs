@@ -10,7 +10,7 @@
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
 };
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{
@@ -246,6 +246,9 @@ impl MigrationTrait for Migration {
     }
 }
 
+/// Audit rows per INSERT (13 parameters each: well under SQLite's 32,766 and PostgreSQL's 65,535).
+const AUDIT_CHUNK: usize = 1_000;
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -331,6 +334,10 @@ impl Store {
     /// The number of (key, entity, digest), assigning the next free one on first sight.
     /// Concurrent writers on other nodes are resolved by the two unique keys: retry.
     pub async fn pseudonym(&self, key_id: i64, entity: &str, digest: &str) -> Result<i64, DbErr> {
+        // Never number values under a destroyed key (a node may still hold it for a moment).
+        if self.key(key_id).await?.is_none_or(|k| k.material.is_none()) {
+            return Err(DbErr::Custom("the key was destroyed".into()));
+        }
         for _ in 0..8 {
             let found =
                 pseudonyms::Entity::find_by_id((key_id, entity.to_owned(), digest.to_owned())).one(&self.db).await?;
@@ -352,8 +359,13 @@ impl Store {
                 digest: Set(digest.to_owned()),
                 n: Set(n),
             };
-            // Either unique key may collide (same value, or same number taken): look again.
-            let _ = pseudonyms::Entity::insert(row).on_conflict_do_nothing().exec_without_returning(&self.db).await?;
+            // Either unique key may collide (same value, or the number taken by a concurrent
+            // writer): look again.
+            match pseudonyms::Entity::insert(row).exec_without_returning(&self.db).await {
+                Ok(_) => return Ok(n),
+                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
+                Err(e) => return Err(e),
+            }
         }
         Err(DbErr::Custom("pseudonym assignment kept colliding".into()))
     }
@@ -425,11 +437,13 @@ impl Store {
 
     // --- audit ---
 
+    /// Inserts audit rows in chunks (SQLite and PostgreSQL bound the parameters of a statement).
     pub async fn audit(&self, rows: Vec<audit::ActiveModel>) -> Result<(), DbErr> {
-        if rows.is_empty() {
-            return Ok(());
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<audit::ActiveModel> = rows.by_ref().take(AUDIT_CHUNK).collect();
+            audit::Entity::insert_many(chunk).exec_without_returning(&self.db).await?;
         }
-        audit::Entity::insert_many(rows).exec_without_returning(&self.db).await?;
         Ok(())
     }
 
@@ -506,6 +520,18 @@ impl Store {
             .exec(&self.db)
             .await?;
         Ok(r.rows_affected == 1)
+    }
+
+    /// Renews a running job's heartbeat if `node` still owns it.
+    pub async fn touch_erasure(&self, id: &str, node: &str) -> Result<(), DbErr> {
+        erasure::Entity::update_many()
+            .col_expr(erasure::Column::HeartbeatMs, Expr::value(now_ms()))
+            .filter(erasure::Column::Id.eq(id))
+            .filter(erasure::Column::Node.eq(node))
+            .filter(erasure::Column::State.eq("running"))
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// Claims running jobs of this node (after a restart, `own`) and jobs whose owner has not

@@ -36,35 +36,57 @@ pub struct StreamProcessor {
 
 /// What became of one record after the scan.
 enum Filtered {
-    Out(Vec<u8>),
+    Out(Option<Vec<u8>>),
     Dead(&'static str, String),
 }
 
+/// Filters one payload with its own keyed context, so one bad record is dead-lettered alone;
+/// `Err` only when the key store is unavailable (the batch is then retried).
 fn filter_payload(
     plan: &crate::api::Plan,
     keyed: &crate::keys::KeyedCtx,
-    payload: &[u8],
-) -> (Filtered, crate::structured::Decisions) {
-    let (mut value, json) = match serde_json::from_slice::<Value>(payload) {
-        Ok(v) => (v, true),
-        Err(_) => match std::str::from_utf8(payload) {
-            Ok(text) => (Value::String(text.to_owned()), false),
-            Err(_) => {
-                return (
-                    Filtered::Dead("not_text", "the payload is neither JSON nor UTF-8 text".into()),
-                    Default::default(),
-                );
-            }
-        },
+    payload: Option<&[u8]>,
+) -> Result<(Filtered, crate::structured::Decisions), FilterError> {
+    // A tombstone (no payload) stays a tombstone: compaction deletes keep working.
+    let Some(payload) = payload else { return Ok((Filtered::Out(None), Default::default())) };
+    let text = match std::str::from_utf8(payload) {
+        Ok(t) => t,
+        Err(_) => {
+            return Ok((
+                Filtered::Dead("not_text", "the payload is neither JSON nor UTF-8 text".into()),
+                Default::default(),
+            ));
+        }
+    };
+    // Objects and arrays are filtered field by field; anything else as free text (a bare
+    // number or string payload is text, not a JSON scalar).
+    let trimmed = text.trim_start();
+    let structured = (trimmed.starts_with('{') || trimmed.starts_with('['))
+        .then(|| serde_json::from_str::<Value>(text).ok())
+        .flatten();
+    let (mut value, json) = match structured {
+        Some(v) => (v, true),
+        None => (Value::String(text.to_owned()), false),
     };
     let mut scan = plan.scan(keyed);
     scan.filter(&mut value, "", "", 0);
+    let too_deep = scan.too_deep;
     let decisions = std::mem::take(&mut scan.decisions);
+    drop(scan);
+    match keyed.take_error() {
+        Some(e @ FilterError::Unavailable(_)) => return Err(e),
+        Some(e) => return Ok((Filtered::Dead("filter_error", e.to_string()), Default::default())),
+        None => {}
+    }
+    if too_deep {
+        let e = FilterError::TooDeep(crate::structured::MAX_DEPTH);
+        return Ok((Filtered::Dead("too_deep", e.to_string()), Default::default()));
+    }
     let out = match (json, value) {
         (false, Value::String(text)) => text.into_bytes(),
         (_, v) => serde_json::to_vec(&v).unwrap_or_default(),
     };
-    (Filtered::Out(out), decisions)
+    Ok((Filtered::Out(Some(out)), decisions))
 }
 
 impl StreamProcessor {
@@ -107,27 +129,27 @@ impl StreamProcessor {
         let policy = self.api.policies.get(&route.policy).await?;
         let plan = policy_plan(&self.api, &policy.spec)?;
         let key = if plan.keyed() { Some(self.api.key_for(None).await?) } else { None };
-        let keyed = self.api.keyed_ctx(key.clone());
-        let payloads: Vec<Vec<u8>> = batch.iter().map(|r| r.payload.clone().unwrap_or_default()).collect();
-        let (outcomes, decisions, keyed) = tokio::task::spawn_blocking(move || {
+        let payloads: Vec<Option<Vec<u8>>> = batch.iter().map(|r| r.payload.clone()).collect();
+        let (api, scan_key) = (self.api.clone(), key.clone());
+        let (outcomes, decisions) = tokio::task::spawn_blocking(move || {
             let mut all = crate::structured::Decisions::new();
-            let outcomes: Vec<Filtered> = payloads
-                .iter()
-                .map(|p| {
-                    let (f, d) = filter_payload(&plan, &keyed, p);
-                    for (k, n) in d {
+            let mut outcomes = Vec::with_capacity(payloads.len());
+            for p in &payloads {
+                let keyed = api.keyed_ctx(scan_key.clone());
+                let (f, d) = filter_payload(&plan, &keyed, p.as_deref())?;
+                for (k, n) in d {
+                    if all.len() < crate::structured::MAX_DECISIONS || all.contains_key(&k) {
                         *all.entry(k).or_default() += n;
+                    } else {
+                        *all.entry(("*".into(), k.1, k.2)).or_default() += n;
                     }
-                    f
-                })
-                .collect();
-            (outcomes, all, keyed)
+                }
+                outcomes.push(f);
+            }
+            Ok::<_, FilterError>((outcomes, all))
         })
         .await
-        .map_err(|e| FilterError::Unavailable(format!("scan failed: {e}")))?;
-        if let Some(e) = keyed.take_error() {
-            return Err(e);
-        }
+        .map_err(|e| FilterError::Internal(format!("scan failed: {e}")))??;
         // Enqueue in offset order (the output keeps the partition's order), then wait.
         let mut pending: Vec<Result<Pending, loom_kafka::ProduceError>> = Vec::new();
         let mut dead = Vec::new();
@@ -136,7 +158,7 @@ impl StreamProcessor {
                 Filtered::Out(bytes) => pending.push(self.producer.enqueue(Outgoing {
                     topic: &route.to,
                     key: r.key.as_deref(),
-                    payload: Some(bytes),
+                    payload: bytes.as_deref(),
                     headers: &r.headers,
                     partition: None,
                 })),

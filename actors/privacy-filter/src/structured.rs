@@ -13,7 +13,8 @@ use serde_json::Value;
 use crate::analyzer::{self, Finding, Recognizer, Settings};
 use crate::operators::{self, Keyed, Operator};
 
-/// Nesting beyond this is left as it is and reported (bodies are bounded by the edge anyway).
+/// Nesting beyond this is not scanned: the request is refused (`/filter`, 422) or the record
+/// dead-lettered (stream mode), and the subtree is never passed on unscanned.
 pub const MAX_DEPTH: usize = 64;
 /// Findings listed per request; beyond it they are still applied, only not listed.
 pub const MAX_LISTED: usize = 10_000;
@@ -109,6 +110,29 @@ impl Scan<'_> {
         self.entities.is_none_or(|list| list.iter().any(|e| e == entity))
     }
 
+    /// An object key, filtered like a string value of the object at `path`; findings are
+    /// recorded at the key's filtered path (never the raw key).
+    fn filter_key(&mut self, key: &str, path: &str) -> String {
+        let found: Vec<Finding> = analyzer::analyze(key, self.entities, "", self.custom, self.settings);
+        if found.is_empty() {
+            return key.to_owned();
+        }
+        let (out, _) = operators::anonymize(key, &found, |e| self.operator_at(path, e), self.keyed);
+        let at = format!("{path}/{}", out.replace('~', "~0").replace('/', "~1"));
+        for f in &found {
+            let operator = self.operator_at(path, &f.entity_type).name();
+            self.record(FieldFinding {
+                path: at.clone(),
+                entity_type: f.entity_type.clone(),
+                start: f.start,
+                end: f.end,
+                score: f.score,
+                operator,
+            });
+        }
+        out
+    }
+
     /// Filters `value` (at JSON pointer `path`, field name `key`) in place.
     pub fn filter(&mut self, value: &mut Value, path: &str, key: &str, depth: usize) {
         if self.skip.iter().any(|s| path == s || path.starts_with(&format!("{s}/"))) {
@@ -133,7 +157,9 @@ impl Scan<'_> {
             return;
         }
         if depth > MAX_DEPTH {
+            // Fail closed: what is not scanned is not passed on.
             self.too_deep = true;
+            *value = Value::Null;
             return;
         }
         match value {
@@ -157,7 +183,28 @@ impl Scan<'_> {
                 *s = out;
             }
             Value::Number(n) => {
-                let Some(entity) = analyzer::entity_for_field(key).filter(|e| self.wanted(e)) else { return };
+                let Some(entity) = analyzer::entity_for_field(key).filter(|e| self.wanted(e)) else {
+                    // A bare number can still be PII (a phone or card number stored as a number).
+                    let text = n.to_string();
+                    let found: Vec<Finding> = analyzer::analyze(&text, self.entities, key, self.custom, self.settings);
+                    if found.is_empty() {
+                        return;
+                    }
+                    let (out, _) = operators::anonymize(&text, &found, |e| self.operator_at(path, e), self.keyed);
+                    for f in &found {
+                        let operator = self.operator_at(path, &f.entity_type).name();
+                        self.record(FieldFinding {
+                            path: path.into(),
+                            entity_type: f.entity_type.clone(),
+                            start: f.start,
+                            end: f.end,
+                            score: f.score,
+                            operator,
+                        });
+                    }
+                    *value = Value::String(out);
+                    return;
+                };
                 if !matches!(entity, "GPS_COORDINATES" | "PHONE_NUMBER" | "US_SSN" | "CREDIT_CARD") {
                     return;
                 }
@@ -186,9 +233,19 @@ impl Scan<'_> {
                 }
             }
             Value::Object(map) => {
-                for (k, v) in map.iter_mut() {
-                    let escaped = k.replace('~', "~0").replace('/', "~1");
-                    self.filter(v, &format!("{path}/{escaped}"), k, depth + 1);
+                // Keys are scanned too: a key can be PII (`{"by_email": {"a@b.org": …}}`). A
+                // filtered key that collides with another gets a `#n` suffix, never overwrites.
+                for (k, mut v) in std::mem::take(map) {
+                    let name = self.filter_key(&k, path);
+                    let escaped = name.replace('~', "~0").replace('/', "~1");
+                    self.filter(&mut v, &format!("{path}/{escaped}"), &k, depth + 1);
+                    let mut unique = name.clone();
+                    let mut n = 2;
+                    while map.contains_key(&unique) {
+                        unique = format!("{name}#{n}");
+                        n += 1;
+                    }
+                    map.insert(unique, v);
                 }
             }
             Value::Bool(_) | Value::Null => {}

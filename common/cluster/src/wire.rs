@@ -10,8 +10,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Version of the envelope. Bump only for incompatible envelope changes; body evolution is
-/// handled by serde defaults.
-pub const WIRE_VERSION: u16 = 1;
+/// handled by serde defaults. Version 2 added named endpoints: a call to a named endpoint is
+/// sent as version 2, so a node from before them refuses it (`unsupported_version`) instead of
+/// running it on the service's main endpoint; calls to the main endpoint stay version 1.
+pub const WIRE_VERSION: u16 = 2;
 
 /// Largest request or reply envelope a node accepts (also the ractor_cluster frame bound).
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
@@ -75,7 +77,7 @@ pub fn encode_call<T: Serialize>(
 ) -> Result<Vec<u8>, WireError> {
     let body = serde_json::to_value(body).map_err(|e| WireError::new("unencodable_request", e.to_string()))?;
     let frame = CallFrame {
-        v: WIRE_VERSION,
+        v: if endpoint.is_empty() { 1 } else { WIRE_VERSION },
         service: service.name().to_owned(),
         endpoint: endpoint.to_owned(),
         key: key.to_owned(),
@@ -115,7 +117,8 @@ pub fn encode_reply(outcome: Result<serde_json::Value, WireError>) -> Vec<u8> {
         Ok(v) => Outcome::Ok(v),
         Err(e) => Outcome::Err(e),
     };
-    let bytes = serde_json::to_vec(&ReplyFrame { v: WIRE_VERSION, outcome })
+    // Replies did not change: version 1 keeps older callers reading them.
+    let bytes = serde_json::to_vec(&ReplyFrame { v: 1, outcome })
         .unwrap_or_else(|e| format!(r#"{{"v":1,"err":{{"code":"unencodable_reply","message":"{e}"}}}}"#).into_bytes());
     if bytes.len() > MAX_FRAME_BYTES {
         // The session would refuse the frame and drop the connection: answer with an error.
@@ -163,7 +166,9 @@ mod tests {
         let incoming = decode_call(&bytes).unwrap();
         assert_eq!((incoming.service, incoming.key.as_str()), (ServiceId::Dedup, "k-1"));
         assert_eq!(decode_body::<V1>(incoming.body).unwrap(), V1::Add { by: 3 });
-        let named = decode_call(&encode_call(ServiceId::Dedup, "erasure", "k", &V1::Get).unwrap()).unwrap();
+        let named_bytes = encode_call(ServiceId::Dedup, "erasure", "k", &V1::Get).unwrap();
+        assert!(String::from_utf8_lossy(&named_bytes).contains(r#""v":2"#), "named endpoints need version 2");
+        let named = decode_call(&named_bytes).unwrap();
         assert_eq!(named.endpoint, "erasure");
         // A frame from a node before named endpoints reaches the main endpoint.
         let old = decode_call(br#"{"v":1,"service":"dedup","key":"k","body":"Get"}"#).unwrap();

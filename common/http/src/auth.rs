@@ -11,8 +11,9 @@ use loom_protocol::Scope;
 use crate::Problem;
 
 /// Sensitive routes outside `/admin` that need the `admin` scope whatever the method: reversing
-/// anonymization, GDPR erasure, and the audit log.
-const ADMIN_ROUTES: [&str; 3] = ["/deanonymize", "/gdpr", "/audit"];
+/// anonymization, GDPR erasure, the audit log, and privacy policies (they decide what is
+/// anonymized: a weaker one would publish raw data).
+const ADMIN_ROUTES: [&str; 4] = ["/deanonymize", "/gdpr", "/audit", "/policies"];
 
 #[derive(Clone, Default)]
 pub struct Auth {
