@@ -120,6 +120,8 @@ async fn filter_analyze_and_anonymize() {
         ("/filter", json!({"data": 1, "subject_id": ""}), 400, "invalid_request"),
         ("/filter", json!({"data": 1, "policy": "p", "deny_list": ["x"]}), 400, "invalid_request"),
         ("/filter", json!({"data": deep(70)}), 422, "too_deep"),
+        ("/filter", json!({"data": 1, "deny_list": [""]}), 400, "invalid_request"),
+        ("/filter", json!({"data": 1, "deny_list": vec!["x"; 1001]}), 400, "invalid_request"),
         ("/policies", json!({"name": "bad name"}), 400, "invalid_request"),
         (
             "/deanonymize",

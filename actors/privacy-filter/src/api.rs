@@ -31,6 +31,8 @@ use crate::structured::{Decisions, Scan};
 /// Custom recognizers per request, and their patterns' length.
 const MAX_AD_HOC: usize = 32;
 const MAX_PATTERN: usize = 1024;
+/// Entries of an allow or deny list.
+const MAX_LIST: usize = 1000;
 
 /// Audit rows listed per `GET /audit` page at most.
 const MAX_AUDIT_PAGE: u64 = 1_000;
@@ -151,6 +153,13 @@ fn settings(
         && !(0.0..=1.0).contains(&t)
     {
         return Err(FilterError::Invalid("score_threshold must be between 0 and 1".into()));
+    }
+    // Bounded: every deny entry is searched in every scanned string.
+    if allow.len() > MAX_LIST || deny.len() > MAX_LIST {
+        return Err(FilterError::Invalid(format!("allow_list and deny_list hold at most {MAX_LIST} entries each")));
+    }
+    if allow.iter().chain(&deny).any(|e| e.is_empty() || e.len() > MAX_PATTERN) {
+        return Err(FilterError::Invalid(format!("list entries are 1-{MAX_PATTERN} bytes")));
     }
     Ok(Settings { threshold: threshold.unwrap_or(base.threshold), allow, deny, ..base.clone() })
 }
