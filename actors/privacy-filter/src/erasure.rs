@@ -147,6 +147,12 @@ impl Erasures {
             finished_ms: None,
         };
         self.store.insert_erasure(row.clone()).await?;
+        if !self.store.claim_subject(&row.subject, &row.id).await? {
+            // Another node opened the subject's job at the same moment: that one stands.
+            self.store.delete_erasure(&row.id).await?;
+            let open = self.store.open_erasure_of(&row.subject).await?;
+            return open.map(|o| (o, false)).ok_or_else(|| FilterError::Conflict("retry the erasure request".into()));
+        }
         tracing::info!(job = %row.id, "GDPR erasure job created");
         tokio::spawn(self.clone().run(row.clone()));
         Ok((row, true))
@@ -242,7 +248,8 @@ impl Erasures {
         }
         state.subject_token = None;
         let end = if state.participants.iter().any(|p| p.state == "failed") { "failed" } else { "completed" };
-        self.save(&row.id, end, &state, Some(now_ms())).await
+        self.save(&row.id, end, &state, Some(now_ms())).await?;
+        self.store.release_subject(&row.subject, &row.id).await.map_err(|e| format!("releasing the subject: {e}"))
     }
 
     async fn save(&self, id: &str, job_state: &str, state: &JobState, finished: Option<i64>) -> Result<(), String> {

@@ -47,7 +47,7 @@ pub fn definition() -> ServiceDef {
 
 /// The filter's database migrations, applied by the node at start.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(store::Migration)]
+    vec![Box::new(store::Migration), Box::new(store::OpenJobs)]
 }
 
 fn build(ctx: &ServiceContext) -> ServiceParts {

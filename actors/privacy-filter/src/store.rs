@@ -6,7 +6,8 @@
 //! - `pf_policies`: named policies, one row per name with its version (tombstones on delete);
 //! - `pf_audit`: one row per (request, field path, entity, operator) decision, with a count —
 //!   never the value;
-//! - `pf_erasure`: GDPR erasure jobs with per-participant status, owner node and heartbeat.
+//! - `pf_erasure`: GDPR erasure jobs with per-participant status, owner node and heartbeat;
+//!   `pf_erasure_open`: the one open job per subject.
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -122,11 +123,55 @@ pub mod erasure {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod erasure_open {
+    use sea_orm::entity::prelude::*;
+    /// The open erasure job of a subject: the primary key makes it one per subject, whichever
+    /// node creates it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "pf_erasure_open")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub subject: String,
+        pub job_id: String,
+    }
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub struct Migration;
 
 impl MigrationName for Migration {
     fn name(&self) -> &str {
         "m001_privacy_filter"
+    }
+}
+
+/// One open erasure job per subject across nodes.
+pub struct OpenJobs;
+
+impl MigrationName for OpenJobs {
+    fn name(&self) -> &str {
+        "m002_privacy_filter_open_jobs"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for OpenJobs {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("pf_erasure_open")
+                .if_not_exists()
+                .col(string("subject").primary_key())
+                .col(string("job_id"))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table("pf_erasure_open").to_owned()).await
     }
 }
 
@@ -493,11 +538,42 @@ impl Store {
 
     /// The unfinished job of a subject, if any (one open job per subject).
     pub async fn open_erasure_of(&self, subject: &str) -> Result<Option<erasure::Model>, DbErr> {
-        erasure::Entity::find()
-            .filter(erasure::Column::Subject.eq(subject))
-            .filter(erasure::Column::State.eq("running"))
-            .one(&self.db)
-            .await
+        let Some(open) = erasure_open::Entity::find_by_id(subject.to_owned()).one(&self.db).await? else {
+            return Ok(None);
+        };
+        match self.erasure(&open.job_id).await? {
+            Some(job) if job.state == "running" => Ok(Some(job)),
+            // Ended (or gone) but not released: release it now.
+            _ => {
+                self.release_subject(subject, &open.job_id).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Makes `job_id` the subject's open job; `false` when another job is open already.
+    pub async fn claim_subject(&self, subject: &str, job_id: &str) -> Result<bool, DbErr> {
+        let row = erasure_open::ActiveModel { subject: Set(subject.to_owned()), job_id: Set(job_id.to_owned()) };
+        let n = erasure_open::Entity::insert(row)
+            .on_conflict(OnConflict::column(erasure_open::Column::Subject).do_nothing().to_owned())
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// A job ended: its subject may get a new one.
+    pub async fn release_subject(&self, subject: &str, job_id: &str) -> Result<(), DbErr> {
+        erasure_open::Entity::delete_many()
+            .filter(erasure_open::Column::Subject.eq(subject))
+            .filter(erasure_open::Column::JobId.eq(job_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_erasure(&self, id: &str) -> Result<(), DbErr> {
+        erasure::Entity::delete_by_id(id.to_owned()).exec(&self.db).await?;
+        Ok(())
     }
 
     /// Saves a job's participants and state if `node` still owns it; false when it does not.
