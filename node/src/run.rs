@@ -17,7 +17,7 @@ use loom_cluster::Cluster;
 use loom_config::NodeConfig;
 use loom_http::{Auth, HttpSettings, OpsProvider, service_router};
 use loom_protocol::ServiceId;
-use loom_service::{NodeInfo, ServiceContext, ServiceOps};
+use loom_service::{NodeControl, NodeInfo, ServiceContext, ServiceOps};
 use loom_storage::Stores;
 use loom_supervisors::{ChildSpec, StatusBoard, Supervisor, SupervisorArgs};
 use loom_telemetry::{MetricsRegistry, names};
@@ -138,6 +138,7 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
     let mut defs = services::all();
     let mut ports = Vec::new();
     let mut service_specs = Vec::new();
+    let control = NodeControl::default();
     for (id, listener) in listeners {
         let Some(def) = defs.iter().position(|d| d.id == id).map(|i| defs.swap_remove(i)) else {
             return Err(format!("no service crate provides {id}"));
@@ -150,8 +151,10 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
             board: board.clone(),
             draining: draining.clone(),
             cluster: cluster.clone(),
+            control: control.clone(),
         };
         let parts = (def.build)(&ctx);
+        control.attach_core(id, parts.core.clone());
         let ops = ServiceOps::new(&def, ctx.clone(), &parts, id == node_metrics_host);
         let router = service_router(settings(id), parts.routes, ops.clone());
         service_specs.push(service_supervisor(&ctx, parts.children, board.clone(), stop_timeout));
@@ -162,6 +165,7 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
         SupervisorArgs { label: "node".into(), children: service_specs, board: board.clone(), stop_timeout };
     let (root, mut root_done) =
         Actor::spawn(None, Supervisor, root_args).await.map_err(|e| format!("cannot start the service trees: {e}"))?;
+    control.attach_root(root.clone());
 
     let stop_serving = CancellationToken::new();
     let mut servers = JoinSet::new();

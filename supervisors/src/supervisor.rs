@@ -44,6 +44,10 @@ pub enum SupervisorMsg {
     StartChild { index: usize, generation: u64 },
     /// Restart a child now (remediation); replies false when no child has that name.
     RestartChild(String, ractor::RpcReplyPort<bool>),
+    /// Restart the running children of one service now (sent to the root: that service's whole
+    /// actor tree); replies false when no running child belongs to it. The restart goes through
+    /// the child's policy like any other stop: it counts against its budget and waits its backoff.
+    RestartService(ServiceId, ractor::RpcReplyPort<bool>),
 }
 
 pub struct Supervisor;
@@ -123,6 +127,18 @@ impl Actor for Supervisor {
                     cell.stop(Some("restart requested".into()));
                 }
                 let _ = reply.send(found.is_some());
+                Ok(())
+            }
+            SupervisorMsg::RestartService(service, reply) => {
+                let mut found = false;
+                for child in state.children.iter().filter(|c| c.spec.service == service) {
+                    if let Some(cell) = &child.cell {
+                        info!(supervisor = %state.label, %service, actor = child.spec.actor, "restart requested");
+                        cell.stop(Some("restart requested".into()));
+                        found = true;
+                    }
+                }
+                let _ = reply.send(found);
                 Ok(())
             }
         }

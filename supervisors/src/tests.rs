@@ -235,3 +235,49 @@ async fn shutdown_stops_subtrees_bottom_up_in_reverse_start_order() {
         assert_eq!(status(&board, svc, actor).map(|s| s.0), Some(ChildState::Stopped), "{svc} {actor}");
     }
 }
+
+#[tokio::test]
+async fn a_requested_service_restart_replaces_only_that_service_tree() {
+    let board = StatusBoard::new();
+    let (dedup, router): (Slot, Slot) = Default::default();
+    let stopped = Arc::new(Mutex::new(Vec::new()));
+    let children = vec![
+        supervisor_spec(
+            ServiceId::Dedup,
+            2,
+            vec![worker_spec(ServiceId::Dedup, "core", 1, dedup.clone(), stopped.clone())],
+            board.clone(),
+        ),
+        supervisor_spec(
+            ServiceId::EventRouter,
+            2,
+            vec![worker_spec(ServiceId::EventRouter, "core", 1, router.clone(), stopped.clone())],
+            board.clone(),
+        ),
+    ];
+    let args =
+        SupervisorArgs { label: "node".into(), children, board: board.clone(), stop_timeout: Duration::from_secs(1) };
+    let (root, handle) = Actor::spawn(None, Supervisor, args).await.unwrap();
+    let (old_dedup, old_router) = (dedup.lock().unwrap().clone().unwrap(), router.lock().unwrap().clone().unwrap());
+
+    // (service asked for, expected reply)
+    for (service, want) in [(ServiceId::Dedup, true), (ServiceId::SchemaRegistry, false)] {
+        let got = ractor::call_t!(root, crate::SupervisorMsg::RestartService, 1000, service).unwrap();
+        assert_eq!(got, want, "{service}");
+    }
+    eventually("dedup tree restarted", || {
+        status(&board, ServiceId::Dedup, "supervisor") == Some((ChildState::Running, 1))
+    })
+    .await;
+    eventually("fresh dedup core", || {
+        dedup.lock().unwrap().as_ref().is_some_and(|w| w.get_id() != old_dedup.get_id())
+            && status(&board, ServiceId::Dedup, "core").map(|s| s.0) == Some(ChildState::Running)
+    })
+    .await;
+    assert_eq!(ping(&dedup).await, "pong");
+    assert_eq!(status(&board, ServiceId::EventRouter, "supervisor"), Some((ChildState::Running, 0)));
+    assert_eq!(router.lock().unwrap().clone().unwrap().get_id(), old_router.get_id(), "other trees untouched");
+
+    root.stop_and_wait(None, Some(Duration::from_secs(2))).await.unwrap();
+    handle.await.unwrap();
+}

@@ -3,7 +3,10 @@
 //! cluster-wide `application/health+json` aggregate; a killed node and a stopped dependency (a
 //! Kafka broker of the test's own, paused) each streamed to every node as one incident with the
 //! dependents `impacted`, resolved on recovery; the declared dependency graph checked against
-//! each service's own `/health`.
+//! each service's own `/health`. Remediation: a stuck actor tree restarted through its
+//! supervisor by a rule (audit trail and stream), the rule's rate limit refusing a second
+//! restart, an operator's restart and not-ready hold; a flapping broker held open by a circuit
+//! breaker; a subscriber that stops reading closed with 1008 and its reason, memory bounded.
 
 #![allow(clippy::print_stderr)] // detection and recovery times are the figures these tests report
 
@@ -412,4 +415,320 @@ async fn a_stopped_dependency_is_one_incident_with_its_dependents_impacted_on_ev
     for s in &streams {
         assert_eq!(s.incident_ids().len(), 1, "one incident from stop to recovery: {:?}", s.deltas());
     }
+}
+
+async fn get_json(url: String) -> Option<Value> {
+    http().get(url).timeout(Duration::from_secs(5)).send().await.ok()?.json().await.ok()
+}
+
+async fn post_json(url: String, body: Value) -> (u16, Value) {
+    let r = http().post(url).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// This node's audit rows matching a query string (`action=restart&outcome=applied`).
+async fn remediations(node: &loom_testkit::LoomNode, query: &str) -> Vec<Value> {
+    let v = get_json(node.url(8030, &format!("/remediations?{query}"))).await.unwrap_or(Value::Null);
+    v["remediations"].as_array().cloned().unwrap_or_default()
+}
+
+async fn restarts_of(node: &loom_testkit::LoomNode, port: u16, actor: &str) -> Option<(u64, String)> {
+    let h = get_json(node.url(port, "/health")).await?;
+    let c = &h["checks"][format!("{actor}:restarts")][0];
+    Some((c["observedValue"].as_u64()?, h["status"].as_str()?.to_owned()))
+}
+
+/// Makes dedup's core actor hang (a stuck tree its supervisor does not notice); the request
+/// itself waits for the delay, so it runs in the background.
+fn hang_dedup(node: &loom_testkit::LoomNode) -> tokio::task::JoinHandle<()> {
+    let url = node.url(8022, "/admin/faults");
+    tokio::spawn(async move {
+        let _ =
+            http().post(url).json(&serde_json::json!({"actor": "core", "kind": "delay", "ms": 30_000})).send().await;
+    })
+}
+
+const RESTART_RULE: &str = r#"
+[node]
+shutdown_timeout = "2s"
+[health]
+interval = "500ms"
+timeout = "300ms"
+failure_threshold = 2
+success_threshold = 1
+[[health.remediation.rules]]
+name = "restart-stuck-dedup"
+component = "dedup"
+on = "fail"
+action = "restart"
+max_actions = 1
+window = "10m"
+"#;
+
+#[tokio::test]
+async fn a_stuck_service_tree_is_restarted_through_its_supervisor_once_per_window_and_audited() {
+    let cookie = format!("remedy-{}", std::process::id());
+    let r1 = start_member("r1", member_options(&cookie, &[]).config(RESTART_RULE)).await;
+    let r2 = start_member("r2", member_options(&cookie, &[&r1]).config(RESTART_RULE)).await;
+    wait_up(&[&r1, &r2], &["r1", "r2"], Duration::from_secs(15)).await;
+    let local = Recorder::start(format!("ws://{}:8030/ws/health?service=remediation:*", r1.address.ip)).await;
+    let remote = Recorder::start(format!("ws://{}:8030/ws/health?node=r1&service=dedup", r2.address.ip)).await;
+    assert_eq!(restarts_of(&r1, 8022, "supervisor").await.map(|r| r.0), Some(0));
+
+    // A stuck core: the liveness check fails, the rule restarts dedup's tree through the root.
+    let hung = hang_dedup(&r1);
+    let applied = loom_testkit::eventually("the restart in the audit trail", Duration::from_secs(30), || async {
+        remediations(&r1, "action=restart&outcome=applied").await.into_iter().next()
+    })
+    .await;
+    let want = [("node", "r1"), ("component", "dedup"), ("rule", "restart-stuck-dedup"), ("trigger", "fail")];
+    for (field, value) in want {
+        assert_eq!(applied[field], value, "{field}: {applied}");
+    }
+    loom_testkit::eventually("a fresh dedup tree, passing", Duration::from_secs(30), || async {
+        (restarts_of(&r1, 8022, "supervisor").await? == (1, "pass".to_owned())).then_some(())
+    })
+    .await;
+    hung.abort();
+    // On the stream: the audit delta on r1, the stuck then recovered dedup of r1 on r2.
+    let id = applied["id"].as_str().unwrap();
+    loom_testkit::eventually("the remediation delta", Duration::from_secs(10), || async {
+        local.first(|d| d["service"] == format!("remediation:{id}") && d["status"] == "applied").map(|_| ())
+    })
+    .await;
+    let failed_at =
+        loom_testkit::eventually("r1's dedup failing liveness, seen on r2", Duration::from_secs(10), || async {
+            remote.first(|d| is(d, "r1", "dedup", &["fail"]) && d["detail"]["check"] == "liveness")
+        })
+        .await;
+    loom_testkit::eventually("r1's dedup passing again, seen on r2", Duration::from_secs(20), || async {
+        remote.deltas().into_iter().find(|(at, d)| *at >= failed_at && is(d, "r1", "dedup", &["pass"])).map(|_| ())
+    })
+    .await;
+
+    // Stuck again within the window: the rule's limit refuses a second restart, audited.
+    let hung = hang_dedup(&r1);
+    let limited =
+        loom_testkit::eventually("the refused restart in the audit trail", Duration::from_secs(30), || async {
+            remediations(&r1, "rule=restart-stuck-dedup&outcome=rate_limited").await.into_iter().next()
+        })
+        .await;
+    assert_eq!(limited["detail"]["limit"], "rule", "{limited}");
+    assert_eq!(restarts_of(&r1, 8022, "supervisor").await.map(|r| r.0), Some(1), "no second restart");
+
+    // The operator restarts it by hand (under the global limit) and may hold the node not ready.
+    let (status, body) = post_json(
+        r1.url(8030, "/admin/remediations"),
+        serde_json::json!({"node": "r1", "service": "dedup", "action": "restart"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["outcome"].as_str(), body["rule"].as_str()),
+        (202, Some("applied"), Some("manual")),
+        "{body}"
+    );
+    loom_testkit::eventually("the manual restart ends the hang", Duration::from_secs(30), || async {
+        (restarts_of(&r1, 8022, "supervisor").await? == (2, "pass".to_owned())).then_some(())
+    })
+    .await;
+    hung.abort();
+    // (body, expected status, expected code)
+    let refusals = [
+        (serde_json::json!({"node": "r2", "service": "dedup", "action": "restart"}), 409, "other_node"),
+        (serde_json::json!({"node": "r1", "service": "dedup", "action": "reboot"}), 422, "invalid_action"),
+        (serde_json::json!({"node": "r1", "service": "nope", "action": "restart"}), 422, "unknown_service"),
+        (serde_json::json!({"node": "r1", "action": "restart"}), 422, "service_required"),
+    ];
+    for (body, want_status, want_code) in refusals {
+        let (status, got) = post_json(r1.url(8030, "/admin/remediations"), body.clone()).await;
+        assert_eq!((status, got["code"].as_str()), (want_status, Some(want_code)), "{body}");
+    }
+    let (status, _) =
+        post_json(r1.url(8030, "/admin/remediations"), serde_json::json!({"node": "r1", "action": "not_ready"})).await;
+    assert_eq!(status, 202);
+    let ready = http().get(r1.url(8010, "/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let reason: Value = ready.json().await.unwrap();
+    assert!(reason["reason"].as_str().unwrap().starts_with("held not ready"), "{reason}");
+    assert_eq!(http().get(r2.url(8010, "/ready")).send().await.unwrap().status(), 200, "r2 untouched");
+    let (status, body) =
+        post_json(r1.url(8030, "/admin/remediations"), serde_json::json!({"node": "r1", "action": "ready"})).await;
+    assert_eq!((status, body["outcome"].as_str()), (202, Some("released")), "{body}");
+    assert_eq!(http().get(r1.url(8010, "/ready")).send().await.unwrap().status(), 200);
+
+    // The trail: filters, bounded pages with a cursor, newest first.
+    let all = remediations(&r1, "limit=200").await;
+    let actions: Vec<(&str, &str)> =
+        all.iter().rev().map(|a| (a["action"].as_str().unwrap(), a["outcome"].as_str().unwrap())).collect();
+    assert_eq!(
+        actions,
+        [
+            ("restart", "applied"),
+            ("restart", "rate_limited"),
+            ("restart", "applied"),
+            ("not_ready", "applied"),
+            ("ready", "released")
+        ]
+    );
+    let page = get_json(r1.url(8030, "/remediations?limit=2")).await.unwrap();
+    assert_eq!(page["remediations"].as_array().unwrap().len(), 2);
+    let next = page["next_before"].as_i64().unwrap();
+    let rest = remediations(&r1, &format!("before={next}")).await;
+    assert!(rest.iter().all(|a| a["time_ms"].as_i64().unwrap() < next) && !rest.is_empty());
+    assert_eq!(get_json(r1.url(8030, "/remediations?limit=201")).await.unwrap()["code"], "invalid_limit");
+    assert!(remediations(&r2, "").await.is_empty(), "r2 took no action");
+}
+
+const CIRCUIT_RULE: &str = r#"
+[health]
+interval = "200ms"
+timeout = "150ms"
+failure_threshold = 1
+success_threshold = 1
+[health.remediation]
+flap_threshold = 3
+flap_window = "60s"
+cool_down = "5s"
+[[health.remediation.rules]]
+name = "hold-flapping-kafka"
+component = "dep:kafka"
+on = "flapping"
+action = "open_circuit"
+max_actions = 5
+"#;
+
+#[tokio::test]
+async fn a_flapping_dependency_is_held_open_by_a_circuit_breaker_for_its_cool_down() {
+    let broker = OwnBroker::start();
+    loom_testkit::eventually("own broker listening", Duration::from_secs(15), || async {
+        tokio::net::TcpStream::connect(&broker.brokers).await.ok().map(|_| ())
+    })
+    .await;
+    let cookie = format!("circuit-{}", std::process::id());
+    let opts = member_options(&cookie, &[]).env("LOOM_KAFKA_BROKERS", &broker.brokers).config(CIRCUIT_RULE);
+    let c1 = start_member("c1", opts).await;
+    let stream = Recorder::start(format!("ws://{}:8030/ws/health?node=c1&service=dep:kafka", c1.address.ip)).await;
+    let kafka = || async {
+        let v = get_json(c1.url(8030, "/dependencies")).await?;
+        let k = v["nodes"].as_array()?.iter().find(|n| n["id"] == "dep:kafka")?.clone();
+        k["nodes"]["c1"]["status"].as_str().map(str::to_owned)
+    };
+    loom_testkit::eventually("dep:kafka passing", Duration::from_secs(20), || async {
+        (kafka().await? == "pass").then_some(())
+    })
+    .await;
+
+    // Pause and resume the broker until the circuit opens (each pause and resume is a flip once
+    // the probe saw it).
+    let mut open = None;
+    for _ in 0..10 {
+        for (signal, status) in [("STOP", "fail"), ("CONT", "pass")] {
+            broker.signal(signal);
+            let _ = loom_testkit::eventually("the probe sees the flip", Duration::from_secs(10), || async {
+                let circuits = get_json(c1.url(8030, "/circuits")).await?;
+                let held = !circuits["circuits"].as_array()?.is_empty();
+                (held || kafka().await? == status).then_some(())
+            })
+            .await;
+        }
+        let circuits = get_json(c1.url(8030, "/circuits")).await.unwrap();
+        if let Some(c) = circuits["circuits"].as_array().unwrap().first() {
+            open = Some(c.clone());
+            break;
+        }
+    }
+    let open = open.expect("the circuit opened");
+    assert_eq!((open["node"].as_str(), open["component"].as_str()), (Some("c1"), Some("dep:kafka")));
+    let opened = remediations(&c1, "action=open_circuit&outcome=applied").await;
+    assert_eq!((opened.len(), opened[0]["trigger"].as_str()), (1, Some("flapping")), "{opened:?}");
+    assert!(opened[0]["detail"]["flips"].as_u64().unwrap() > 3);
+
+    // While open it stays `fail` (circuit open) whatever the broker does.
+    broker.signal("STOP");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    broker.signal("CONT");
+    let closed =
+        loom_testkit::eventually("the circuit closes after its cool-down", Duration::from_secs(20), || async {
+            remediations(&c1, "action=open_circuit&outcome=closed").await.into_iter().next()
+        })
+        .await;
+    assert_eq!(closed["trigger"], "cool_down");
+    loom_testkit::eventually("dep:kafka passing again", Duration::from_secs(20), || async {
+        (kafka().await? == "pass").then_some(())
+    })
+    .await;
+    let deltas: Vec<Value> = stream.deltas().into_iter().map(|(_, d)| d).collect();
+    let first_open =
+        deltas.iter().position(|d| d["detail"]["circuit"] == "open").expect("the open circuit was streamed");
+    let reopened = deltas[first_open..].iter().position(|d| d["status"] == "pass").map(|i| i + first_open).unwrap();
+    assert!(
+        deltas[first_open..reopened].iter().all(|d| d["status"] == "fail" && d["detail"]["circuit"] == "open"),
+        "held open without flapping: {:?}",
+        &deltas[first_open..=reopened]
+    );
+    assert!(get_json(c1.url(8030, "/circuits")).await.unwrap()["circuits"].as_array().unwrap().is_empty());
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_closed_with_1008_and_memory_stays_bounded() {
+    let node = loom_testkit::LoomNode::start_ready("slow-1", loom_testkit::NodeOptions::default()).await;
+    let url = format!("ws://{}:8030/ws/health?service=remediation:*", node.address.ip);
+    // A tiny receive buffer so the kernel cannot hide the stall.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(format!("{}:8030", node.address.ip).parse().unwrap()).await.unwrap();
+    let (mut slow, _) = tokio_tungstenite::client_async(&url, tcp).await.unwrap();
+    assert_eq!(next_json(&mut slow, Duration::from_secs(5)).await["type"], "snapshot");
+    let reader = Recorder::start(url.clone()).await;
+    let before = rss_kib(node.pid());
+
+    // Deltas: every operator request is audited and streamed (refused ones too, past the limit).
+    // Enough to fill the kernel's buffers on loopback (the node's send buffer grows to 4 MiB)
+    // and then the subscriber's 1,024-delta buffer.
+    const DELTAS: usize = 16_000;
+    let body = serde_json::json!({"node": "slow-1", "action": "ready"});
+    let client = reqwest::Client::new(); // one client: building one per request costs more than the request
+    futures::stream::iter(0..DELTAS)
+        .for_each_concurrent(32, |_| {
+            let (url, body, client) = (node.url(8030, "/admin/remediations"), body.clone(), client.clone());
+            async move {
+                let status = client.post(url).json(&body).send().await.unwrap().status().as_u16();
+                assert!(status == 202 || status == 429, "{status}");
+            }
+        })
+        .await;
+    loom_testkit::eventually("the reading subscriber got every delta", Duration::from_secs(60), || async {
+        (reader.deltas().iter().filter(|(_, d)| d["type"] == "delta").count() == DELTAS).then_some(())
+    })
+    .await;
+    let after = rss_kib(node.pid());
+
+    // The stalled one, read again: what the kernel held, then the close frame with its reason.
+    let mut got = 0usize;
+    let close = loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), slow.next()).await;
+        match next.unwrap_or_else(|_| panic!("no close after {got} of {DELTAS} deltas")) {
+            Some(Ok(Message::Text(_))) => got += 1,
+            Some(Ok(Message::Close(frame))) => break frame.expect("a close frame with a reason"),
+            Some(Ok(_)) => {}
+            other => panic!("connection ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.code), 1008);
+    let reason = close.reason.to_string();
+    assert!(reason.starts_with("slow consumer:") && reason.contains("resume with ?since="), "{reason}");
+    assert!(got < DELTAS, "dropped before the end ({got} of {DELTAS} delivered)");
+    eprintln!("slow consumer: closed after {got} of {DELTAS} deltas; node RSS {before} KiB -> {after} KiB");
+    assert!(after < before + 64 * 1024, "RSS grew from {before} KiB to {after} KiB");
+    // It resumes where the reason says.
+    let since: u64 = reason.rsplit('=').next().unwrap().parse().unwrap();
+    let (mut again, _) = connect_async(format!("{url}&since={since}")).await.unwrap();
+    let opening = next_json(&mut again, Duration::from_secs(5)).await;
+    assert!(opening["type"] == "resume" || opening["type"] == "snapshot", "{opening}");
 }

@@ -3,15 +3,23 @@
 //! graph (`graph.rs`) into what the hub streams: dependents of a failing dependency and
 //! everything on a lost member become `impacted` with a `root_cause` in their detail. The root
 //! causes of the latest evaluation are published on a watch channel for the incident recorder.
+//! Every raw status change also goes through the remediation engine (`remediation.rs`): its
+//! decisions are handed to the executor (`remedy.rs`) over a bounded channel, and a component
+//! whose circuit is open is evaluated and streamed as `fail` with `"circuit": "open"` until its
+//! cool-down ends, whatever it reports meanwhile.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::graph::{self, Evaluation, Graph, Impact};
 use crate::hub::Hub;
+use crate::remediation::{Decision, Engine, Verdict};
+
+/// Decisions waiting for the executor; more are dropped (and logged).
+pub const MAX_PENDING_DECISIONS: usize = 256;
 
 /// Most (node, component) pairs kept; observations of new pairs past it are dropped.
 pub const MAX_ENTRIES: usize = 4096;
@@ -20,6 +28,7 @@ struct Inner {
     graph: Graph,
     raw: BTreeMap<(String, String), (String, Value)>,
     latest: Evaluation,
+    engine: Engine,
 }
 
 #[derive(Clone)]
@@ -27,13 +36,31 @@ pub struct Aggregator {
     inner: Arc<Mutex<Inner>>,
     hub: Hub,
     roots: watch::Sender<BTreeMap<String, Impact>>,
+    decisions: Option<mpsc::Sender<Decision>>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Aggregator {
+    /// An aggregator without remediation rules.
+    #[cfg(test)]
     pub fn new(hub: Hub, graph: Graph) -> Aggregator {
+        let config = loom_config::RemediationSection { rules: Vec::new(), ..Default::default() };
+        Self::build(hub, graph, Engine::new("", config), None)
+    }
+
+    /// An aggregator that hands `engine`'s decisions to the returned receiver.
+    pub fn remediating(hub: Hub, graph: Graph, engine: Engine) -> (Aggregator, mpsc::Receiver<Decision>) {
+        let (tx, rx) = mpsc::channel(MAX_PENDING_DECISIONS);
+        (Self::build(hub, graph, engine, Some(tx)), rx)
+    }
+
+    fn build(hub: Hub, graph: Graph, engine: Engine, decisions: Option<mpsc::Sender<Decision>>) -> Aggregator {
         let (roots, _) = watch::channel(BTreeMap::new());
-        let inner = Inner { graph, raw: BTreeMap::new(), latest: Evaluation::default() };
-        Aggregator { inner: Arc::new(Mutex::new(inner)), hub, roots }
+        let inner = Inner { graph, raw: BTreeMap::new(), latest: Evaluation::default(), engine };
+        Aggregator { inner: Arc::new(Mutex::new(inner)), hub, roots, decisions }
     }
 
     pub fn hub(&self) -> &Hub {
@@ -54,17 +81,49 @@ impl Aggregator {
         if !inner.raw.contains_key(&key) && inner.raw.len() >= MAX_ENTRIES {
             return;
         }
-        inner.raw.insert(key, (status.to_owned(), detail));
+        let from = inner.raw.insert(key, (status.to_owned(), detail)).map(|(s, _)| s);
+        if from.as_deref() != Some(status) {
+            let decisions = inner.engine.on_change(now_ms(), node, component, from.as_deref(), status);
+            self.hand_over(decisions);
+        }
         self.publish(&mut inner);
     }
 
+    fn hand_over(&self, decisions: Vec<Decision>) {
+        let Some(tx) = &self.decisions else { return };
+        for d in decisions {
+            if let Err(e) = tx.try_send(d) {
+                let d = match e {
+                    mpsc::error::TrySendError::Full(d) | mpsc::error::TrySendError::Closed(d) => d,
+                };
+                tracing::warn!(
+                    rule = d.rule,
+                    node = d.node,
+                    component = d.component,
+                    code = "remediation_backlog",
+                    "remediation decision dropped"
+                );
+            }
+        }
+    }
+
     fn publish(&self, inner: &mut Inner) {
-        let statuses: BTreeMap<(String, String), String> =
-            inner.raw.iter().map(|(k, (s, _))| (k.clone(), s.clone())).collect();
+        let held = |k: &(String, String)| inner.engine.circuit(&k.0, &k.1);
+        let statuses: BTreeMap<(String, String), String> = inner
+            .raw
+            .iter()
+            .map(|(k, (s, _))| (k.clone(), if held(k).is_some() { "fail".to_owned() } else { s.clone() }))
+            .collect();
         let evaluation = graph::evaluate(&inner.graph, &statuses);
         for ((node, component), (status, detail)) in &inner.raw {
             let e = evaluation.effective.get(&(node.clone(), component.clone()));
             let reported = e.map(|e| e.status.as_str()).unwrap_or(status);
+            if let Some(until) = held(&(node.clone(), component.clone())) {
+                // Held open: one steady entry until the cool-down ends, whatever it reports.
+                let detail = json!({ "circuit": "open", "circuit_until_ms": until, "root_cause": component });
+                self.hub.update(node, component, reported, detail);
+                continue;
+            }
             let mut detail = detail.clone();
             if let (Some(e), Value::Object(map)) = (e, &mut detail) {
                 if let Some(root) = &e.root {
@@ -85,6 +144,41 @@ impl Aggregator {
             changed
         });
         inner.latest = evaluation;
+    }
+
+    /// Closes the circuits whose cool-down ended (re-evaluating if any); returns them.
+    pub fn tick(&self, now: u64) -> Vec<(String, String)> {
+        let mut inner = self.lock();
+        let closed = inner.engine.expire(now);
+        if !closed.is_empty() {
+            self.publish(&mut inner);
+        }
+        closed
+    }
+
+    /// Opens a circuit by hand for the configured cool-down; returns until when.
+    pub fn open_circuit(&self, node: &str, component: &str, now: u64) -> u64 {
+        let mut inner = self.lock();
+        let until = now + inner.engine.cool_down_ms();
+        inner.engine.open_circuit(node, component, until);
+        self.publish(&mut inner);
+        until
+    }
+
+    /// An operator's action against the global rate limit.
+    pub fn manual(&self, now: u64) -> Verdict {
+        self.lock().engine.manual(now)
+    }
+
+    /// The open circuits: node, component, until (unix ms).
+    pub fn circuits(&self) -> Vec<Value> {
+        let inner = self.lock();
+        inner.engine.circuits().map(|((n, c), until)| json!({ "node": n, "component": c, "until_ms": until })).collect()
+    }
+
+    /// The latest raw status of a (node, component).
+    pub fn raw_status(&self, node: &str, component: &str) -> Option<String> {
+        self.lock().raw.get(&(node.to_owned(), component.to_owned())).map(|(s, _)| s.clone())
     }
 
     /// Follows the root causes of the latest evaluation.
@@ -178,5 +272,51 @@ mod tests {
         let sr = deps["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "schema-registry").unwrap();
         assert_eq!((sr["status"].as_str(), sr["kind"].as_str()), (Some("pass"), Some("service")));
         assert_eq!(agg.local("n1").len(), 2, "services and dependencies, not the member itself");
+    }
+
+    #[test]
+    fn an_open_circuit_holds_the_component_failing_and_its_dependents_impacted_until_it_closes() {
+        use loom_config::{HumanDuration, RemediationAction, RemediationRule, RemediationSection, RemediationTrigger};
+        let rule = RemediationRule {
+            name: "hold".into(),
+            component: "dep:*".into(),
+            on: RemediationTrigger::Flapping,
+            action: RemediationAction::OpenCircuit,
+            max_actions: 3,
+            window: HumanDuration::from_secs(60),
+        };
+        let config = RemediationSection { flap_threshold: 2, rules: vec![rule], ..Default::default() };
+        let hub = Hub::default();
+        let (agg, mut rx) = Aggregator::remediating(hub.clone(), Graph::declared(), Engine::new("n1", config));
+        agg.observe("n1", "schema-registry", "pass", json!({}));
+        let entry = |c: &str| hub.current().into_iter().find(|d| d.node == "n1" && d.service == c).unwrap();
+        // (reported by the probe, expected streamed status of the dependency, of its dependent)
+        let cases = [
+            ("pass", "pass", "pass"),
+            ("fail", "fail", "impacted"),
+            ("pass", "pass", "pass"),
+            ("fail", "fail", "impacted"), // third flip: flapping, the circuit opens
+            ("pass", "fail", "impacted"), // held open
+            ("fail", "fail", "impacted"),
+        ];
+        for (i, (raw, dep, dependent)) in cases.into_iter().enumerate() {
+            agg.observe("n1", "dep:database", raw, json!({ "n": i }));
+            assert_eq!(
+                (entry("dep:database").status.as_str(), entry("schema-registry").status.as_str()),
+                (dep, dependent),
+                "case {i}"
+            );
+        }
+        assert_eq!(entry("dep:database").detail["circuit"], "open");
+        let d = rx.try_recv().expect("the opening is handed to the executor");
+        assert_eq!((d.rule.as_str(), d.verdict), ("hold", Verdict::Act));
+        assert!(rx.try_recv().is_err(), "one decision while open");
+        assert_eq!(agg.circuits().len(), 1);
+        let until = agg.circuits()[0]["until_ms"].as_u64().unwrap();
+        assert!(agg.tick(until - 1).is_empty());
+        agg.observe("n1", "dep:database", "pass", json!({ "n": 9 }));
+        assert_eq!(agg.tick(until), [("n1".to_owned(), "dep:database".to_owned())]);
+        assert_eq!((entry("dep:database").status.as_str(), entry("schema-registry").status.as_str()), ("pass", "pass"));
+        assert!(agg.circuits().is_empty());
     }
 }

@@ -1,11 +1,13 @@
 //! The health hub: the latest status of every (node, component) pair — a component is `node`
 //! for a member itself or a service name — with a sequence number per change, a bounded history
 //! of deltas for resuming subscribers, and a bounded broadcast to live subscribers (one that
-//! falls behind the buffer is dropped, never buffered without limit).
+//! falls behind the buffer is dropped, never buffered without limit). Each delta is serialized
+//! once, when it is made: every live subscriber sends the same shared text.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -57,6 +59,22 @@ pub enum Opening {
     Resume { from: u64, deltas: Vec<Delta> },
 }
 
+/// A delta as broadcast to live subscribers: the delta and its wire text (`"type": "delta"`),
+/// shared by every subscriber's frame without copying.
+#[derive(Debug)]
+pub struct Live {
+    pub delta: Arc<Delta>,
+    pub text: Utf8Bytes,
+}
+
+#[derive(Serialize)]
+struct Wire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    delta: &'a Delta,
+}
+
 struct Inner {
     seq: u64,
     current: BTreeMap<(String, String), Delta>,
@@ -66,7 +84,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct Hub {
     inner: Arc<Mutex<Inner>>,
-    tx: broadcast::Sender<Arc<Delta>>,
+    tx: broadcast::Sender<Arc<Live>>,
 }
 
 impl Default for Hub {
@@ -117,13 +135,16 @@ impl Hub {
         while inner.history.len() > HISTORY {
             inner.history.pop_front();
         }
-        let _ = self.tx.send(delta);
+        if self.tx.receiver_count() > 0 {
+            let text = serde_json::to_string(&Wire { kind: "delta", delta: &delta }).unwrap_or_default();
+            let _ = self.tx.send(Arc::new(Live { delta, text: text.into() }));
+        }
         Some(inner.seq)
     }
 
     /// Subscribes: what to send first, and the live receiver (taken under the same lock, so no
     /// delta falls between the two).
-    pub fn subscribe(&self, since: Option<u64>, filter: &Filter) -> (Opening, broadcast::Receiver<Arc<Delta>>) {
+    pub fn subscribe(&self, since: Option<u64>, filter: &Filter) -> (Opening, broadcast::Receiver<Arc<Live>>) {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let rx = self.tx.subscribe();
         let oldest = inner.history.front().map(|d| d.seq).unwrap_or(inner.seq + 1);
@@ -202,7 +223,13 @@ mod tests {
         let hub = Hub::default();
         let (_, mut rx) = hub.subscribe(None, &Filter::default());
         hub.update("n1", "node", "down", json!({"reason": "killed"}));
-        assert_eq!(rx.try_recv().unwrap().status, "down");
+        let live = rx.try_recv().unwrap();
+        assert_eq!(live.delta.status, "down");
+        let wire: serde_json::Value = serde_json::from_str(live.text.as_str()).unwrap();
+        assert_eq!(
+            (wire["type"].as_str(), wire["seq"].as_u64(), wire["status"].as_str()),
+            (Some("delta"), Some(1), Some("down"))
+        );
         for i in 0..(HISTORY + 10) {
             hub.update("n1", "dedup", if i % 2 == 0 { "pass" } else { "fail" }, json!(null));
         }

@@ -20,6 +20,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::{SinkExt, StreamExt};
 use loom_cluster::Cluster;
 use loom_protocol::ServiceId;
 use loom_service::ServiceContext;
@@ -36,6 +37,7 @@ use loom_telemetry::names;
 use crate::aggregate::{Aggregator, rank};
 use crate::graph;
 use crate::hub::{Filter, Hub, Opening, SUBSCRIBER_BUFFER};
+use crate::probes::Liveness;
 use crate::sla;
 
 const TOPIC: &str = "health.services";
@@ -51,11 +53,11 @@ struct StreamState {
 }
 
 /// Starts the collectors feeding `aggregator` and returns the stream routes.
-pub fn routes(ctx: &ServiceContext, aggregator: Aggregator) -> Router {
+pub fn routes(ctx: &ServiceContext, aggregator: Aggregator, liveness: Liveness) -> Router {
     let hub = aggregator.hub().clone();
     tokio::spawn(follow_membership(ctx.cluster.clone(), aggregator.clone()));
     let services: Vec<ServiceId> = ctx.config.services.enabled().into_iter().map(|(id, _)| id).collect();
-    tokio::spawn(follow_services(ctx.cluster.clone(), ctx.board.clone(), services, aggregator.clone()));
+    tokio::spawn(follow_services(ctx.cluster.clone(), ctx.board.clone(), services, aggregator.clone(), liveness));
     if ctx.cluster.is_clustered() {
         tokio::spawn(follow_peers(ctx.cluster.clone(), aggregator));
     }
@@ -113,14 +115,32 @@ fn status_of(board: &StatusBoard, service: ServiceId) -> (String, u64) {
     (status.to_owned(), restarts)
 }
 
-async fn follow_services(cluster: Cluster, board: StatusBoard, services: Vec<ServiceId>, agg: Aggregator) {
+/// The supervision status, made `fail` by a failing liveness check (a stuck tree).
+fn with_liveness(status: String, restarts: u64, liveness: Option<&Result<(), String>>) -> (String, serde_json::Value) {
+    match liveness {
+        Some(Err(output)) if status != "fail" => {
+            ("fail".to_owned(), json!({ "restarts": restarts, "check": "liveness", "output": output }))
+        }
+        _ => (status, json!({ "restarts": restarts })),
+    }
+}
+
+async fn follow_services(
+    cluster: Cluster,
+    board: StatusBoard,
+    services: Vec<ServiceId>,
+    agg: Aggregator,
+    liveness: Liveness,
+) {
     let me = cluster.node_name().to_owned();
     let mut last_publish = std::time::Instant::now() - REPUBLISH;
     let mut published: Vec<ServiceStatus> = Vec::new();
     loop {
         for service in &services {
             let (status, restarts) = status_of(&board, *service);
-            agg.observe(&me, service.name(), &status, json!({ "restarts": restarts }));
+            let live = liveness.lock().unwrap_or_else(|e| e.into_inner()).get(service).cloned();
+            let (status, detail) = with_liveness(status, restarts, live.as_ref());
+            agg.observe(&me, service.name(), &status, detail);
         }
         // This node's services and dependency probes, raw: every observer evaluates them.
         let all: Vec<ServiceStatus> = agg
@@ -177,44 +197,65 @@ async fn ws_health(State(s): State<StreamState>, Query(q): Query<StreamQuery>, w
     ws.on_upgrade(move |socket| serve(socket, s.hub, filter, q.since))
 }
 
-async fn serve(mut socket: WebSocket, hub: Hub, filter: Filter, since: Option<u64>) {
+async fn serve(socket: WebSocket, hub: Hub, filter: Filter, since: Option<u64>) {
+    let (mut sender, mut receiver) = socket.split();
+    // The client's side is read by a task of its own, woken only when the client sends
+    // something: polling the read half beside the broadcast would prepare its read buffer on
+    // every delta (1,000 subscribers × every delta).
+    let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(msg)) = receiver.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+        let _ = gone_tx.send(());
+    });
+    pump(&mut sender, hub, filter, since, gone).await;
+    reader.abort();
+}
+
+/// Sends the opening, then every matching delta until the client goes, falls too far behind
+/// (closed with 1008 and where to resume) or the hub closes.
+async fn pump(
+    sender: &mut futures::stream::SplitSink<WebSocket, Message>,
+    hub: Hub,
+    filter: Filter,
+    since: Option<u64>,
+    mut gone: tokio::sync::oneshot::Receiver<()>,
+) {
     let (opening, mut rx) = hub.subscribe(since, &filter);
     let mut last = match &opening {
         Opening::Snapshot { seq, .. } => *seq,
         Opening::Resume { from, deltas } => deltas.last().map(|d| d.seq).unwrap_or(*from),
     };
     let Ok(text) = serde_json::to_string(&opening) else { return };
-    if socket.send(Message::Text(text.into())).await.is_err() {
+    if sender.send(Message::Text(text.into())).await.is_err() {
         return;
     }
     loop {
         tokio::select! {
             got = rx.recv() => match got {
-                Ok(delta) => {
-                    if delta.seq <= last {
+                Ok(live) => {
+                    if live.delta.seq <= last {
                         continue;
                     }
-                    last = delta.seq;
-                    if !filter.matches(&delta) {
+                    last = live.delta.seq;
+                    if !filter.matches(&live.delta) {
                         continue;
                     }
-                    let mut v = json!(*delta);
-                    v["type"] = json!("delta");
-                    if socket.send(Message::Text(v.to_string().into())).await.is_err() {
+                    if sender.send(Message::Text(live.text.clone())).await.is_err() {
                         return;
                     }
                 }
                 Err(RecvError::Lagged(n)) => {
                     let reason = format!("slow consumer: {n} deltas behind (buffer {SUBSCRIBER_BUFFER}); resume with ?since={last}");
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1008, reason: reason.into() }))).await;
+                    let _ = sender.send(Message::Close(Some(CloseFrame { code: 1008, reason: reason.into() }))).await;
                     return;
                 }
                 Err(RecvError::Closed) => return,
             },
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
-            },
+            _ = &mut gone => return,
         }
     }
 }
@@ -316,4 +357,30 @@ async fn sla_report(State(s): State<StreamState>) -> axum::Json<serde_json::Valu
         "definition": "a service is available at a sample when at least one node reports it passing",
         "services": services,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_liveness_check_fails_a_service_its_supervisor_thinks_runs() {
+        let stuck: Result<(), String> = Err("timed out".into());
+        // (supervision status, liveness, expected status, expected check in the detail)
+        let cases = [
+            ("pass", None, "pass", None),
+            ("pass", Some(Ok(())), "pass", None),
+            ("pass", Some(stuck.clone()), "fail", Some("liveness")),
+            ("warn", Some(stuck.clone()), "fail", Some("liveness")),
+            ("fail", Some(stuck), "fail", None),
+        ];
+        for (i, (status, live, want, check)) in cases.into_iter().enumerate() {
+            let (got, detail) = with_liveness(status.to_owned(), 2, live.as_ref());
+            assert_eq!(
+                (got.as_str(), detail["check"].as_str(), detail["restarts"].as_u64()),
+                (want, check, Some(2)),
+                "case {i}"
+            );
+        }
+    }
 }

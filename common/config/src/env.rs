@@ -131,6 +131,20 @@ env_table! {
     "LOOM_ROUTER_SOURCES" => "router.sources": |c, v| { c.router.sources = split_list(v); Ok(()) },
     "LOOM_ROUTER_GROUP" => "router.group": |c, v| { c.router.group = v.to_owned(); Ok(()) },
     "LOOM_ROUTER_DLQ_TOPIC" => "router.dlq_topic": |c, v| { c.router.dlq_topic = v.to_owned(); Ok(()) },
+    "LOOM_HEALTH_INTERVAL" => "health.interval": |c, v| { c.health.interval = HumanDuration::parse(v)?; Ok(()) },
+    "LOOM_HEALTH_TIMEOUT" => "health.timeout": |c, v| { c.health.timeout = HumanDuration::parse(v)?; Ok(()) },
+    "LOOM_HEALTH_FAILURE_THRESHOLD" => "health.failure_threshold": |c, v| {
+        c.health.failure_threshold = v.parse().map_err(|_| format!("`{v}` is not a count"))?;
+        Ok(())
+    },
+    "LOOM_HEALTH_SUCCESS_THRESHOLD" => "health.success_threshold": |c, v| {
+        c.health.success_threshold = v.parse().map_err(|_| format!("`{v}` is not a count"))?;
+        Ok(())
+    },
+    "LOOM_HEALTH_REMEDIATION_MAX_ACTIONS" => "health.remediation.max_actions": |c, v| {
+        c.health.remediation.max_actions = v.parse().map_err(|_| format!("`{v}` is not a count"))?;
+        Ok(())
+    },
     "LOOM_PRIVACY_AUDIT_RETENTION" => "privacy.audit_retention": |c, v| {
         c.privacy.audit_retention = HumanDuration::parse(v)?;
         Ok(())

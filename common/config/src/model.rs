@@ -25,6 +25,7 @@ pub struct NodeConfig {
     pub privacy: PrivacySection,
     pub device_identity: DeviceIdentitySection,
     pub supervision: SupervisionSection,
+    pub health: HealthSection,
     pub services: ServicesSection,
 }
 
@@ -392,6 +393,125 @@ pub struct DeviceIdentitySection {
     /// defaults (`ip` 32, `wifi` 32, `account` 16, `household` 16); a new type may be added
     /// (`LOOM_DEVICE_IDENTIFIER_LIMITS="ip=8,wifi=64"`).
     pub identifier_limits: std::collections::BTreeMap<String, u32>,
+}
+
+/// The Health Check Aggregator (8030): its check definitions (like Kubernetes probes and Consul
+/// checks) and what it does about failures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSection {
+    /// Time between two runs of one check (`LOOM_HEALTH_INTERVAL`): dependency probes and the
+    /// liveness ping of every service's core actor.
+    pub interval: HumanDuration,
+    /// How long one check may take before it counts as failed (`LOOM_HEALTH_TIMEOUT`); at most
+    /// `interval`.
+    pub timeout: HumanDuration,
+    /// Consecutive failures that turn a passing check `fail` (`LOOM_HEALTH_FAILURE_THRESHOLD`).
+    pub failure_threshold: u32,
+    /// Consecutive successes that turn a failing check `pass` (`LOOM_HEALTH_SUCCESS_THRESHOLD`).
+    pub success_threshold: u32,
+    pub remediation: RemediationSection,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        HealthSection {
+            interval: HumanDuration::from_secs(1),
+            timeout: HumanDuration::from_secs(1),
+            failure_threshold: 2,
+            success_threshold: 2,
+            remediation: RemediationSection::default(),
+        }
+    }
+}
+
+/// Automated remediation: rules, their shared rate limit and the flapping detector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemediationSection {
+    /// Actions all rules together may take within `window` (`LOOM_HEALTH_REMEDIATION_MAX_ACTIONS`);
+    /// 0 turns automated remediation off (operators may still trigger actions).
+    pub max_actions: u32,
+    pub window: HumanDuration,
+    /// A component whose status changes more than `flap_threshold` times within `flap_window`
+    /// is flapping.
+    pub flap_threshold: u32,
+    pub flap_window: HumanDuration,
+    /// How long an opened circuit holds a flapping component `fail`, and a `not_ready` action
+    /// holds a node's services not ready at least.
+    pub cool_down: HumanDuration,
+    /// The rules, first match per (component, trigger) acts (TOML only). None by default.
+    pub rules: Vec<RemediationRule>,
+}
+
+impl Default for RemediationSection {
+    fn default() -> Self {
+        RemediationSection {
+            max_actions: 10,
+            window: HumanDuration::from_secs(600),
+            flap_threshold: 4,
+            flap_window: HumanDuration::from_secs(60),
+            cool_down: HumanDuration::from_secs(60),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One remediation rule: on which component and trigger, which action, how often.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemediationRule {
+    /// Names the rule in the audit trail (1-64 of `a-z`, `0-9`, `-`, `_`).
+    pub name: String,
+    /// A service name (`dedup`), a dependency (`dep:kafka`), or a prefix ending in `*`.
+    pub component: String,
+    pub on: RemediationTrigger,
+    pub action: RemediationAction,
+    /// Times this rule may act within `window`.
+    #[serde(default = "one")]
+    pub max_actions: u32,
+    #[serde(default = "ten_minutes")]
+    pub window: HumanDuration,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn ten_minutes() -> HumanDuration {
+    HumanDuration::from_secs(600)
+}
+
+/// What starts a remediation rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemediationTrigger {
+    /// The component (on this node, for `restart` and `not_ready`) turns `fail`.
+    Fail,
+    /// The component's status flips more than `flap_threshold` times within `flap_window`.
+    Flapping,
+}
+
+/// What a remediation rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemediationAction {
+    /// Restart the service's actor tree through the root supervisor.
+    Restart,
+    /// Hold the component `fail` (circuit open) for `cool_down` instead of flapping.
+    OpenCircuit,
+    /// Mark every service of the node not ready until the component passes again.
+    NotReady,
+}
+
+impl RemediationAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            RemediationAction::Restart => "restart",
+            RemediationAction::OpenCircuit => "open_circuit",
+            RemediationAction::NotReady => "not_ready",
+        }
+    }
 }
 
 /// Restart policy applied to every supervised child unless a service overrides it.

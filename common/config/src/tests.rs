@@ -209,3 +209,52 @@ fn env_table_has_every_documented_override_once() {
         assert_eq!(vars.iter().filter(|v| **v == required).count(), 1, "{required}");
     }
 }
+
+#[test]
+fn health_checks_and_remediation_load_and_errors_name_the_field() {
+    let text = "[health]\ninterval = \"500ms\"\ntimeout = \"200ms\"\nfailure_threshold = 3\n\
+        [[health.remediation.rules]]\nname = \"restart-stuck\"\ncomponent = \"dedup\"\non = \"fail\"\naction = \"restart\"\n\
+        [[health.remediation.rules]]\nname = \"flaps\"\ncomponent = \"dep:*\"\non = \"flapping\"\naction = \"open_circuit\"\nmax_actions = 5\nwindow = \"1m\"\n";
+    let c = load_text(text, &[("LOOM_HEALTH_SUCCESS_THRESHOLD", "4")]).unwrap();
+    let h = &c.health;
+    assert_eq!((h.interval.get().as_millis(), h.timeout.get().as_millis()), (500, 200));
+    assert_eq!((h.failure_threshold, h.success_threshold), (3, 4));
+    let rules: Vec<(&str, &str, u32, u128)> = h
+        .remediation
+        .rules
+        .iter()
+        .map(|r| (r.name.as_str(), r.action.name(), r.max_actions, r.window.get().as_millis()))
+        .collect();
+    assert_eq!(rules, [("restart-stuck", "restart", 1, 600_000), ("flaps", "open_circuit", 5, 60_000)]);
+    let printed = c.to_redacted_toml();
+    assert_eq!(NodeConfig::parse_toml(&printed).unwrap().health.remediation.rules, h.remediation.rules);
+
+    let rule = |body: &str| format!("[[health.remediation.rules]]\n{body}\n");
+    let base = "name = \"r\"\ncomponent = \"dedup\"\non = \"fail\"\naction = \"restart\"";
+    let cases: Vec<(String, &[(&str, &str)], &str)> = vec![
+        (String::new(), &[("LOOM_HEALTH_INTERVAL", "0s")], "`health.interval`: must be longer than zero"),
+        (String::new(), &[("LOOM_HEALTH_TIMEOUT", "5s")], "`health.timeout`: must not exceed health.interval"),
+        (String::new(), &[("LOOM_HEALTH_FAILURE_THRESHOLD", "0")], "`health.failure_threshold`: must be between"),
+        (String::new(), &[("LOOM_HEALTH_SUCCESS_THRESHOLD", "x")], "LOOM_HEALTH_SUCCESS_THRESHOLD"),
+        ("[health.remediation]\nflap_threshold = 1\n".into(), &[], "`health.remediation.flap_threshold`"),
+        ("[health.remediation]\ncool_down = \"0s\"\n".into(), &[], "`health.remediation.cool_down`"),
+        (rule(&base.replace("\"r\"", "\"Bad Name\"")), &[], "`health.remediation.rules[0].name`"),
+        (format!("{}{}", rule(base), rule(base)), &[], "`health.remediation.rules[1].name`: `r` names another"),
+        (rule(&base.replace("\"dedup\"", "\"de*p\"")), &[], "`health.remediation.rules[0].component`"),
+        (rule(&base.replace("\"dedup\"", "\"dep:kafka\"")), &[], "`health.remediation.rules[0].action`: restart acts"),
+        (rule(&base.replace("\"restart\"", "\"open_circuit\"")), &[], "open_circuit acts on flapping"),
+        (rule(&base.replace("\"restart\"", "\"reboot\"")), &[], "unknown variant `reboot`"),
+        (rule(&format!("{base}\nmax_actions = 0")), &[], "`health.remediation.rules[0].max_actions`"),
+        (rule(&format!("{base}\nwindow = \"0s\"")), &[], "`health.remediation.rules[0].window`"),
+    ];
+    for (text, pairs, want) in cases {
+        match load_text(&text, pairs) {
+            Ok(_) => panic!("{text:?} {pairs:?}: loaded, wanted error containing {want:?}"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains(want), "{text:?} {pairs:?}: got {msg:?}, want {want:?}");
+                assert!(!msg.contains('\n'), "error must be one line: {msg:?}");
+            }
+        }
+    }
+}

@@ -21,6 +21,7 @@ pub(crate) fn validate(c: &NodeConfig) -> Result<(), ConfigError> {
     validate_storage(c)?;
     validate_kafka(c)?;
     validate_supervision(c)?;
+    validate_health(c)?;
     validate_device_identity(c)?;
     validate_services(c)
 }
@@ -243,6 +244,79 @@ fn validate_recognizers(list: &[crate::PrivacyRecognizer]) -> Result<(), ConfigE
         }
         if !(0.0..=1.0).contains(&r.score) {
             return Err(invalid(at("score"), "must be between 0 and 1"));
+        }
+    }
+    Ok(())
+}
+
+/// Most remediation rules.
+pub const MAX_REMEDIATION_RULES: usize = 32;
+
+/// Check timing and thresholds are positive and bounded; remediation rules have unique names,
+/// a component, and an action that fits their trigger and component.
+fn validate_health(c: &NodeConfig) -> Result<(), ConfigError> {
+    use crate::{RemediationAction, RemediationTrigger};
+    let h = &c.health;
+    let r = &h.remediation;
+    let positive = [
+        ("health.interval", h.interval),
+        ("health.timeout", h.timeout),
+        ("health.remediation.window", r.window),
+        ("health.remediation.flap_window", r.flap_window),
+        ("health.remediation.cool_down", r.cool_down),
+    ];
+    for (field, value) in positive {
+        if value.get().is_zero() {
+            return Err(invalid(field, "must be longer than zero"));
+        }
+    }
+    if h.timeout > h.interval {
+        return Err(invalid("health.timeout", "must not exceed health.interval"));
+    }
+    for (field, value) in
+        [("health.failure_threshold", h.failure_threshold), ("health.success_threshold", h.success_threshold)]
+    {
+        if !(1..=100).contains(&value) {
+            return Err(invalid(field, "must be between 1 and 100"));
+        }
+    }
+    if r.max_actions > 1000 {
+        return Err(invalid("health.remediation.max_actions", "must be at most 1000"));
+    }
+    if !(2..=1000).contains(&r.flap_threshold) {
+        return Err(invalid("health.remediation.flap_threshold", "must be between 2 and 1000"));
+    }
+    if r.rules.len() > MAX_REMEDIATION_RULES {
+        return Err(invalid("health.remediation.rules", format!("at most {MAX_REMEDIATION_RULES} rules")));
+    }
+    let mut names = HashSet::new();
+    for (i, rule) in r.rules.iter().enumerate() {
+        let at = |f: &str| format!("health.remediation.rules[{i}].{f}");
+        let ok_char = |ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '-' | '_');
+        if rule.name.is_empty() || rule.name.len() > 64 || !rule.name.chars().all(ok_char) {
+            return Err(invalid(at("name"), "must be 1-64 characters of a-z, 0-9, `-` or `_`"));
+        }
+        if !names.insert(rule.name.as_str()) {
+            return Err(invalid(at("name"), format!("`{}` names another rule too", rule.name)));
+        }
+        let component = rule.component.as_str();
+        if component.is_empty() || component.len() > 64 || component.trim_end_matches('*').contains('*') {
+            return Err(invalid(at("component"), "must be 1-64 characters, `*` only at the end"));
+        }
+        match (rule.action, rule.on) {
+            (RemediationAction::OpenCircuit, RemediationTrigger::Fail) => {
+                return Err(invalid(at("action"), "open_circuit acts on flapping components (on = \"flapping\")"));
+            }
+            (RemediationAction::Restart, _) if component.starts_with("dep:") || component == "node" => {
+                return Err(invalid(at("action"), "restart acts on services, not dependencies or members"));
+            }
+            _ => {}
+        }
+        if !(1..=100).contains(&rule.max_actions) {
+            return Err(invalid(at("max_actions"), "must be between 1 and 100"));
+        }
+        if rule.window.get().is_zero() {
+            return Err(invalid(at("window"), "must be longer than zero"));
         }
     }
     Ok(())

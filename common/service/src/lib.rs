@@ -5,6 +5,7 @@
 //! service runs (`core`), and the ops provider behind `/health`, `/ready`, `/metrics`, `/version`
 //! (`ops`) — lives here, so service crates stay thin and never depend on each other.
 
+pub mod control;
 pub mod core;
 pub mod handle;
 pub mod ops;
@@ -18,6 +19,7 @@ use loom_protocol::ServiceId;
 use loom_storage::Stores;
 use loom_supervisors::{ChildSpec, RestartPolicy, StatusBoard};
 
+pub use control::{ControlError, NodeControl};
 pub use handle::{CallError, Handle, Mailbox};
 pub use loom_storage::Dependency;
 pub use ops::ServiceOps;
@@ -43,6 +45,8 @@ pub struct ServiceContext {
     pub draining: Arc<AtomicBool>,
     /// The cluster as seen from this node: membership, key ownership, keyed calls.
     pub cluster: loom_cluster::Cluster,
+    /// Restart a service's tree, ping its core, hold the node not ready (used by remediation).
+    pub control: NodeControl,
 }
 
 impl ServiceContext {

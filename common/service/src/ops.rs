@@ -116,6 +116,9 @@ impl ServiceOps {
         if self.ctx.draining.load(Ordering::Acquire) {
             return Err("the node is shutting down".into());
         }
+        if let Some(reason) = self.ctx.control.not_ready_reason() {
+            return Err(format!("held not ready: {reason}"));
+        }
         let not_running: Vec<String> = self
             .ctx
             .board
@@ -165,6 +168,9 @@ impl OpsProvider for ServiceOps {
             let mut notes = Vec::new();
             if self.ctx.draining.load(Ordering::Acquire) {
                 notes.push("the node is shutting down".to_owned());
+            }
+            if let Some(reason) = self.ctx.control.not_ready_reason() {
+                notes.push(format!("held not ready: {reason}"));
             }
             let status = HealthStatus::worst(checks.iter().map(|c| c.status));
             HealthReport { status, checks, notes }
