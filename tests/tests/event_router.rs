@@ -20,7 +20,9 @@ use serde_json::{Value, json};
 #[path = "support/kafka.rs"]
 mod kafka;
 
-use kafka::{client_producer, header, kafka_section, prefix, produce, producer_for, read_all, read_all_from, section};
+use kafka::{
+    OwnBroker, client_producer, header, kafka_section, prefix, produce, producer_for, read_all, read_all_from, section,
+};
 
 const ROUTER: u16 = 8013;
 
@@ -354,49 +356,6 @@ async fn three_nodes_split_partitions_and_a_killed_node_loses_nothing() {
         st1["consumer"]["assigned"].as_array().unwrap().len() + st2["consumer"]["assigned"].as_array().unwrap().len();
     assert_eq!(survivors, 6, "{st1} {st2}");
     eprintln!("delivered {} records for {total} events ({} duplicates after kill -9)", seen.1, seen.1 - total);
-}
-
-/// A broker of this test's own, so it can be paused without disturbing the other tests.
-struct OwnBroker {
-    child: std::process::Child,
-    brokers: String,
-}
-
-impl OwnBroker {
-    fn start() -> OwnBroker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = std::process::Command::new(infra::tansu_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("tansu starts");
-        OwnBroker { child, brokers: format!("127.0.0.1:{port}") }
-    }
-
-    fn signal(&self, signal: &str) {
-        let ok = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]

@@ -19,6 +19,11 @@ use serde_json::Value;
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "support/kafka.rs"]
+mod kafka;
+
+use kafka::OwnBroker;
+
 async fn next_json<S>(ws: &mut S, within: Duration) -> Value
 where
     S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
@@ -224,49 +229,6 @@ async fn a_killed_node_is_one_incident_on_every_node_with_its_services_impacted_
     tokio::time::sleep(Duration::from_secs(2)).await;
     for s in &streams {
         assert_eq!(s.incident_ids().len(), 1, "one incident from kill to recovery: {:?}", s.incident_ids());
-    }
-}
-
-/// A broker of this test's own, so it can be paused without disturbing the other tests.
-struct OwnBroker {
-    child: std::process::Child,
-    brokers: String,
-}
-
-impl OwnBroker {
-    fn start() -> OwnBroker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = std::process::Command::new(loom_testkit::infra::tansu_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("tansu starts");
-        OwnBroker { child, brokers: format!("127.0.0.1:{port}") }
-    }
-
-    fn signal(&self, signal: &str) {
-        let ok = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,5 +1,6 @@
 //! Kafka helpers shared by the stream services' integration tests (included with `#[path]`):
-//! unique topic prefixes, a real rdkafka producer, and reading a whole topic back.
+//! unique topic prefixes, a real rdkafka producer, reading a whole topic back, and a broker of
+//! the test's own.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -59,4 +60,47 @@ pub async fn read_all_from(brokers: &str, topic: &str) -> Vec<Record> {
 
 pub fn header(r: &Record, name: &str) -> Option<String> {
     r.header(name).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// A broker of this test's own, so it can be paused without disturbing the other tests.
+pub struct OwnBroker {
+    child: std::process::Child,
+    pub brokers: String,
+}
+
+impl OwnBroker {
+    pub fn start() -> OwnBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(infra::tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        OwnBroker { child, brokers: format!("127.0.0.1:{port}") }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
