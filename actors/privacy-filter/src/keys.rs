@@ -73,10 +73,8 @@ impl KeyRing {
 
     /// Forgets cached keys (another node rotated or destroyed one).
     pub fn invalidate(&self) {
-        for c in [&self.current] {
-            if let Ok(mut c) = c.lock() {
-                c.clear();
-            }
+        if let Ok(mut c) = self.current.lock() {
+            c.clear();
         }
         if let Ok(mut c) = self.by_id.lock() {
             c.clear();

@@ -17,6 +17,9 @@ use serde_json::Value;
 use crate::api::{Api, AuditContext, audit_rows, policy_plan};
 use crate::error::FilterError;
 
+/// Partitions of output and DLQ topics the stream mode creates when they are missing.
+const CREATED_PARTITIONS: i32 = 6;
+
 /// One configured stream.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -30,7 +33,7 @@ pub struct StreamProcessor {
     pub producer: Producer,
     pub dlq_topic: String,
     pub kafka: loom_config::KafkaSection,
-    /// Output topics known to exist (created with 6 partitions when missing).
+    /// Output topics known to exist (created with [`CREATED_PARTITIONS`] when missing).
     pub created: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
@@ -119,7 +122,7 @@ impl StreamProcessor {
             .get(&first.topic)
             .ok_or_else(|| FilterError::NotFound(format!("a stream for topic '{}'", first.topic)))?;
         if !self.created.lock().is_ok_and(|c| c.contains(&route.to)) {
-            loom_kafka::admin::ensure_topics(&self.kafka, &[&route.to, &self.dlq_topic], 6)
+            loom_kafka::admin::ensure_topics(&self.kafka, &[&route.to, &self.dlq_topic], CREATED_PARTITIONS)
                 .await
                 .map_err(|e| FilterError::Unavailable(format!("creating {}: {e}", route.to)))?;
             if let Ok(mut c) = self.created.lock() {
