@@ -483,14 +483,15 @@ async fn gdpr_erasure_fans_out_across_the_cluster_and_survives_a_restart() {
         .flat_map(|e| e["items"].as_array().unwrap().iter().map(|i| i["count"].as_u64().unwrap()))
         .collect();
     assert!(counts.iter().all(|c| *c == 0), "{done}");
-    // Concurrent requests for one subject get one job.
+    // Concurrent requests for one subject get one job (Device Identity's host is away, so the
+    // job stays open while they arrive).
+    assert!(!n2.logs().contains("customer-7"), "e2 logged the subject id");
+    let _n2_address = n2.kill_into_address().await;
     let posts = (0..6).map(|_| call(&n1, PF, Method::POST, "/gdpr/erasure", Some(json!({"subject_id": "customer-9"}))));
     let ids: std::collections::BTreeSet<String> =
         futures::future::join_all(posts).await.iter().map(|(_, v)| v["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
-    for node in [&n1, &n2] {
-        assert!(!node.logs().contains("customer-7"), "{} logged the subject id", node.name);
-    }
+    assert!(!n1.logs().contains("customer-7"), "e1 logged the subject id");
 }
 
 #[path = "support/kafka.rs"]

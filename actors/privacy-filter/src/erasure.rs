@@ -147,11 +147,22 @@ impl Erasures {
             finished_ms: None,
         };
         self.store.insert_erasure(row.clone()).await?;
-        if !self.store.claim_subject(&row.subject, &row.id).await? {
-            // Another node opened the subject's job at the same moment: that one stands.
+        let mut claimed = false;
+        for _ in 0..3 {
+            if self.store.claim_subject(&row.subject, &row.id).await? {
+                claimed = true;
+                break;
+            }
+            // Another request opened the subject's job at the same moment: that one stands,
+            // unless it has ended meanwhile (then the subject is free again: claim once more).
+            if let Some(open) = self.store.open_erasure_of(&row.subject).await? {
+                self.store.delete_erasure(&row.id).await?;
+                return Ok((open, false));
+            }
+        }
+        if !claimed {
             self.store.delete_erasure(&row.id).await?;
-            let open = self.store.open_erasure_of(&row.subject).await?;
-            return open.map(|o| (o, false)).ok_or_else(|| FilterError::Conflict("retry the erasure request".into()));
+            return Err(FilterError::Conflict("the subject's erasure jobs kept changing; retry".into()));
         }
         tracing::info!(job = %row.id, "GDPR erasure job created");
         tokio::spawn(self.clone().run(row.clone()));
