@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
         all.extend(loom_event_router::migrations());
         all.extend(loom_privacy_filter::migrations());
         all.extend(loom_health_aggregator::migrations());
+        all.extend(loom_timeseries_aggregator::migrations());
         all
     }
 }
