@@ -87,7 +87,8 @@ fn check(values: &Value, count: i64, xs: &[f64]) -> Result<(), String> {
     sorted.sort_by(f64::total_cmp);
     let sum: f64 = xs.iter().sum();
     let mean = sum / n as f64;
-    let sd = if n > 1 { (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { f64::NAN };
+    let sd =
+        if n > 1 { (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { f64::NAN };
     let f = |k: &str| values[k].as_f64();
     let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() <= 1e-9 * b.abs().max(1.0));
     if count != n as i64 || values["n"].as_i64() != Some(n as i64) {
@@ -158,7 +159,8 @@ async fn rest_fed_windows_equal_the_model_batches_are_idempotent_and_the_feed_is
         }
     }
     let expected = model(&events);
-    let mut arrival: Vec<(i64, usize)> = events.iter().enumerate().map(|(i, e)| (e.1 + rng.below(20_000) as i64, i)).collect();
+    let mut arrival: Vec<(i64, usize)> =
+        events.iter().enumerate().map(|(i, e)| (e.1 + rng.below(20_000) as i64, i)).collect();
     arrival.sort();
     let as_json = |i: usize| json!({"device": events[i].0, "ts": iso(events[i].1), "value": events[i].2});
     let ordered: Vec<Value> = arrival.iter().map(|(_, i)| as_json(*i)).collect();
@@ -186,15 +188,19 @@ async fn rest_fed_windows_equal_the_model_batches_are_idempotent_and_the_feed_is
     assert_eq!(codes, ["missing_time", "invalid_time", "not_numeric", "missing_key", "future_time", "not_an_object"]);
     assert_eq!(r["late"][0]["index"], 5, "{r}");
     assert_eq!(r["late"][0]["window_start"], iso(T0), "{r}");
-    let (s, e) = call(reqwest::Method::POST, &node, "/jobs/stream/events", Some(json!({"events": vec![json!({}); 10_001]}))).await;
+    let (s, e) =
+        call(reqwest::Method::POST, &node, "/jobs/stream/events", Some(json!({"events": vec![json!({}); 10_001]})))
+            .await;
     assert_eq!((s, e["code"].as_str()), (413, Some("too_many_events")), "{e}");
     let (s, e) = call(reqwest::Method::POST, &node, "/jobs/nope/events", Some(json!({"events": []}))).await;
     assert_eq!((s, e["code"].as_str()), (404, Some("not_found")), "{e}");
     // Closing events push the watermark past the last window + lateness.
-    let closing: Vec<Value> = (0..4).map(|d| json!({"device": format!("d{d}"), "ts": iso(T0 + 30 * 60_000), "value": 0})).collect();
+    let closing: Vec<Value> =
+        (0..4).map(|d| json!({"device": format!("d{d}"), "ts": iso(T0 + 30 * 60_000), "value": 0})).collect();
     call(reqwest::Method::POST, &node, "/jobs/stream/events", Some(json!({"events": closing}))).await;
 
-    let window_query = format!("/jobs/stream/windows?final=true&from={}&to={}&limit=10000", iso(T0), iso(T0 + 20 * 60_000));
+    let window_query =
+        format!("/jobs/stream/windows?final=true&from={}&to={}&limit=10000", iso(T0), iso(T0 + 20 * 60_000));
     let (s, got) = call(reqwest::Method::GET, &node, &window_query, None).await;
     assert_eq!(s, 200, "{got}");
     let rows = got["windows"].as_array().unwrap();
@@ -210,7 +216,8 @@ async fn rest_fed_windows_equal_the_model_batches_are_idempotent_and_the_feed_is
     let mut seen = 0;
     let mut last_seq = 0;
     while seen < expected.len() {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a result in time").unwrap().unwrap();
+        let msg =
+            tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a result in time").unwrap().unwrap();
         let Message::Text(t) = msg else { continue };
         let v: Value = serde_json::from_str(&t).unwrap();
         assert_eq!(v["type"], "result", "{v}");
@@ -245,7 +252,12 @@ async fn rest_fed_windows_equal_the_model_batches_are_idempotent_and_the_feed_is
     assert_eq!(again["windows_updated"], 0, "a repeated batch changes nothing: {again}");
     let (_, b) = call(reqwest::Method::GET, &node, &window_query.replace("/stream/", "/batch/"), None).await;
     let strip = |v: &Value| -> Vec<(Value, Value, Value, Value)> {
-        v["windows"].as_array().unwrap().iter().map(|w| (w["key"].clone(), w["window_start"].clone(), w["count"].clone(), w["values"].clone())).collect()
+        v["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| (w["key"].clone(), w["window_start"].clone(), w["count"].clone(), w["values"].clone()))
+            .collect()
     };
     let (batch_rows, stream_rows) = (strip(&b), strip(&got));
     assert_eq!(batch_rows.len(), stream_rows.len());
@@ -317,7 +329,8 @@ async fn three_nodes_aggregate_a_topic_through_a_kill_and_match_the_model() {
         events.push((format!("dev{d}"), ts, rng.below(4000) as f64 / 4.0));
     }
     let expected = model(&events);
-    let mut arrival: Vec<(i64, usize)> = events.iter().enumerate().map(|(i, e)| (e.1 + rng.below(20_000) as i64, i)).collect();
+    let mut arrival: Vec<(i64, usize)> =
+        events.iter().enumerate().map(|(i, e)| (e.1 + rng.below(20_000) as i64, i)).collect();
     arrival.sort();
     let mut payloads: Vec<(String, Value)> = arrival
         .iter()
@@ -332,7 +345,8 @@ async fn three_nodes_aggregate_a_topic_through_a_kill_and_match_the_model() {
         payloads.push((d.clone(), json!({"device": d, "ts": iso(ts), "value": 1.0, "late_id": j})));
     }
     for d in 0..devices {
-        payloads.push((format!("dev{d}"), json!({"device": format!("dev{d}"), "ts": iso(T0 + 60 * 60_000), "value": 0})));
+        payloads
+            .push((format!("dev{d}"), json!({"device": format!("dev{d}"), "ts": iso(T0 + 60 * 60_000), "value": 0})));
     }
     let producer = client_producer();
     let mut killed = false;
@@ -387,14 +401,18 @@ async fn three_nodes_aggregate_a_topic_through_a_kill_and_match_the_model() {
     for r in &records {
         let v: Value = serde_json::from_slice(r.payload.as_ref().unwrap()).unwrap();
         if v["final"] == true && ms(&v["window_start"]) < T0 + 51 * 60_000 {
-            finals.entry((v["key"]["device"].as_str().unwrap().to_owned(), ms(&v["window_start"]))).or_default().push(v);
+            finals
+                .entry((v["key"]["device"].as_str().unwrap().to_owned(), ms(&v["window_start"])))
+                .or_default()
+                .push(v);
         }
     }
     assert_eq!(finals.len(), expected.len(), "every final window in Kafka");
     let mut duplicates = 0;
     for (k, copies) in &finals {
         let xs = &expected[k];
-        check(&copies[0]["values"], copies[0]["count"].as_i64().unwrap(), xs).unwrap_or_else(|e| panic!("kafka {k:?}: {e}"));
+        check(&copies[0]["values"], copies[0]["count"].as_i64().unwrap(), xs)
+            .unwrap_or_else(|e| panic!("kafka {k:?}: {e}"));
         assert!(copies.iter().all(|c| c == &copies[0]), "copies of {k:?} differ: {copies:?}");
         duplicates += copies.len() - 1;
     }

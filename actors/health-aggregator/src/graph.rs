@@ -27,6 +27,7 @@ const DECLARED: &[(ServiceId, &[&str])] = &[
     (ServiceId::PrivacyFilter, &["dep:database"]),
     (ServiceId::DeviceIdentity, &["dep:database"]),
     (ServiceId::EventRouter, &["dep:database", "dep:kafka", "schema-registry"]),
+    (ServiceId::TimeseriesAggregator, &["dep:database", "dep:kafka"]),
 ];
 
 /// Components the graph knows: services, stores, and the edges between them.
