@@ -17,7 +17,7 @@
 //! - [`Engine::snapshot`] / [`Engine::restore`] are the checkpoint: state and watermarks, stored
 //!   by the caller atomically with the consumed offsets.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -130,7 +130,9 @@ pub struct Snapshot {
 
 pub struct Engine {
     spec: EngineSpec,
-    slots: BTreeMap<(String, i64), Slot>,
+    slots: slots::Slots,
+    /// Reused for each event's windows.
+    scratch: Vec<Window>,
     /// (close at = end + lateness, key, start) of every open window.
     closing: BTreeSet<(i64, String, i64)>,
     max_ts: i64,
@@ -145,7 +147,8 @@ impl Engine {
         let keys = Watermarks::new(spec.idle_timeout_ms);
         Engine {
             spec,
-            slots: BTreeMap::new(),
+            slots: slots::Slots::default(),
+            scratch: Vec::new(),
             closing: BTreeSet::new(),
             max_ts: NONE,
             floor: NONE,
@@ -221,49 +224,50 @@ impl Engine {
     }
 
     fn ingest_fixed(&mut self, ev: &Event, wm: i64) -> Result<Option<Late>, Rejected> {
-        let windows = self.spec.window.assign(ev.ts);
+        let mut windows = std::mem::take(&mut self.scratch);
+        windows.clear();
+        self.spec.window.assign_into(ev.ts, &mut windows);
         let mut late: Option<Late> = None;
-        let open: Vec<Window> = windows
-            .into_iter()
-            .filter(|w| {
-                if self.closed(w, wm) {
-                    late.get_or_insert(Late { window: *w, watermark: wm, partial: false });
-                    false
-                } else {
-                    true
-                }
-            })
-            .collect();
-        let new = open.iter().filter(|w| !self.slots.contains_key(&(ev.key.clone(), w.start))).count();
+        windows.retain(|w| {
+            if self.closed(w, wm) {
+                late.get_or_insert(Late { window: *w, watermark: wm, partial: false });
+                false
+            } else {
+                true
+            }
+        });
+        let new = windows.iter().filter(|w| !self.slots.contains(&ev.key, w.start)).count();
         if new > 0 && self.slots.len() + new > self.spec.max_open_windows {
+            self.scratch = windows;
             return Err(Rejected::WindowBudget(self.spec.max_open_windows));
         }
         if let Some(l) = &mut late {
-            l.partial = !open.is_empty();
+            l.partial = !windows.is_empty();
         }
-        for w in open {
-            self.absorb(&ev.key, w, ev);
+        for w in &windows {
+            self.absorb(&ev.key, *w, ev);
         }
+        self.scratch = windows;
         Ok(late)
     }
 
     fn absorb(&mut self, key: &str, w: Window, ev: &Event) {
-        let lateness = self.spec.allowed_lateness_ms;
-        let slot = self.slots.entry((key.to_owned(), w.start)).or_insert_with(|| {
-            self.closing.insert((w.end.saturating_add(lateness), key.to_owned(), w.start));
-            Slot {
-                end: w.end,
-                states: self.spec.aggregates.iter().map(|(f, _)| AggState::new(*f)).collect(),
-                count: 0,
-                version: 0,
-                dirty: false,
-            }
+        let aggregates = &self.spec.aggregates;
+        let (slot, created) = self.slots.get_or_insert_with(key, w.start, || Slot {
+            end: w.end,
+            states: aggregates.iter().map(|(f, _)| AggState::new(*f)).collect(),
+            count: 0,
+            version: 0,
+            dirty: false,
         });
         for (state, input) in slot.states.iter_mut().zip(&ev.inputs) {
             state.add(ev.ts, input);
         }
         slot.count += 1;
         slot.dirty = true;
+        if created {
+            self.closing.insert((w.end.saturating_add(self.spec.allowed_lateness_ms), key.to_owned(), w.start));
+        }
     }
 
     fn ingest_session(&mut self, ev: &Event, wm: i64, gap_ms: i64) -> Result<Option<Late>, Rejected> {
@@ -271,12 +275,12 @@ impl Engine {
         // Sessions of a key never overlap, so walking back from the last one starting before the
         // new window's end finds every overlapping one.
         let mut overlapping: Vec<i64> = Vec::new();
-        for ((_, start), slot) in self.slots.range((ev.key.clone(), i64::MIN)..(ev.key.clone(), merged.end)).rev() {
+        for (start, slot) in self.slots.before(&ev.key, merged.end) {
             if slot.end <= ev.ts {
                 break;
             }
-            overlapping.push(*start);
-            merged.start = merged.start.min(*start);
+            overlapping.push(start);
+            merged.start = merged.start.min(start);
             merged.end = merged.end.max(slot.end);
         }
         if self.closed(&merged, wm) {
@@ -294,7 +298,7 @@ impl Engine {
             dirty: true,
         };
         for start in overlapping {
-            if let Some(old) = self.slots.remove(&(ev.key.clone(), start)) {
+            if let Some(old) = self.slots.remove(&ev.key, start) {
                 self.closing.remove(&(old.end.saturating_add(lateness), ev.key.clone(), start));
                 for (a, b) in combined.states.iter_mut().zip(&old.states) {
                     a.merge(b);
@@ -304,7 +308,7 @@ impl Engine {
             }
         }
         self.closing.insert((merged.end.saturating_add(lateness), ev.key.clone(), merged.start));
-        self.slots.insert((ev.key.clone(), merged.start), combined);
+        self.slots.insert(&ev.key, merged.start, combined);
         self.absorb(&ev.key, merged, ev);
         Ok(None)
     }
@@ -324,16 +328,16 @@ impl Engine {
                 deferred.push((close_at, key, start));
                 continue;
             }
-            if let Some(slot) = self.slots.remove(&(key.clone(), start)) {
+            if let Some(slot) = self.slots.remove(&key, start) {
                 out.push(self.emission(key, start, slot, true));
             }
         }
         self.closing.extend(deferred);
         if self.spec.emit == Emit::Updates {
             let dirty: Vec<(String, i64)> =
-                self.slots.iter().filter(|(_, s)| s.dirty).map(|(k, _)| k.clone()).collect();
+                self.slots.sorted().into_iter().filter(|(_, _, s)| s.dirty).map(|(k, s, _)| (k.clone(), s)).collect();
             for (key, start) in dirty {
-                if let Some(slot) = self.slots.get_mut(&(key.clone(), start)) {
+                if let Some(slot) = self.slots.get_mut(&key, start) {
                     slot.dirty = false;
                     slot.version += 1;
                     let e = Emission {
@@ -369,7 +373,7 @@ impl Engine {
 
     /// Forgets per-key watermarks of keys without open windows (bounded memory).
     fn prune_keys(&mut self, _now_ms: i64) {
-        let open: std::collections::HashSet<&String> = self.slots.keys().map(|(k, _)| k).collect();
+        let open: std::collections::HashSet<&String> = self.slots.keys().collect();
         let mut keep = Watermarks::new(self.spec.idle_timeout_ms);
         for k in open {
             keep.observe(k.clone(), self.keys.own(k), _now_ms);
@@ -381,18 +385,19 @@ impl Engine {
     /// empty: (key, window, count, states).
     pub fn drain_partials(&mut self) -> Vec<(String, Window, u64, Vec<AggState>)> {
         self.closing.clear();
-        std::mem::take(&mut self.slots)
+        self.slots
+            .take()
             .into_iter()
-            .map(|((key, start), slot)| (key, Window { start, end: slot.end }, slot.count, slot.states))
+            .map(|(key, start, slot)| (key, Window { start, end: slot.end }, slot.count, slot.states))
             .collect()
     }
 
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            slots: self.slots.iter().map(|((k, s), slot)| (k.clone(), *s, slot.clone())).collect(),
+            slots: self.slots.sorted().into_iter().map(|(k, s, slot)| (k.clone(), s, slot.clone())).collect(),
             max_ts: self.max_ts,
             key_marks: if self.spec.per_key_watermark {
-                self.slots.keys().map(|(k, _)| (k.clone(), self.keys.own(k))).collect()
+                self.slots.keys().map(|k| (k.clone(), self.keys.own(k))).collect()
             } else {
                 Vec::new()
             },
@@ -406,7 +411,7 @@ impl Engine {
         let lateness = e.spec.allowed_lateness_ms;
         for (key, start, slot) in snap.slots {
             e.closing.insert((slot.end.saturating_add(lateness), key.clone(), start));
-            e.slots.insert((key, start), slot);
+            e.slots.insert(&key, start, slot);
         }
         for (k, ts) in snap.key_marks {
             if ts != NONE {
@@ -442,5 +447,6 @@ pub fn merge_partials(
     out
 }
 
+mod slots;
 #[cfg(test)]
 mod tests;

@@ -74,24 +74,30 @@ impl WindowSpec {
     /// The windows an event at `ts` belongs to, oldest first. For sessions: the event's own
     /// `[ts, ts + gap)`, before merging.
     pub fn assign(&self, ts: i64) -> Vec<Window> {
+        let mut out = Vec::new();
+        self.assign_into(ts, &mut out);
+        out
+    }
+
+    /// [`WindowSpec::assign`] into a buffer the caller reuses (appends, oldest first).
+    pub fn assign_into(&self, ts: i64, out: &mut Vec<Window>) {
         match self.kind {
-            WindowKind::Session { gap_ms } => vec![Window { start: ts, end: ts.saturating_add(gap_ms) }],
+            WindowKind::Session { gap_ms } => out.push(Window { start: ts, end: ts.saturating_add(gap_ms) }),
             WindowKind::Tumbling { size_ms } => {
                 let local = self.utc_to_local(ts);
                 let start = floor_to(local - self.offset_ms, size_ms) + self.offset_ms;
-                vec![self.window_from_local(start, size_ms)]
+                out.push(self.window_from_local(start, size_ms));
             }
             WindowKind::Hopping { size_ms, slide_ms } => {
                 let local = self.utc_to_local(ts);
                 let last = floor_to(local - self.offset_ms, slide_ms) + self.offset_ms;
-                let mut out = Vec::new();
+                let first = out.len();
                 let mut start = last;
                 while start > local - size_ms {
                     out.push(self.window_from_local(start, size_ms));
                     start -= slide_ms;
                 }
-                out.reverse();
-                out
+                out[first..].reverse();
             }
         }
     }
