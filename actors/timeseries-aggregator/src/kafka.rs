@@ -100,7 +100,7 @@ impl KafkaSide {
                         None => Err("the record has no payload".into()),
                     },
                     record_ms: r.timestamp_ms,
-                    record: Some(r.clone()),
+                    record: Some(r),
                 })
                 .collect();
             match self.pipeline.run(&mut p, items).await {

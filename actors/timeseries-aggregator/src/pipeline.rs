@@ -40,11 +40,11 @@ pub struct Partition {
 }
 
 /// One input record: parsed JSON (or why not), its offset and Kafka record (if any).
-pub struct Item {
+pub struct Item<'a> {
     pub offset: i64,
     pub value: Result<Value, String>,
     pub record_ms: Option<i64>,
-    pub record: Option<Record>,
+    pub record: Option<&'a Record>,
 }
 
 /// What happened to a run's events, for the REST answer and `/stats`.
@@ -120,7 +120,7 @@ impl Pipeline {
     }
 
     /// Runs records through a partition and commits (see the module doc).
-    pub async fn run(&self, p: &mut Partition, items: Vec<Item>) -> Result<Report, RunError> {
+    pub async fn run(&self, p: &mut Partition, items: Vec<Item<'_>>) -> Result<Report, RunError> {
         let now = now_ms();
         let job = p.job.clone();
         let mut report = Report::default();
@@ -138,14 +138,14 @@ impl Pipeline {
             };
             match prepared {
                 Err(d) => {
-                    if let Some(r) = &item.record {
+                    if let Some(r) = item.record {
                         out.push(forward(&job.dead_letter_topic, r, error_headers(d.code, &d.reason)));
                     }
                     report.rejected.push(Rejection { index, code: d.code, message: d.reason });
                 }
                 Ok(ev) => match p.engine.ingest(&ev, now) {
                     Err(e) => {
-                        if let Some(r) = &item.record {
+                        if let Some(r) = item.record {
                             out.push(forward(&job.dead_letter_topic, r, error_headers(e.code(), &e.to_string())));
                         }
                         report.rejected.push(Rejection { index, code: e.code(), message: e.to_string() });
@@ -153,7 +153,7 @@ impl Pipeline {
                     Ok(late) => {
                         report.accepted += 1;
                         if let Some(l) = late {
-                            if let Some(r) = &item.record {
+                            if let Some(r) = item.record {
                                 let window = format!("{}/{}", rfc3339(l.window.start), rfc3339(l.window.end));
                                 out.push(forward(
                                     &job.late_topic,

@@ -97,18 +97,30 @@ impl PgSink {
                 self.ensure_partition(txn, table, r.start).await?;
             }
         }
-        let sql = format!(
-            "INSERT INTO {table} (job, key, key_text, window_start, window_end, \"values\", count, version, final, updated_at) \
-             VALUES (?, CAST(? AS JSONB), ?, to_timestamp(? / 1000.0), to_timestamp(? / 1000.0), CAST(? AS JSONB), ?, ?, ?, now()) \
-             ON CONFLICT (job, key_text, window_start) DO UPDATE SET window_end = excluded.window_end, \
-             \"values\" = excluded.\"values\", count = excluded.count, version = excluded.version, final = excluded.final, \
-             updated_at = now() WHERE {table}.version < excluded.version"
-        );
-        for r in rows {
-            txn.execute_raw(stmt(
-                DbBackend::Postgres,
-                &sql,
-                vec![
+        let rows = crate::store::newest(rows, |r| (&r.key_text, r.start), |r| r.version);
+        let columns = [
+            "?",
+            "CAST(? AS JSONB)",
+            "?",
+            "to_timestamp(? / 1000.0)",
+            "to_timestamp(? / 1000.0)",
+            "CAST(? AS JSONB)",
+            "?",
+            "?",
+            "?",
+            "now()",
+        ];
+        for chunk in rows.chunks(crate::store::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO {table} (job, key, key_text, window_start, window_end, \"values\", count, version, final, updated_at) \
+                 VALUES {} ON CONFLICT (job, key_text, window_start) DO UPDATE SET window_end = excluded.window_end, \
+                 \"values\" = excluded.\"values\", count = excluded.count, version = excluded.version, final = excluded.final, \
+                 updated_at = now() WHERE {table}.version < excluded.version",
+                crate::store::placeholders(chunk.len(), &columns)
+            );
+            let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 9);
+            for r in chunk {
+                values.extend([
                     r.job.clone().into(),
                     r.key.to_string().into(),
                     r.key_text.clone().into(),
@@ -118,9 +130,9 @@ impl PgSink {
                     r.count.into(),
                     r.version.into(),
                     r.is_final.into(),
-                ],
-            ))
-            .await?;
+                ]);
+            }
+            txn.execute_raw(stmt(DbBackend::Postgres, &sql, values)).await?;
         }
         Ok(())
     }

@@ -195,8 +195,18 @@ fn is_unique_violation(e: &DbErr) -> bool {
     s.contains("unique") || s.contains("duplicate")
 }
 
-const UPSERT_WINDOW: &str = "INSERT INTO ts_windows (job, wkey, window_start, window_end, vals, cnt, version, is_final, updated_ms) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job, wkey, window_start) DO UPDATE SET \
+/// Rows per multi-row statement (9 parameters each; well under SQLite's and PostgreSQL's limits).
+pub const ROWS_PER_STATEMENT: usize = 500;
+
+/// `(?, ?, …), (?, ?, …)`: `rows` tuples of `width` placeholders (optionally wrapped per column).
+pub fn placeholders(rows: usize, columns: &[&str]) -> String {
+    let tuple = format!("({})", columns.join(", "));
+    vec![tuple; rows].join(", ")
+}
+
+const UPSERT_WINDOW_HEAD: &str =
+    "INSERT INTO ts_windows (job, wkey, window_start, window_end, vals, cnt, version, is_final, updated_ms) VALUES ";
+const UPSERT_WINDOW_TAIL: &str = " ON CONFLICT (job, wkey, window_start) DO UPDATE SET \
      window_end = excluded.window_end, vals = excluded.vals, cnt = excluded.cnt, version = excluded.version, \
      is_final = excluded.is_final, updated_ms = excluded.updated_ms \
      WHERE ts_windows.version < excluded.version";
@@ -321,14 +331,16 @@ impl Store {
         self.db.begin().await
     }
 
-    /// Upserts result rows inside `txn` (only newer versions replace older ones).
+    /// Upserts result rows inside `txn` (only newer versions replace older ones), many rows per
+    /// statement. Rows of one (key, window) keep only the newest, as one statement cannot touch a
+    /// row twice.
     pub async fn upsert_windows(&self, txn: &DatabaseTransaction, rows: &[WindowRow]) -> Result<(), DbErr> {
         let now = now_ms();
-        for w in rows {
-            txn.execute_raw(stmt(
-                self.backend(),
-                UPSERT_WINDOW,
-                vec![
+        let rows = newest(rows, |w| (&w.key, w.start), |w| w.version);
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 9);
+            for w in chunk {
+                values.extend([
                     w.job.clone().into(),
                     w.key.clone().into(),
                     w.start.into(),
@@ -338,9 +350,10 @@ impl Store {
                     w.version.into(),
                     w.is_final.into(),
                     now.into(),
-                ],
-            ))
-            .await?;
+                ]);
+            }
+            let sql = format!("{UPSERT_WINDOW_HEAD}{}{UPSERT_WINDOW_TAIL}", placeholders(chunk.len(), &["?"; 9]));
+            txn.execute_raw(stmt(self.backend(), &sql, values)).await?;
         }
         Ok(())
     }
@@ -484,6 +497,28 @@ impl Store {
     }
 }
 
+/// Of rows with the same identity, the one with the highest version (first seen on a tie), in
+/// first-seen order.
+pub fn newest<'a, T, K: Eq + std::hash::Hash>(
+    rows: &'a [T],
+    id: impl Fn(&'a T) -> K,
+    version: impl Fn(&T) -> i32,
+) -> Vec<&'a T> {
+    let mut at: std::collections::HashMap<K, usize> = std::collections::HashMap::new();
+    let mut out: Vec<&T> = Vec::new();
+    for r in rows {
+        match at.get(&id(r)) {
+            Some(&i) if version(out[i]) < version(r) => out[i] = r,
+            Some(_) => {}
+            None => {
+                at.insert(id(r), out.len());
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
 fn window_row(r: sea_orm::QueryResult) -> Result<WindowRow, DbErr> {
     Ok(WindowRow {
         job: r.try_get("", "job")?,
@@ -534,5 +569,25 @@ impl Store {
             None => Ok((0, None)),
             Some(r) => Ok((r.try_get("", "version")?, Some((r.try_get("", "vals")?, r.try_get("", "cnt")?)))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_placeholder_numbering() {
+        assert_eq!(placeholders(2, &["?", "CAST(? AS JSONB)"]), "(?, CAST(? AS JSONB)), (?, CAST(? AS JSONB))");
+        let s = stmt(DbBackend::Postgres, "INSERT INTO t VALUES (?, ?), (?, ?)", vec![]);
+        assert_eq!(s.sql, "INSERT INTO t VALUES ($1, $2), ($3, $4)");
+        assert_eq!(stmt(DbBackend::Sqlite, "(?)", vec![]).sql, "(?)");
+    }
+
+    #[test]
+    fn newest_keeps_one_row_per_identity() {
+        let rows = [("a", 1), ("b", 1), ("a", 3), ("a", 2), ("c", 1), ("b", 1)];
+        let got: Vec<(&str, i32)> = newest(&rows, |r| r.0, |r| r.1).into_iter().copied().collect();
+        assert_eq!(got, vec![("a", 3), ("b", 1), ("c", 1)]);
     }
 }
