@@ -31,6 +31,9 @@ pub struct Window {
     pub end: i64,
 }
 
+/// Zone-aligned windows up to this size follow the event's UTC offset (see `window_from_local`).
+const SHORT_WINDOW_MS: i64 = 3_600_000;
+
 /// Hopping windows an event may fall in at most (size / slide is bounded by the spec check).
 pub const MAX_WINDOWS_PER_EVENT: i64 = 1000;
 
@@ -86,7 +89,7 @@ impl WindowSpec {
             WindowKind::Tumbling { size_ms } => {
                 let local = self.utc_to_local(ts);
                 let start = floor_to(local - self.offset_ms, size_ms) + self.offset_ms;
-                out.push(self.window_from_local(start, size_ms));
+                out.push(self.window_from_local(start, size_ms, ts));
             }
             WindowKind::Hopping { size_ms, slide_ms } => {
                 let local = self.utc_to_local(ts);
@@ -94,7 +97,7 @@ impl WindowSpec {
                 let first = out.len();
                 let mut start = last;
                 while start > local - size_ms {
-                    out.push(self.window_from_local(start, size_ms));
+                    out.push(self.window_from_local(start, size_ms, ts));
                     start -= slide_ms;
                 }
                 out[first..].reverse();
@@ -102,7 +105,16 @@ impl WindowSpec {
         }
     }
 
-    fn window_from_local(&self, local_start: i64, size_ms: i64) -> Window {
+    /// The window `[local_start, local_start + size)` of wall-clock time in UTC. Windows of up
+    /// to an hour take the event's own UTC offset for both bounds, so around a DST switch the
+    /// repeated hour has its own windows (and a skipped hour none); longer windows follow the
+    /// wall calendar (a day is 23 or 25 hours; an ambiguous bound takes its first occurrence,
+    /// a skipped one the next valid time).
+    fn window_from_local(&self, local_start: i64, size_ms: i64, ts: i64) -> Window {
+        if self.tz.is_some() && size_ms <= SHORT_WINDOW_MS {
+            let offset = self.utc_to_local(ts) - ts;
+            return Window { start: local_start - offset, end: local_start + size_ms - offset };
+        }
         Window { start: self.local_to_utc(local_start), end: self.local_to_utc(local_start + size_ms) }
     }
 
@@ -224,6 +236,22 @@ mod tests {
         assert_eq!(berlin.assign(mar29 + H + 1), vec![w(mar29 + H, mar29 + 2 * H)]);
         // 00:30Z is 01:30 CET: window 01:00–02:00 local; 02:00 local is skipped, so it ends at 01:00Z
         assert_eq!(berlin.assign(mar29 + 30 * MIN), vec![w(mar29, mar29 + H)]);
+    }
+
+    #[test]
+    fn short_windows_in_the_repeated_hour_hold_their_events() {
+        let berlin =
+            WindowSpec::new(WindowKind::Tumbling { size_ms: 15 * MIN }, 0, Some(chrono_tz::Europe::Berlin)).expect("valid");
+        let oct25 = 1_792_886_400_000; // 2026-10-25T00:00:00Z; local 02:00-03:00 happens twice
+        for ts in [oct25 + 10 * MIN, oct25 + H + 10 * MIN, oct25 + H + 50 * MIN, oct25 + 2 * H + 5 * MIN] {
+            let got = berlin.assign(ts);
+            assert!(got[0].start <= ts && ts < got[0].end, "{ts}: {got:?}");
+            assert_eq!(got[0].end - got[0].start, 15 * MIN, "{ts}: {got:?}");
+        }
+        // the repeated hour has its own hourly window: 02:00 CEST and 02:00 CET
+        let hourly = WindowSpec::new(WindowKind::Tumbling { size_ms: H }, 0, Some(chrono_tz::Europe::Berlin)).expect("valid");
+        assert_eq!(hourly.assign(oct25 + 10 * MIN), vec![w(oct25, oct25 + H)]);
+        assert_eq!(hourly.assign(oct25 + H + 10 * MIN), vec![w(oct25 + H, oct25 + 2 * H)]);
     }
 
     #[test]
