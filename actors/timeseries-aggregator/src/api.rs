@@ -24,6 +24,7 @@ use crate::rest::{Feed, MAX_BATCH, MAX_EVENTS, Request};
 use crate::sinks::PgSink;
 use crate::spec::{Job, JobSpec};
 use crate::stats::Stats;
+use crate::store::WindowQuery;
 
 /// Result rows per `/windows` page at most.
 const MAX_WINDOWS: u64 = 10_000;
@@ -208,7 +209,17 @@ async fn windows(State(api): State<Api>, Path(id): Path<String>, Query(q): Query
     let rows = api
         .book
         .store
-        .windows(&id, key.as_deref(), from, to, q.final_only.unwrap_or(false), limit)
+        .windows(
+            &id,
+            &WindowQuery {
+                key: key.as_deref(),
+                from,
+                to,
+                final_only: q.final_only.unwrap_or(false),
+                limit,
+                newest_first: false,
+            },
+        )
         .await
         .map_err(TsError::from)?;
     let windows: Vec<Value> = rows.iter().map(|r| row_json(Some(&job), r)).collect();
@@ -271,9 +282,24 @@ async fn live(api: Api, job: Arc<Job>, q: WsQuery, mut socket: WebSocket) {
                 json!({"type": "resume", "seq": api.hub.seq(), "results": items})
             }
             None => {
-                let rows =
-                    api.book.store.windows(&job.spec.id, key.as_deref(), 0, i64::MAX / 2, final_only, 1000).await;
-                let windows: Vec<Value> = rows.unwrap_or_default().iter().map(|r| row_json(Some(&job), r)).collect();
+                // the newest 1000 windows, oldest first
+                let rows = api
+                    .book
+                    .store
+                    .windows(
+                        &job.spec.id,
+                        &WindowQuery {
+                            key: key.as_deref(),
+                            from: 0,
+                            to: i64::MAX / 2,
+                            final_only,
+                            limit: 1000,
+                            newest_first: true,
+                        },
+                    )
+                    .await;
+                let windows: Vec<Value> =
+                    rows.unwrap_or_default().iter().rev().map(|r| row_json(Some(&job), r)).collect();
                 json!({"type": "snapshot", "seq": api.hub.seq(), "windows": windows})
             }
         };

@@ -60,14 +60,14 @@ impl Hub {
     }
 
     fn push(&self, job: &str, key: String, is_final: bool, result: Value) {
+        // Numbered, stored and sent under one lock, so sequence numbers leave in order.
+        let Ok(mut ring) = self.inner.ring.lock() else { return };
         let seq = self.inner.seq.fetch_add(1, Ordering::AcqRel) + 1;
         let u = Arc::new(Update { seq, job: job.to_owned(), key, is_final, result });
-        if let Ok(mut ring) = self.inner.ring.lock() {
-            if ring.len() >= RING {
-                ring.pop_front();
-            }
-            ring.push_back(u.clone());
+        if ring.len() >= RING {
+            ring.pop_front();
         }
+        ring.push_back(u.clone());
         let _ = self.inner.tx.send(u);
     }
 
@@ -97,10 +97,11 @@ impl Hub {
         self.inner.tx.subscribe()
     }
 
-    /// Updates after `since` still in the ring, or `None` when some were already dropped.
+    /// Updates after `since` still in the ring, or `None` when some were already dropped or
+    /// `since` is not this node's (ahead of its numbering: another node, or before a restart).
     pub fn since(&self, since: u64) -> Option<Vec<Arc<Update>>> {
         let ring = self.inner.ring.lock().ok()?;
-        if since < self.seq() && ring.front().is_none_or(|f| f.seq > since + 1) {
+        if since > self.seq() || (since < self.seq() && ring.front().is_none_or(|f| f.seq > since + 1)) {
             return None;
         }
         Some(ring.iter().filter(|u| u.seq > since).cloned().collect())

@@ -44,10 +44,14 @@ impl KafkaSide {
     async fn partition(&self, job: &str, part: &str) -> Result<Shared, crate::error::TsError> {
         let current = self.book.get(job).ok_or_else(|| crate::error::TsError::NotFound(format!("job '{job}'")))?;
         let existing = self.parts.lock().ok().and_then(|m| m.get(&(job.to_owned(), part.to_owned())).cloned());
-        if let Some(p) = existing
-            && p.lock().await.job.version == current.version
-        {
-            return Ok(p);
+        if let Some(p) = existing {
+            let usable = {
+                let g = p.lock().await;
+                g.job.version == current.version && !g.poisoned
+            };
+            if usable {
+                return Ok(p);
+            }
         }
         let p = Arc::new(tokio::sync::Mutex::new(self.pipeline.load(current, part).await?));
         if let Ok(mut m) = self.parts.lock() {
@@ -91,6 +95,12 @@ impl KafkaSide {
                 }
             };
             let mut p = shared.lock().await;
+            if p.poisoned {
+                // another task failed on it between our lookup and our lock: reload
+                drop(p);
+                self.forget(job, &part);
+                continue;
+            }
             let items: Vec<Item> = batch
                 .iter()
                 .map(|r| Item {
@@ -137,7 +147,15 @@ impl KafkaSide {
                 self.parts.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
             let now = now_ms();
             for ((job, part), shared) in list {
+                if self.book.get(&job).is_none() {
+                    // deleted job: drop its partitions
+                    self.forget(&job, &part);
+                    continue;
+                }
                 let mut p = shared.lock().await;
+                if p.poisoned {
+                    continue;
+                }
                 let idle = now - p.last_active_ms >= p.job.engine.idle_timeout_ms;
                 let floor =
                     if idle { self.marks.lock().ok().and_then(|m| m.get(&job).map(|w| w.combined(now))) } else { None };

@@ -37,6 +37,9 @@ pub struct Partition {
     pub seq: i64,
     pub next_offset: i64,
     pub last_active_ms: i64,
+    /// Set when a run or tick failed after changing the engine: the partition must be reloaded
+    /// from its checkpoint, never used again (a task waiting on its lock checks this).
+    pub poisoned: bool,
 }
 
 /// One input record: parsed JSON (or why not), its offset and Kafka record (if any).
@@ -113,10 +116,18 @@ impl Pipeline {
                     .map_err(|e| TsError::Store(format!("checkpoint of {}/{part} unreadable: {e}", job.spec.id)))?;
                 (Engine::restore(job.engine.clone(), snap, now), cp.seq, cp.next_offset)
             }
-            Some(cp) => (Engine::new(job.engine.clone()), cp.seq, cp.next_offset),
+            // Another version of the job: open windows start again, but the watermark carries
+            // over, so windows already emitted final stay closed.
+            Some(cp) => {
+                let mut engine = Engine::new(job.engine.clone());
+                if let Ok(snap) = serde_json::from_str::<Snapshot>(&cp.state) {
+                    engine.set_floor(snap.watermark());
+                }
+                (engine, cp.seq, cp.next_offset)
+            }
             None => (Engine::new(job.engine.clone()), 0, 0),
         };
-        Ok(Partition { job, part: part.to_owned(), engine, seq, next_offset, last_active_ms: now })
+        Ok(Partition { job, part: part.to_owned(), engine, seq, next_offset, last_active_ms: now, poisoned: false })
     }
 
     /// Runs records through a partition and commits (see the module doc).
@@ -179,7 +190,10 @@ impl Pipeline {
         p.last_active_ms = now;
         let emissions = p.engine.advance(now);
         report.emitted = emissions.len();
-        self.commit(p, emissions, out, next_offset).await?;
+        if let Err(e) = self.commit(p, emissions, out, next_offset).await {
+            p.poisoned = true;
+            return Err(e);
+        }
         self.stats.record(&job.spec.id, &report);
         Ok(report)
     }
@@ -196,7 +210,10 @@ impl Pipeline {
         }
         let n = emissions.len();
         let next = p.next_offset;
-        self.commit(p, emissions, Vec::new(), next).await?;
+        if let Err(e) = self.commit(p, emissions, Vec::new(), next).await {
+            p.poisoned = true;
+            return Err(e);
+        }
         Ok(n)
     }
 
@@ -251,6 +268,11 @@ impl Pipeline {
         let state = serde_json::to_string(&p.engine.snapshot())
             .map_err(|e| RunError::Failed(TsError::Store(format!("snapshot: {e}"))))?;
         let cp = Checkpoint { seq: p.seq, job_version: job.version, next_offset, state };
+        if let Some(pg) = &self.pg {
+            for table in job.postgres_tables() {
+                pg.ensure_partitions(table, rows.iter().map(|r| r.start)).await?;
+            }
+        }
         let txn = self.store.begin().await?;
         self.store.upsert_windows(&txn, &rows).await?;
         if let Some(pg) = &self.pg {

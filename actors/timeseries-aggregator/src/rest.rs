@@ -108,7 +108,7 @@ impl Actor for RestActor {
 
 async fn partition<'a>(state: &'a mut RestState, id: &str) -> Result<&'a mut Partition, TsError> {
     let job = state.book.get(id).ok_or_else(|| TsError::NotFound(format!("job '{id}'")))?;
-    let fresh = state.parts.get(id).is_none_or(|p| p.job.version != job.version);
+    let fresh = state.parts.get(id).is_none_or(|p| p.job.version != job.version || p.poisoned);
     if fresh {
         let p = state.pipeline.load(job, REST_PART).await?;
         state.parts.insert(id.to_owned(), p);
@@ -149,6 +149,9 @@ async fn ingest(state: &mut RestState, id: &str, events: Vec<Value>) -> Result<V
 
 async fn tick(state: &mut RestState) {
     let pipeline = state.pipeline.clone();
+    let book = state.book.clone();
+    // Partitions of deleted or changed jobs are dropped (the next request reloads).
+    state.parts.retain(|id, p| book.get(id).is_some_and(|j| j.version == p.job.version));
     let mut failed = Vec::new();
     for (id, p) in state.parts.iter_mut() {
         if let Err(e) = pipeline.tick(p, None).await {
@@ -244,6 +247,9 @@ async fn batch(
     }
     store.upsert_windows(&txn, &rows).await?;
     if let Some(pg) = &state.pipeline.pg {
+        for table in job.postgres_tables() {
+            pg.ensure_partitions(table, rows.iter().map(|r| r.start)).await?;
+        }
         let sink_rows: Vec<crate::sinks::SinkRow> = rows
             .iter()
             .map(|r| {

@@ -92,11 +92,6 @@ impl PgSink {
 
     /// Upserts results in `txn` (a newer version replaces an older one, never the reverse).
     pub async fn write(&self, txn: &DatabaseTransaction, table: &str, rows: &[SinkRow]) -> Result<(), DbErr> {
-        if self.layout().await? == Layout::MonthlyPartitions {
-            for r in rows {
-                self.ensure_partition(txn, table, r.start).await?;
-            }
-        }
         let rows = crate::store::newest(rows, |r| (&r.key_text, r.start), |r| r.version);
         let columns = [
             "?",
@@ -137,19 +132,31 @@ impl PgSink {
         Ok(())
     }
 
-    async fn ensure_partition(&self, txn: &DatabaseTransaction, table: &str, ts: i64) -> Result<(), DbErr> {
-        let (from, to, name) = month_of(ts);
-        if self.partitions.lock().map(|p| p.contains(&(table.to_owned(), from))).unwrap_or(false) {
+    /// Creates the monthly partitions rows starting at `starts` need, each in its own statement
+    /// (before the transaction that writes the rows: a rolled-back transaction must not leave
+    /// this cache believing a partition exists). Concurrent creators on other nodes are fine.
+    pub async fn ensure_partitions(&self, table: &str, starts: impl Iterator<Item = i64>) -> Result<(), DbErr> {
+        if self.layout().await? != Layout::MonthlyPartitions {
             return Ok(());
         }
-        txn.execute_unprepared(&format!(
-            "CREATE TABLE IF NOT EXISTS {table}_{name} PARTITION OF {table} FOR VALUES FROM ('{}') TO ('{}')",
-            loom_streams::time::rfc3339(from),
-            loom_streams::time::rfc3339(to)
-        ))
-        .await?;
-        if let Ok(mut p) = self.partitions.lock() {
-            p.insert((table.to_owned(), from));
+        let months: std::collections::BTreeSet<(i64, i64, String)> = starts.map(month_of).collect();
+        for (from, to, name) in months {
+            if self.partitions.lock().map(|p| p.contains(&(table.to_owned(), from))).unwrap_or(false) {
+                continue;
+            }
+            let ddl = format!(
+                "CREATE TABLE IF NOT EXISTS {table}_{name} PARTITION OF {table} FOR VALUES FROM ('{}') TO ('{}')",
+                loom_streams::time::rfc3339(from),
+                loom_streams::time::rfc3339(to)
+            );
+            if let Err(e) = self.store.db.execute_unprepared(&ddl).await {
+                // Another node may have created it at the same moment; check by retrying once.
+                tracing::debug!(table, partition = %name, error = %e, "partition creation raced; retrying");
+                self.store.db.execute_unprepared(&ddl).await?;
+            }
+            if let Ok(mut p) = self.partitions.lock() {
+                p.insert((table.to_owned(), from));
+            }
         }
         Ok(())
     }

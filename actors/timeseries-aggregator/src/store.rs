@@ -136,6 +136,17 @@ pub struct WindowRow {
     pub is_final: bool,
 }
 
+/// Which result rows `Store::windows` returns.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowQuery<'a> {
+    pub key: Option<&'a str>,
+    pub from: i64,
+    pub to: i64,
+    pub final_only: bool,
+    pub limit: u64,
+    pub newest_first: bool,
+}
+
 /// A partition's checkpoint.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
@@ -408,15 +419,9 @@ impl Store {
     }
 
     /// Result rows of a job, by time, optionally of one key and final only.
-    pub async fn windows(
-        &self,
-        job: &str,
-        key: Option<&str>,
-        from: i64,
-        to: i64,
-        final_only: bool,
-        limit: u64,
-    ) -> Result<Vec<WindowRow>, DbErr> {
+    pub async fn windows(&self, job: &str, q: &WindowQuery<'_>) -> Result<Vec<WindowRow>, DbErr> {
+        let (key, from, to, final_only, limit, newest_first) =
+            (q.key, q.from, q.to, q.final_only, q.limit, q.newest_first);
         let mut sql = String::from(
             "SELECT job, wkey, window_start, window_end, vals, cnt, version, is_final FROM ts_windows \
              WHERE job = ? AND window_start >= ? AND window_start < ?",
@@ -430,7 +435,8 @@ impl Store {
             sql.push_str(" AND is_final = ?");
             values.push(true.into());
         }
-        sql.push_str(&format!(" ORDER BY window_start, wkey LIMIT {limit}"));
+        let order = if newest_first { "DESC" } else { "ASC" };
+        sql.push_str(&format!(" ORDER BY window_start {order}, wkey LIMIT {limit}"));
         let rows = self.db.query_all_raw(stmt(self.backend(), &sql, values)).await?;
         rows.into_iter().map(window_row).collect()
     }

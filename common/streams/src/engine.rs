@@ -124,8 +124,22 @@ pub struct EngineStats {
 pub struct Snapshot {
     slots: Vec<(String, i64, Slot)>,
     max_ts: i64,
+    /// The job-wide floor applied while idle (windows it closed must stay closed after a reload).
+    #[serde(default = "no_floor")]
+    floor: i64,
     key_marks: Vec<(String, i64)>,
     stats: EngineStats,
+}
+
+fn no_floor() -> i64 {
+    NONE
+}
+
+impl Snapshot {
+    /// The watermark the snapshot's engine had (to carry over when its job changes).
+    pub fn watermark(&self) -> i64 {
+        self.max_ts.max(self.floor)
+    }
 }
 
 pub struct Engine {
@@ -396,11 +410,10 @@ impl Engine {
         Snapshot {
             slots: self.slots.sorted().into_iter().map(|(k, s, slot)| (k.clone(), s, slot.clone())).collect(),
             max_ts: self.max_ts,
-            key_marks: if self.spec.per_key_watermark {
-                self.slots.keys().map(|k| (k.clone(), self.keys.own(k))).collect()
-            } else {
-                Vec::new()
-            },
+            floor: self.floor,
+            // every key's mark (bounded by the pruning in `advance`), not only keys with open
+            // windows: a key whose windows closed must still find its old events late
+            key_marks: self.keys.marks().map(|(k, ts)| (k.clone(), ts)).collect(),
             stats: self.stats,
         }
     }
@@ -419,6 +432,7 @@ impl Engine {
             }
         }
         e.max_ts = snap.max_ts;
+        e.floor = snap.floor;
         e.stats = snap.stats;
         e
     }

@@ -81,6 +81,11 @@ impl<K: Hash + Eq + Clone> Watermarks<K> {
         self.members.len()
     }
 
+    /// Every member's own watermark.
+    pub fn marks(&self) -> impl Iterator<Item = (&K, i64)> {
+        self.members.iter().map(|(k, m)| (k, m.max_event_ms))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }

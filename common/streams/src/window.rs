@@ -240,8 +240,8 @@ mod tests {
 
     #[test]
     fn short_windows_in_the_repeated_hour_hold_their_events() {
-        let berlin =
-            WindowSpec::new(WindowKind::Tumbling { size_ms: 15 * MIN }, 0, Some(chrono_tz::Europe::Berlin)).expect("valid");
+        let berlin = WindowSpec::new(WindowKind::Tumbling { size_ms: 15 * MIN }, 0, Some(chrono_tz::Europe::Berlin))
+            .expect("valid");
         let oct25 = 1_792_886_400_000; // 2026-10-25T00:00:00Z; local 02:00-03:00 happens twice
         for ts in [oct25 + 10 * MIN, oct25 + H + 10 * MIN, oct25 + H + 50 * MIN, oct25 + 2 * H + 5 * MIN] {
             let got = berlin.assign(ts);
@@ -249,7 +249,8 @@ mod tests {
             assert_eq!(got[0].end - got[0].start, 15 * MIN, "{ts}: {got:?}");
         }
         // the repeated hour has its own hourly window: 02:00 CEST and 02:00 CET
-        let hourly = WindowSpec::new(WindowKind::Tumbling { size_ms: H }, 0, Some(chrono_tz::Europe::Berlin)).expect("valid");
+        let hourly =
+            WindowSpec::new(WindowKind::Tumbling { size_ms: H }, 0, Some(chrono_tz::Europe::Berlin)).expect("valid");
         assert_eq!(hourly.assign(oct25 + 10 * MIN), vec![w(oct25, oct25 + H)]);
         assert_eq!(hourly.assign(oct25 + H + 10 * MIN), vec![w(oct25 + H, oct25 + 2 * H)]);
     }

@@ -301,3 +301,25 @@ proptest! {
         prop_assert_eq!(counted, raw.len() as u64 * per_event);
     }
 }
+
+#[test]
+fn a_floor_and_key_marks_survive_a_checkpoint() {
+    let mut e = tumbling(0);
+    e.ingest(&ev("a", 30 * S, 1.0), 0).expect("counted");
+    e.set_floor(2 * M);
+    assert_eq!(e.advance(0).len(), 1, "the idle floor closed [0, 1m)");
+    let snap: Snapshot = serde_json::from_str(&serde_json::to_string(&e.snapshot()).expect("enc")).expect("dec");
+    assert_eq!(snap.watermark(), 2 * M);
+    let mut back = Engine::restore(e.spec().clone(), snap, 0);
+    assert!(back.ingest(&ev("a", 45 * S, 1.0), 0).expect("not refused").is_some(), "still late after a reload");
+
+    let mut s = spec(WindowKind::Tumbling { size_ms: M }, 0, Emit::Final);
+    s.per_key_watermark = true;
+    let mut k = Engine::new(s.clone());
+    k.ingest(&ev("d", 30 * S, 1.0), 0).expect("counted");
+    k.ingest(&ev("d", 2 * M, 1.0), 0).expect("counted");
+    assert_eq!(k.advance(0).len(), 1);
+    k.ingest(&ev("d", 2 * M + 5 * S, 1.0), 0).expect("counted");
+    let mut back = Engine::restore(s, k.snapshot(), 0);
+    assert!(back.ingest(&ev("d", 40 * S, 1.0), 0).expect("not refused").is_some(), "the key's mark survived");
+}
