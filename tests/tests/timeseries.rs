@@ -303,7 +303,7 @@ async fn three_nodes_aggregate_a_topic_through_a_kill_and_match_the_model() {
     let (source, out, late_topic) = (format!("{p}.in"), format!("{p}.agg"), format!("{p}.late"));
     ensure_topics(&kafka_section(), &[&source], 6).await.unwrap();
     let db = infra::fresh_postgres_database("timeseries").await;
-    let cookie = format!("ts-{}", std::process::id());
+    let cookie = format!("timeseries-cookie-{}", std::process::id());
     let opts = |seeds: &[&LoomNode]| kafka_env(member_options(&cookie, seeds)).env("LOOM_DATABASE_URL", &db);
     let n1 = start_member("ts1", opts(&[])).await;
     let n2 = start_member("ts2", opts(&[&n1])).await;
