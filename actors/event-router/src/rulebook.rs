@@ -96,26 +96,12 @@ impl RuleBook {
 
     /// Keeps this node's rule set current: broadcasts, plus a 2 s poll of the revision.
     pub async fn follow(self) {
-        let mut rx = match &self.cluster {
-            Some(c) => c.subscribe(RULES_TOPIC).await.ok(),
-            None => None,
-        };
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        loop {
-            match &mut rx {
-                Some(r) => {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        m = r.recv() => if m.is_none() { rx = None; },
-                    }
-                }
-                None => {
-                    tick.tick().await;
-                }
-            }
+        let cluster = self.cluster.clone();
+        loom_service::follow::reload_on(cluster, RULES_TOPIC, Duration::from_secs(2), || async {
             if let Err(e) = self.reload().await {
                 tracing::debug!(error = %e, "rule reload failed; retrying");
             }
-        }
+        })
+        .await
     }
 }

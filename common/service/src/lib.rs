@@ -7,6 +7,7 @@
 
 pub mod control;
 pub mod core;
+pub mod follow;
 pub mod handle;
 pub mod ops;
 
