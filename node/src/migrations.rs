@@ -8,7 +8,7 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        let mut all = Vec::new();
+        let mut all: Vec<Box<dyn MigrationTrait>> = vec![Box::new(loom_storage::documents::Migration)];
         all.extend(loom_schema_registry::migrations());
         all.extend(loom_device_identity::migrations());
         all.extend(loom_event_router::migrations());

@@ -1,8 +1,15 @@
-//! Data Deduplication — port 8022: duplicate event detection within configurable windows, fuzzy matching.
+//! Data Deduplication — port 8022 (issue #16).
 //!
-//! Built so far: the service's supervised tree (its `core` actor) and the ops routes every port
-//! serves. Its feature routes are not built yet: until they are, the port answers `/health`,
-//! `/ready`, `/metrics` and `/version`, and 404 problem+json for anything else.
+//! - `policy.rs`: policy specs, validation naming the field (pure, table-tested).
+//! - `features.rs`: identity hashes, canonical JSON, MinHash, record comparators (pure).
+//! - `engine.rs`: one partition's verdicts — exact keys, the Bloom ring (`bloom.rs`), numeric,
+//!   text and record tiers, expiry, snapshots (pure, table-tested + a property).
+
+mod bloom;
+pub mod engine;
+mod error;
+pub mod features;
+pub mod policy;
 
 use loom_protocol::ServiceId;
 use loom_service::ServiceDef;

@@ -5,6 +5,7 @@
 //! service runs (`core`), and the ops provider behind `/health`, `/ready`, `/metrics`, `/version`
 //! (`ops`) — lives here, so service crates stay thin and never depend on each other.
 
+pub mod book;
 pub mod control;
 pub mod core;
 pub mod follow;

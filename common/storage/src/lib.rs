@@ -1,9 +1,11 @@
 //! The stores a node opens once at start and hands to every service: the database (`database`),
-//! the cache (`cache`) and the object store (`objects`), each with a health check. Which backend
+//! the cache (`cache`) and the object store (`objects`), each with a health check; and the
+//! versioned documents services keep their cluster-wide configuration in (`documents`). Which backend
 //! is used comes from config only; services see one API either way.
 
 pub mod cache;
 pub mod database;
+pub mod documents;
 pub mod objects;
 
 use std::time::{Duration, Instant};
