@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
         all.extend(loom_privacy_filter::migrations());
         all.extend(loom_health_aggregator::migrations());
         all.extend(loom_timeseries_aggregator::migrations());
+        all.extend(loom_dedup::migrations());
         all
     }
 }

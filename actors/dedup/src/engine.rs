@@ -38,7 +38,7 @@ pub enum Origin {
 }
 
 /// The untagged JSON form of an optional [`Origin`].
-mod shown {
+pub(crate) mod shown {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     use super::Origin;

@@ -99,7 +99,8 @@ pub struct WindowJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     /// How far behind the watermark (newest event time seen) a record may be and still be
-    /// checked; older records are `late`.
+    /// checked; older records are `late`. Default: one window — a resend is checked as long as
+    /// its original could still be remembered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lateness: Option<String>,
 }
@@ -422,7 +423,10 @@ impl Policy {
         };
         let lateness_ms = match &spec.window.lateness {
             Some(l) => dur("window.lateness", l)?,
-            None => 0,
+            None => match window {
+                Window::Time(w) => w,
+                Window::Count(_) => 0,
+            },
         };
         if lateness_ms < 0 {
             return Err(DedupError::spec("window.lateness", "must not be negative"));
@@ -517,6 +521,12 @@ impl Policy {
                 "the redis store keeps exact keys only: no bloom tier or fuzzy rules",
             ));
         }
+        if spec.store == StoreKind::Redis && (matches!(window, Window::Count(_)) || spec.keep == Keep::Last) {
+            return Err(DedupError::spec(
+                "store",
+                "the redis store expires keys by time (PX): a time window with keep: first",
+            ));
+        }
         Ok(Policy {
             spec,
             version,
@@ -554,6 +564,20 @@ impl Policy {
             .as_ref()
             .and_then(|o| o.dead_letter_topic.clone())
             .unwrap_or_else(|| format!("loom.dedup.{}.dlq", self.spec.id))
+    }
+
+    /// What the engine's state depends on: a saved state is reused by a new version of the
+    /// policy only if this is unchanged (a new identity or window starts from empty state).
+    pub fn state_fingerprint(&self) -> u64 {
+        let v = serde_json::to_value(&self.spec).unwrap_or_default();
+        let parts: Vec<&Value> =
+            ["identity", "ignore", "time", "window", "keep", "tier", "max_keys", "overflow", "bloom", "fuzzy", "store"]
+                .iter()
+                .map(|k| v.get(*k).unwrap_or(&Value::Null))
+                .collect();
+        let mut bytes = Vec::new();
+        features::canonical(&Value::Array(parts.into_iter().cloned().collect()), &mut bytes);
+        xxhash_rust::xxh3::xxh3_64(&bytes)
     }
 
     /// Prepares one event for the engine (pure): identity, event time, fuzzy features.

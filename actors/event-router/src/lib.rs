@@ -88,6 +88,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
             topics: config.router.sources.clone(),
             kafka: k.clone(),
             processor: Arc::new(router::RouterProcessor { router: router.clone() }),
+            transactional: false,
         };
         children.push(loom_kafka::service::member_child(ctx, sub, status.clone()));
         subscription = Some(status);

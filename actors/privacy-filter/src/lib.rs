@@ -120,6 +120,7 @@ fn stream_mode(
         topics: config.privacy.streams.iter().map(|s| s.from.clone()).collect(),
         kafka: config.kafka.clone(),
         processor: Arc::new(processor),
+        transactional: false,
     };
     let status = Arc::new(loom_kafka::consumer::SubscriptionStatus::default());
     children.push(loom_kafka::service::member_child(ctx, subscription, status));

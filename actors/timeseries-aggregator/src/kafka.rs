@@ -1,6 +1,6 @@
-//! Kafka sources. A [`SourcesActor`] (supervised) keeps one consumer-group member
-//! (`loom-kafka`'s `GroupMember`, linked to it, group `loom-timeseries.<job>`) per job with a
-//! `source`, started and stopped as jobs come and go. Records reach [`JobProcessor`] one batch
+//! Kafka sources. `loom-kafka`'s sources actor (supervised) keeps one consumer-group member
+//! (group `loom-timeseries.<job>`) per job with a `source`, started and stopped as jobs come
+//! and go ([`KafkaSide`] says which). Records reach [`JobProcessor`] one batch
 //! per partition at a time; each (job, partition) has a [`Partition`] loaded from its checkpoint
 //! on first use. A batch is done only after its results and the checkpoint (state + next offset)
 //! are committed, so the group offset never passes uncommitted work, and records below the
@@ -13,13 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use loom_config::KafkaSection;
-use loom_kafka::consumer::{GroupMember, MemberMsg, Subscription, SubscriptionStatus};
+use loom_kafka::consumer::Subscription;
 use loom_kafka::{Processor, Record};
 use loom_protocol::ServiceId;
-use loom_service::Mailbox;
 use loom_streams::watermark::Watermarks;
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
-use ractor_cluster_derive::RactorMessage;
 
 use crate::jobs::JobBook;
 use crate::pipeline::{Item, Partition, Pipeline, RunError};
@@ -32,13 +29,14 @@ type Shared = Arc<tokio::sync::Mutex<Partition>>;
 pub struct KafkaSide {
     pub book: JobBook,
     pub pipeline: Pipeline,
+    kafka: KafkaSection,
     parts: Arc<Mutex<HashMap<(String, String), Shared>>>,
     marks: Arc<Mutex<HashMap<String, Watermarks<String>>>>,
 }
 
 impl KafkaSide {
-    pub fn new(book: JobBook, pipeline: Pipeline) -> KafkaSide {
-        KafkaSide { book, pipeline, parts: Arc::default(), marks: Arc::default() }
+    pub fn new(book: JobBook, pipeline: Pipeline, kafka: KafkaSection) -> KafkaSide {
+        KafkaSide { book, pipeline, kafka, parts: Arc::default(), marks: Arc::default() }
     }
 
     async fn partition(&self, job: &str, part: &str) -> Result<Shared, crate::error::TsError> {
@@ -189,129 +187,28 @@ impl Processor for JobProcessor {
     }
 }
 
-#[derive(RactorMessage)]
-pub enum SourcesMsg {
-    Reconcile,
-}
-
-pub struct SourcesActor {
-    pub mailbox: Arc<Mailbox>,
-}
-
-pub struct SourcesArgs {
-    pub side: KafkaSide,
-    pub kafka: KafkaSection,
-}
-
-pub struct SourcesState {
-    side: KafkaSide,
-    kafka: KafkaSection,
-    members: HashMap<String, (String, ActorRef<MemberMsg>)>,
-    ticker: tokio::task::JoinHandle<()>,
-}
-
-#[ractor::async_trait]
-impl Actor for SourcesActor {
-    type Msg = SourcesMsg;
-    type State = SourcesState;
-    type Arguments = SourcesArgs;
-
-    async fn pre_start(&self, me: ActorRef<SourcesMsg>, args: SourcesArgs) -> Result<SourcesState, ActorProcessingErr> {
-        let mut changes = args.side.book.watch();
-        let ticker = tokio::spawn(async move {
-            loop {
-                if me.cast(SourcesMsg::Reconcile).is_err() {
-                    return;
-                }
-                tokio::select! {
-                    _ = changes.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                }
-            }
-        });
-        Ok(SourcesState { side: args.side, kafka: args.kafka, members: HashMap::new(), ticker })
+impl loom_kafka::sources::Sources for KafkaSide {
+    fn wanted(&self) -> Vec<(String, String, Subscription)> {
+        self.book
+            .all()
+            .iter()
+            .filter_map(|j| {
+                let topic = j.spec.source.as_ref()?.topic.clone();
+                let id = j.spec.id.clone();
+                let sub = Subscription {
+                    service: ServiceId::TimeseriesAggregator.name(),
+                    group: format!("loom-timeseries.{id}"),
+                    topics: vec![topic.clone()],
+                    kafka: self.kafka.clone(),
+                    processor: Arc::new(JobProcessor { job: id.clone(), side: self.clone() }),
+                    transactional: false,
+                };
+                Some((id, topic, sub))
+            })
+            .collect()
     }
 
-    async fn post_stop(&self, _: ActorRef<SourcesMsg>, state: &mut SourcesState) -> Result<(), ActorProcessingErr> {
-        state.ticker.abort();
-        for (_, (_, m)) in state.members.drain() {
-            m.stop(None);
-        }
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        me: ActorRef<SourcesMsg>,
-        msg: SourcesMsg,
-        state: &mut SourcesState,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            SourcesMsg::Reconcile => {
-                self.mailbox.handled();
-                reconcile(&me, state).await;
-            }
-        }
-        Ok(())
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _: ActorRef<SourcesMsg>,
-        event: SupervisionEvent,
-        state: &mut SourcesState,
-    ) -> Result<(), ActorProcessingErr> {
-        let cell = match &event {
-            SupervisionEvent::ActorFailed(cell, why) => {
-                loom_kafka::count_error(ServiceId::TimeseriesAggregator.name(), "member_failed");
-                tracing::error!(error = %why, "a job's consumer-group member failed; it restarts at the next reconcile");
-                cell.get_id()
-            }
-            SupervisionEvent::ActorTerminated(cell, ..) => cell.get_id(),
-            _ => return Ok(()),
-        };
-        state.members.retain(|_, (_, m)| m.get_id() != cell);
-        Ok(())
-    }
-}
-
-async fn reconcile(me: &ActorRef<SourcesMsg>, state: &mut SourcesState) {
-    let wanted: HashMap<String, String> = state
-        .side
-        .book
-        .all()
-        .iter()
-        .filter_map(|j| j.spec.source.as_ref().map(|s| (j.spec.id.clone(), s.topic.clone())))
-        .collect();
-    let gone: Vec<String> = state
-        .members
-        .iter()
-        .filter(|(id, (topic, _))| wanted.get(*id) != Some(topic))
-        .map(|(id, _)| id.clone())
-        .collect();
-    for id in gone {
-        if let Some((_, m)) = state.members.remove(&id) {
-            m.stop(Some("job removed or its source changed".into()));
-        }
-    }
-    for (id, topic) in wanted {
-        if state.members.contains_key(&id) {
-            continue;
-        }
-        let sub = Subscription {
-            service: ServiceId::TimeseriesAggregator.name(),
-            group: format!("loom-timeseries.{id}"),
-            topics: vec![topic.clone()],
-            kafka: state.kafka.clone(),
-            processor: Arc::new(JobProcessor { job: id.clone(), side: state.side.clone() }),
-        };
-        let member = GroupMember { subscription: sub, status: Arc::new(SubscriptionStatus::default()) };
-        match Actor::spawn_linked(None, member, (), me.get_cell()).await {
-            Ok((actor, _)) => {
-                tracing::info!(job = %id, %topic, "job source started");
-                state.members.insert(id, (topic, actor));
-            }
-            Err(e) => tracing::warn!(job = %id, error = %e, "job source did not start; retrying at the next reconcile"),
-        }
+    fn changes(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.book.watch()
     }
 }

@@ -18,7 +18,7 @@
 //! timeseries-aggregator supervisor
 //! ├── core
 //! ├── rest      (RestActor: REST-fed partitions of the jobs this node owns)
-//! └── sources   (SourcesActor, only with kafka.brokers)
+//! └── sources   (loom-kafka SourcesActor, only with kafka.brokers)
 //!     └── GroupMember per job with a source ── PartitionActor per assigned partition
 //! ```
 
@@ -92,11 +92,12 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     let mut side = None;
     let mut probes: Vec<loom_service::Probe> = Vec::new();
     if let (Some(k), Some(p)) = (&kafka, &producer) {
-        let s = kafka::KafkaSide::new(book.clone(), pipeline.clone());
+        let s = kafka::KafkaSide::new(book.clone(), pipeline.clone(), k.clone());
         tokio::spawn(s.clone().tick_loop());
-        let (for_actor, k2) = (s.clone(), k.clone());
+        let sources: std::sync::Arc<dyn loom_kafka::sources::Sources> = std::sync::Arc::new(s.clone());
         let (_, spec) = actor_child(ctx, "sources", move |mailbox| {
-            (kafka::SourcesActor { mailbox }, kafka::SourcesArgs { side: for_actor.clone(), kafka: k2.clone() })
+            let actor = loom_kafka::sources::SourcesActor { mailbox, service: ServiceId::TimeseriesAggregator.name() };
+            (actor, sources.clone())
         });
         children.push(spec);
         probes.push(loom_kafka::service::kafka_probe(p.clone(), config.kafka.brokers.len()));

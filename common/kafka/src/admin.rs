@@ -34,6 +34,23 @@ pub async fn ensure_topics(kafka: &KafkaSection, topics: &[&str], partitions: i3
     Ok(())
 }
 
+/// How many partitions a topic has (0 if it does not exist).
+pub async fn partition_count(kafka: &KafkaSection, topic: &str) -> Result<i32, KafkaError> {
+    let (kafka, topic) = (kafka.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let admin: AdminClient<DefaultClientContext> = client_config(&kafka, "loom-admin").create()?;
+        let md = admin.inner().fetch_metadata(Some(&topic), Timeout::After(CLIENT_TIMEOUT))?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len() as i32)
+            .sum())
+    })
+    .await
+    .unwrap_or(Err(KafkaError::Canceled))
+}
+
 /// Where a reader starts in each partition.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Start {
@@ -92,6 +109,72 @@ impl TopicReader {
             Err(_) => None,
             Ok(Ok(m)) => Some(Ok(Record::from_message(&m))),
             Ok(Err(e)) => Some(Err(e)),
+        }
+    }
+}
+
+/// Reads one partition, `read_committed`, from `from` to the end it had when the scan began,
+/// calling `seen` for every record; stops with an error after `limit`. The end is the high
+/// watermark at the start; because Tansu reports it as the last batch's *base* offset + 1, the
+/// scan then drains what the last fetch already brought (whole batches) until `idle` passes
+/// without a record — so a writer fenced before the scan has every record it wrote seen.
+pub async fn scan_partition(
+    kafka: &KafkaSection,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    limit: Duration,
+    mut seen: impl FnMut(&Record),
+) -> Result<u64, KafkaError> {
+    let (kafka, topic2) = (kafka.clone(), topic.to_owned());
+    let opened = tokio::task::spawn_blocking(move || -> Result<(StreamConsumer, i64), KafkaError> {
+        let consumer: StreamConsumer = client_config(&kafka, "loom-scan")
+            .set("group.id", "loom-scan-unused")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .create()?;
+        let (low, high) = consumer.fetch_watermarks(&topic2, partition, Timeout::After(CLIENT_TIMEOUT))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic2, partition, Offset::Offset(from.max(low)))?;
+        consumer.assign(&tpl)?;
+        Ok((consumer, high))
+    })
+    .await
+    .unwrap_or(Err(KafkaError::Canceled))?;
+    let (consumer, high) = opened;
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut n = 0;
+    let mut reached = from >= high;
+    let mut idle_rounds = 0;
+    loop {
+        let wait = if reached { Duration::from_millis(150) } else { Duration::from_millis(500) };
+        if tokio::time::Instant::now() > deadline {
+            return Err(KafkaError::Canceled);
+        }
+        match tokio::time::timeout(wait, consumer.recv()).await {
+            Ok(Ok(m)) => {
+                let r = Record::from_message(&m);
+                n += 1;
+                idle_rounds = 0;
+                reached |= r.offset + 1 >= high;
+                seen(&r);
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) if reached => return Ok(n),
+            Err(_) => {
+                // No record for a while: past control records (transaction markers) the position
+                // moves without a message.
+                let position = consumer
+                    .position()
+                    .ok()
+                    .and_then(|tpl| tpl.find_partition(topic, partition).and_then(|e| e.offset().to_raw()));
+                idle_rounds += 1;
+                // 2 s without a record and without the position moving there: nothing is left
+                // that a read_committed reader could see.
+                reached |= position.is_some_and(|p| p >= high) || idle_rounds >= 4;
+            }
         }
     }
 }

@@ -50,6 +50,27 @@ pub trait Processor: Send + Sync + 'static {
     /// (its effects are durable: produced and acknowledged, or dead-lettered); returned records
     /// are retried later, in order, and hold back the partition's commits until they are done.
     async fn process(&self, batch: Vec<Record>) -> Vec<Record>;
+
+    /// Called once the member's consumer exists, with a handle for processors that commit
+    /// offsets themselves (`Subscription::transactional`: in their producer's transaction).
+    fn attached(&self, _consumer: ConsumerHandle) {}
+
+    /// Called on every rebalance with the partitions gained and lost, before their actors
+    /// start or after they stop: partition state cached in the processor must be reloaded.
+    fn assignment_changed(&self, _gained: &[(String, i32)], _lost: &[(String, i32)]) {}
+}
+
+/// What a processor may do with the member's consumer.
+#[derive(Clone)]
+pub struct ConsumerHandle {
+    consumer: Arc<GroupConsumer>,
+}
+
+impl ConsumerHandle {
+    /// The group's generation and member id, for `send_offsets_to_transaction`.
+    pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.consumer.group_metadata()
+    }
 }
 
 /// One consumer-group subscription.
@@ -61,6 +82,9 @@ pub struct Subscription {
     pub topics: Vec<String>,
     pub kafka: KafkaSection,
     pub processor: Arc<dyn Processor>,
+    /// Read-process-write with transactions: the consumer reads `read_committed` and never
+    /// commits by itself; the processor commits offsets inside its producer's transactions.
+    pub transactional: bool,
 }
 
 /// Live facts about a subscription, for readiness and `/stats`.
@@ -165,7 +189,7 @@ impl Actor for GroupMember {
         let kafka = &s.kafka;
         let consumer: GroupConsumer = client_config(kafka, &format!("loom-{}", s.service))
             .set("group.id", &s.group)
-            .set("enable.auto.commit", "true")
+            .set("enable.auto.commit", if s.transactional { "false" } else { "true" })
             .set("enable.auto.offset.store", "false")
             .set("auto.commit.interval.ms", kafka.commit_interval.get().as_millis().to_string())
             .set("auto.offset.reset", "earliest")
@@ -178,6 +202,7 @@ impl Actor for GroupMember {
         let topics: Vec<&str> = s.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         let consumer = Arc::new(consumer);
+        s.processor.attached(ConsumerHandle { consumer: consumer.clone() });
         let poll = tokio::spawn(poll_loop(consumer.clone(), me, s.service, self.status.clone()));
         let committed: Arc<Mutex<HashMap<(String, i32), i64>>> = Default::default();
         let lag = tokio::spawn(lag_loop(consumer.clone(), committed.clone(), s.service));
@@ -208,6 +233,7 @@ impl Actor for GroupMember {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             MemberMsg::Assign(list) => {
+                self.subscription.processor.assignment_changed(&list, &[]);
                 for tp in list {
                     self.spawn_partition(&me, state, tp).await?;
                 }
@@ -215,12 +241,13 @@ impl Actor for GroupMember {
                 self.status.rebalances.fetch_add(1, Ordering::Relaxed);
             }
             MemberMsg::Revoke(list) => {
-                for tp in list {
-                    if let Some(actor) = state.partitions.remove(&tp) {
+                for tp in &list {
+                    if let Some(actor) = state.partitions.remove(tp) {
                         actor.stop(Some("partition revoked".into()));
                     }
-                    state.committed.lock().map(|mut c| c.remove(&tp)).ok();
+                    state.committed.lock().map(|mut c| c.remove(tp)).ok();
                 }
+                self.subscription.processor.assignment_changed(&[], &list);
                 self.status.rebalances.fetch_add(1, Ordering::Relaxed);
             }
             MemberMsg::Batch(records) => {

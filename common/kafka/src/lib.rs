@@ -20,6 +20,7 @@ pub mod consumer;
 pub mod offsets;
 pub mod producer;
 pub mod service;
+pub mod sources;
 
 use std::time::Duration;
 

@@ -86,6 +86,81 @@ impl Producer {
         Ok(Producer { inner, service, connected: Arc::new(AtomicBool::new(false)), handles: Arc::default() })
     }
 
+    /// A transactional producer (`transactional.id`): after [`Producer::init_transactions`]
+    /// any earlier producer with the same id is fenced — its open transaction aborted, its
+    /// further writes refused — so one id per unit of work (a dedup policy's source partition)
+    /// makes a crashed or revoked owner harmless.
+    pub fn transactional(kafka: &KafkaSection, service: &'static str, id: &str) -> Result<Producer, KafkaError> {
+        let inner: FutureProducer = client_config(kafka, &format!("loom-{service}"))
+            .set("transactional.id", id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("transaction.timeout.ms", "60000")
+            .set("queue.buffering.max.messages", MAX_QUEUED.to_string())
+            .set("message.timeout.ms", kafka.produce_timeout.get().as_millis().to_string())
+            .create()?;
+        Ok(Producer { inner, service, connected: Arc::new(AtomicBool::new(false)), handles: Arc::default() })
+    }
+
+    /// Runs a blocking transaction call of librdkafka off the runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&FutureProducer) -> Result<T, KafkaError> + Send + 'static,
+    ) -> Result<T, KafkaError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || call(&inner)).await.unwrap_or(Err(KafkaError::Canceled))
+    }
+
+    /// Registers the transactional id with the coordinator, fencing older producers with it.
+    pub async fn init_transactions(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.blocking(move |p| p.init_transactions(Timeout::After(timeout))).await
+    }
+
+    pub fn begin_transaction(&self) -> Result<(), KafkaError> {
+        self.inner.begin_transaction()
+    }
+
+    /// Adds the consumer group's offsets (`(topic, partition, next offset)`) to the transaction.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: Vec<(String, i32, i64)>,
+        group: rdkafka::consumer::ConsumerGroupMetadata,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        self.blocking(move |p| {
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            for (t, part, o) in &offsets {
+                tpl.add_partition_offset(t, *part, rdkafka::Offset::Offset(*o))?;
+            }
+            p.send_offsets_to_transaction(&tpl, &group, Timeout::After(timeout))
+        })
+        .await
+    }
+
+    /// Commits the open transaction (flushing its records first).
+    pub async fn commit_transaction(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.blocking(move |p| p.commit_transaction(Timeout::After(timeout))).await
+    }
+
+    pub async fn abort_transaction(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.blocking(move |p| p.abort_transaction(Timeout::After(timeout))).await
+    }
+
+    /// Partition count of a topic (metadata), blocking call off the runtime.
+    pub async fn partitions(&self, topic: &str) -> Result<i32, KafkaError> {
+        let topic = topic.to_owned();
+        self.blocking(move |p| {
+            let md = p.client().fetch_metadata(Some(&topic), Timeout::After(CLIENT_TIMEOUT))?;
+            let n = md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
+            if n == 0 {
+                return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
+            }
+            Ok(n as i32)
+        })
+        .await
+    }
+
     /// Sends one record and waits for the broker's acknowledgement.
     pub async fn send(&self, out: Outgoing<'_>) -> Result<Delivered, ProduceError> {
         self.enqueue(out)?.acknowledged().await

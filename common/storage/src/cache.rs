@@ -103,6 +103,91 @@ impl Cache {
         }
     }
 
+    /// `SET NX PX … GET` for many keys in one round trip: per key, `None` when this call stored
+    /// it, or the value that was already there (which stays, with its own TTL).
+    pub async fn set_if_absent_many(
+        &self,
+        entries: &[(String, Vec<u8>)],
+        ttl: Duration,
+    ) -> Result<Vec<Option<Vec<u8>>>, String> {
+        match self {
+            Cache::Local(c) => {
+                let mut out = Vec::with_capacity(entries.len());
+                for (key, value) in entries {
+                    let entry =
+                        c.entry(key.clone()).or_insert_with(async { Entry { value: value.clone(), ttl } }).await;
+                    out.push((!entry.is_fresh()).then(|| entry.into_value().value));
+                }
+                Ok(out)
+            }
+            Cache::Redis(m) => {
+                let mut pipe = redis::pipe();
+                for (key, value) in entries {
+                    pipe.cmd("SET").arg(key).arg(value).arg("NX").arg("PX").arg(ttl_ms(ttl)).arg("GET");
+                }
+                pipe.query_async(&mut m.clone()).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The values of many keys in one round trip (`MGET`).
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        match self {
+            Cache::Local(c) => {
+                let mut out = Vec::with_capacity(keys.len());
+                for k in keys {
+                    out.push(c.get(k).await.map(|e| e.value));
+                }
+                Ok(out)
+            }
+            Cache::Redis(_) if keys.is_empty() => Ok(Vec::new()),
+            Cache::Redis(m) => {
+                redis::cmd("MGET").arg(keys).query_async(&mut m.clone()).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Removes every key starting with `prefix` (Redis: `SCAN` + `UNLINK`); how many went.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, String> {
+        match self {
+            Cache::Local(c) => {
+                let keys: Vec<String> =
+                    c.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, _)| (*k).clone()).collect();
+                for k in &keys {
+                    c.remove(k).await;
+                }
+                Ok(keys.len() as u64)
+            }
+            Cache::Redis(m) => {
+                let mut conn = m.clone();
+                let pattern = format!("{}*", prefix.replace(['*', '?', '[', ']', '\\'], "?"));
+                let mut cursor: u64 = 0;
+                let mut gone = 0;
+                loop {
+                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let keys: Vec<String> = keys.into_iter().filter(|k| k.starts_with(prefix)).collect();
+                    if !keys.is_empty() {
+                        let n: u64 =
+                            redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await.map_err(|e| e.to_string())?;
+                        gone += n;
+                    }
+                    if next == 0 {
+                        return Ok(gone);
+                    }
+                    cursor = next;
+                }
+            }
+        }
+    }
+
     /// Removes the key; true when it existed.
     pub async fn delete(&self, key: &str) -> Result<bool, String> {
         match self {
@@ -122,5 +207,24 @@ impl Cache {
                 (pong == "PONG").then_some(()).ok_or_else(|| format!("unexpected reply `{pong}`"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn batched_set_if_absent_returns_what_was_there() {
+        let c = Cache::local(100);
+        let ttl = Duration::from_secs(60);
+        let first = c.set_if_absent_many(&[("p:a".into(), b"1".to_vec()), ("p:b".into(), b"2".to_vec())], ttl).await;
+        assert_eq!(first.unwrap(), vec![None, None]);
+        let again = c.set_if_absent_many(&[("p:a".into(), b"9".to_vec()), ("q:c".into(), b"3".to_vec())], ttl).await;
+        assert_eq!(again.unwrap(), vec![Some(b"1".to_vec()), None], "the first value stays");
+        let got = c.get_many(&["p:a".into(), "p:x".into()]).await.unwrap();
+        assert_eq!(got, vec![Some(b"1".to_vec()), None]);
+        assert_eq!(c.delete_prefix("p:").await.unwrap(), 2);
+        assert_eq!(c.get("q:c").await.unwrap(), Some(b"3".to_vec()));
     }
 }

@@ -1,0 +1,165 @@
+//! The routes on 8022: policies CRUD (`/policies`, admin scope like every `/policies` route),
+//! `POST /check` (and `?dry_run=true`), `GET /policies/{id}/stats` and
+//! `DELETE /policies/{id}/state`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use loom_http::{ApiError, ApiJson};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::DedupError;
+use crate::kafka::StreamSide;
+use crate::policy::{Policy, PolicySpec, StoreKind};
+use crate::rest::{Book, Checker, MAX_EVENTS, Request};
+use crate::stats::Stats;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct Api {
+    pub book: Book,
+    pub checker: Checker,
+    pub stats: Stats,
+    pub store: Store,
+    pub kafka: Option<loom_config::KafkaSection>,
+    pub redis: bool,
+    pub stream: Option<StreamSide>,
+    pub node: String,
+}
+
+pub fn routes(api: Api) -> Router {
+    Router::new()
+        .route("/policies", get(list).post(create))
+        .route("/policies/{id}", get(read).put(replace).delete(remove))
+        .route("/policies/{id}/stats", get(stats))
+        .route("/policies/{id}/state", delete(clear_state))
+        .route("/check", post(check))
+        .with_state(api)
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+async fn list(State(api): State<Api>) -> Result<Json<Value>> {
+    Ok(Json(json!({ "revision": api.book.revision(), "policies": api.book.stored().await.map_err(DedupError::from)? })))
+}
+
+/// Checks what a policy needs beyond its spec (Kafka, Redis) and creates its topics.
+async fn prepare(api: &Api, spec: &PolicySpec) -> std::result::Result<(), DedupError> {
+    let policy = Policy::compile(spec.clone(), 0)?;
+    if policy.spec.store == StoreKind::Redis && !api.redis {
+        return Err(DedupError::RedisOff);
+    }
+    if let Some(source) = &policy.spec.source {
+        let Some(kafka) = &api.kafka else { return Err(DedupError::KafkaOff) };
+        crate::kafka::ensure_topics(kafka, &policy, &source.topic).await?;
+    }
+    Ok(())
+}
+
+async fn create(State(api): State<Api>, ApiJson(spec): ApiJson<PolicySpec>) -> Result<Response> {
+    if api.book.stored().await.map_err(DedupError::from)?.iter().any(|p| p.spec.id == spec.id) {
+        return Err(DedupError::Conflict(format!(
+            "policy '{}' exists; PUT /policies/{} replaces it",
+            spec.id, spec.id
+        ))
+        .into());
+    }
+    prepare(&api, &spec).await?;
+    let stored = api.book.put(spec).await?;
+    Ok((StatusCode::CREATED, Json(stored)).into_response())
+}
+
+async fn read(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
+    let p = api.book.stored().await.map_err(DedupError::from)?.into_iter().find(|p| p.spec.id == id);
+    let p = p.ok_or_else(|| DedupError::NotFound(format!("policy '{id}'")))?;
+    Ok(Json(serde_json::to_value(p).unwrap_or_default()))
+}
+
+async fn replace(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    ApiJson(spec): ApiJson<PolicySpec>,
+) -> Result<Json<Value>> {
+    if spec.id != id {
+        return Err(DedupError::Invalid(format!("the body's id '{}' is not the path's '{id}'", spec.id)).into());
+    }
+    prepare(&api, &spec).await?;
+    Ok(Json(serde_json::to_value(api.book.put(spec).await?).unwrap_or_default()))
+}
+
+async fn remove(State(api): State<Api>, Path(id): Path<String>) -> Result<StatusCode> {
+    api.book.delete(&id).await.map_err(DedupError::from)?;
+    api.stats.forget(&id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckQuery {
+    dry_run: Option<bool>,
+}
+
+async fn check(
+    State(api): State<Api>,
+    Query(q): Query<CheckQuery>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>> {
+    let Value::Object(mut body) = body else {
+        return Err(DedupError::Invalid("expected {\"policy\": \"…\", \"events\": [...]}".into()).into());
+    };
+    let Some(Value::String(policy)) = body.remove("policy") else {
+        return Err(DedupError::Invalid("\"policy\" (the policy id, a string) is required".into()).into());
+    };
+    let Some(Value::Array(events)) = body.remove("events") else {
+        return Err(DedupError::Invalid("\"events\" (an array of JSON objects) is required".into()).into());
+    };
+    if let Some(k) = body.keys().next() {
+        return Err(DedupError::Invalid(format!("unknown field '{k}'; expected policy and events")).into());
+    }
+    if events.len() > MAX_EVENTS {
+        return Err(DedupError::TooMany(MAX_EVENTS).into());
+    }
+    if api.book.get(&policy).is_none() {
+        return Err(DedupError::NotFound(format!("policy '{policy}'")).into());
+    }
+    let dry_run = q.dry_run.unwrap_or(false);
+    Ok(Json(api.checker.call(&policy, Request::Check { events, dry_run }).await?))
+}
+
+async fn stats(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
+    let entry = api.book.get(&id).ok_or_else(|| DedupError::NotFound(format!("policy '{id}'")))?;
+    let (total, parts, state) = api.stats.get(&id);
+    let saved: Vec<Value> = api
+        .store
+        .parts(&id)
+        .await
+        .map_err(DedupError::from)?
+        .into_iter()
+        .map(|(part, seq, next_offset, bytes)| json!({"part": part, "seq": seq, "next_offset": next_offset, "bytes": bytes}))
+        .collect();
+    let stream = match &api.stream {
+        Some(s) => s.status(&id),
+        None => Value::Null,
+    };
+    Ok(Json(json!({
+        "policy": id,
+        "version": entry.version,
+        "node": api.node,
+        "counters": total,
+        "parts": parts,
+        "state": state,
+        "checkpoints": saved,
+        "stream": stream,
+    })))
+}
+
+async fn clear_state(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
+    api.book.get(&id).ok_or_else(|| DedupError::NotFound(format!("policy '{id}'")))?;
+    let mut out = api.checker.call(&id, Request::Clear).await?;
+    if let Some(s) = &api.stream {
+        out["stream_parts_cleared"] = json!(s.clear(&id).await);
+    }
+    Ok(Json(out))
+}
