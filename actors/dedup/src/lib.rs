@@ -76,6 +76,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     let mut stream = None;
     if let Some(k) = &kafka {
         let side = kafka::StreamSide::new(book.clone(), store.clone(), stats.clone(), k.clone());
+        tokio::spawn(side.clone().tick_loop());
         let sources: Arc<dyn loom_kafka::sources::Sources> = Arc::new(side.clone());
         let (_, spec) = actor_child(ctx, "sources", move |mailbox| {
             (loom_kafka::sources::SourcesActor { mailbox, service: ServiceId::Dedup.name() }, sources.clone())

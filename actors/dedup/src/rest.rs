@@ -94,12 +94,12 @@ impl Actor for RestActor {
     }
 }
 
-fn entry(deps: &Deps, id: &str) -> Result<PolicyEntry, DedupError> {
-    deps.book.get(id).ok_or_else(|| DedupError::NotFound(format!("policy '{id}'")))
+async fn entry(deps: &Deps, id: &str) -> Result<PolicyEntry, DedupError> {
+    deps.book.get_fresh(id).await?.ok_or_else(|| DedupError::NotFound(format!("policy '{id}'")))
 }
 
 async fn part<'a>(state: &'a mut RestState, id: &str) -> Result<&'a mut Part, DedupError> {
-    let entry = entry(&state.deps, id)?;
+    let entry = entry(&state.deps, id).await?;
     let fresh = state.parts.get(id).is_none_or(|p| p.entry.version != entry.version || p.poisoned);
     if fresh {
         let p = Part::load(&state.deps.store, entry, REST_PART).await?;
@@ -114,7 +114,7 @@ fn refused(code: &str, message: impl Into<String>) -> Value {
 }
 
 async fn check(state: &mut RestState, id: &str, events: &[Value], dry_run: bool) -> Result<Value, DedupError> {
-    let policy = entry(&state.deps, id)?;
+    let policy = entry(&state.deps, id).await?;
     if policy.compiled.spec.store == StoreKind::Redis {
         return check_redis(&state.deps, &policy, events, dry_run).await;
     }
@@ -260,7 +260,7 @@ async fn check_redis(deps: &Deps, policy: &PolicyEntry, events: &[Value], dry_ru
 }
 
 async fn clear(state: &mut RestState, id: &str) -> Result<Value, DedupError> {
-    let policy = entry(&state.deps, id)?;
+    let policy = entry(&state.deps, id).await?;
     if policy.compiled.spec.store == StoreKind::Redis {
         let cache = state.deps.redis.as_ref().ok_or(DedupError::RedisOff)?;
         let n = cache.delete_prefix(&format!("loom:dedup:{id}:")).await.map_err(DedupError::Redis)?;

@@ -28,6 +28,7 @@ const DECLARED: &[(ServiceId, &[&str])] = &[
     (ServiceId::DeviceIdentity, &["dep:database"]),
     (ServiceId::EventRouter, &["dep:database", "dep:kafka", "schema-registry"]),
     (ServiceId::TimeseriesAggregator, &["dep:database", "dep:kafka"]),
+    (ServiceId::Dedup, &["dep:database"]),
 ];
 
 /// Components the graph knows: services, stores, and the edges between them.

@@ -6,6 +6,7 @@
 //! same versions: one truth per cluster.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -61,6 +62,8 @@ pub struct Book<S: Spec> {
     cluster: Option<loom_cluster::Cluster>,
     current: Arc<RwLock<Current<S>>>,
     changed: watch::Sender<i64>,
+    /// Whether a reload installed a set yet (revision 0 is also "nothing stored").
+    loaded: Arc<AtomicBool>,
 }
 
 impl<S: Spec> Clone for Book<S> {
@@ -72,6 +75,7 @@ impl<S: Spec> Clone for Book<S> {
             cluster: self.cluster.clone(),
             current: self.current.clone(),
             changed: self.changed.clone(),
+            loaded: self.loaded.clone(),
         }
     }
 }
@@ -86,11 +90,30 @@ impl<S: Spec> Book<S> {
         cluster: Option<loom_cluster::Cluster>,
     ) -> Book<S> {
         let (changed, _) = watch::channel(0);
-        Book { docs: Documents::new(db, kind), topic, max, cluster, current: Arc::default(), changed }
+        Book {
+            docs: Documents::new(db, kind),
+            topic,
+            max,
+            cluster,
+            current: Arc::default(),
+            changed,
+            loaded: Arc::default(),
+        }
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Entry<S>>> {
         self.current.read().ok().and_then(|c| c.1.get(id).cloned())
+    }
+
+    /// [`Book::get`], and when the id is unknown here, a reload first: a spec another node
+    /// stored a moment ago (its broadcast not yet here, or no cluster to carry it) is found,
+    /// so a client that wrote through one node can use it at once through another.
+    pub async fn get_fresh(&self, id: &str) -> Result<Option<Arc<Entry<S>>>, BookError> {
+        if let Some(e) = self.get(id) {
+            return Ok(Some(e));
+        }
+        self.reload().await?;
+        Ok(self.get(id))
     }
 
     pub fn all(&self) -> Vec<Arc<Entry<S>>> {
@@ -116,7 +139,7 @@ impl<S: Spec> Book<S> {
     /// Loads and compiles the stored specs and installs them if the revision moved.
     pub async fn reload(&self) -> Result<i64, BookError> {
         let revision = self.docs.revision().await?;
-        if revision == self.revision() && revision != 0 {
+        if revision == self.revision() && (revision != 0 || self.loaded.load(Ordering::Relaxed)) {
             return Ok(revision);
         }
         let mut set = HashMap::new();
@@ -137,6 +160,7 @@ impl<S: Spec> Book<S> {
             *c = (revision, set);
         }
         self.changed.send_replace(revision);
+        self.loaded.store(true, Ordering::Relaxed);
         tracing::info!(kind = self.docs.kind, revision, entries = n, "configuration installed");
         Ok(revision)
     }
