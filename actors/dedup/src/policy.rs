@@ -211,7 +211,7 @@ pub struct RecordSpec {
     pub fields: Vec<RecordFieldSpec>,
     pub threshold: f64,
     /// Each blocking key is a list of pointers (optionally `"/surname:3"`: the first 3
-    /// characters, or `"/surname:soundex"`); a record is compared only with earlier records
+    /// characters); a record is compared only with earlier records
     /// sharing at least one blocking key.
     pub blocking: Vec<Vec<String>>,
     /// Candidates kept per blocking key (default 32): the bound on comparisons per record.

