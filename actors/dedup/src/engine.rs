@@ -317,6 +317,12 @@ impl Engine {
         }
     }
 
+    /// Records seen so far (O(1); [`Engine::stats`] walks the state).
+    pub fn records(&self) -> u64 {
+        self.state.count
+    }
+
+    /// The state's size and occupancy: walks every key, so call it per batch, not per event.
     pub fn stats(&self) -> StateStats {
         let s = &self.state;
         let bloom = s.bloom.as_ref().map(|b| b.stats(self.limit(), self.window()));

@@ -142,7 +142,7 @@ async fn check(state: &mut RestState, id: &str, events: &[Value], dry_run: bool)
                 ));
                 continue;
             }
-            let seq = p.engine.stats().records + 1;
+            let seq = p.engine.records() + 1;
             let origin = Origin::Id { id: input.event_id.clone().unwrap_or_else(|| format!("#{seq}")) };
             let out = p.engine.check(&input, origin, None, !dry_run);
             let verdict = out.verdict.unwrap_or_else(unique_fallback);
