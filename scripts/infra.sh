@@ -58,6 +58,10 @@ install_tools() {
     python3 -m venv "$TOOLS/pyenv"
     "$TOOLS/pyenv/bin/pip" install -q 'confluent-kafka[schemaregistry,json]==2.12.*' >/dev/null
   fi
+  if ! "$TOOLS/pyenv/bin/python" -c 'import scipy' 2>/dev/null; then
+    log "installing scipy 1.17 (the oracle of the quality service's statistics)"
+    "$TOOLS/pyenv/bin/pip" install -q 'scipy==1.17.*' >/dev/null
+  fi
   if [ ! -d "$TOOLS/jsts/tests/draft2020-12" ]; then
     log "fetching the JSON-Schema-Test-Suite (inside the jsonschema 4.26.0 sdist)"
     local d; d=$(mktemp -d)

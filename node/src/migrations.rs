@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
         all.extend(loom_health_aggregator::migrations());
         all.extend(loom_timeseries_aggregator::migrations());
         all.extend(loom_dedup::migrations());
+        all.extend(loom_data_quality::migrations());
         all
     }
 }

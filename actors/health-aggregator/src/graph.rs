@@ -29,6 +29,7 @@ const DECLARED: &[(ServiceId, &[&str])] = &[
     (ServiceId::EventRouter, &["dep:database", "dep:kafka", "schema-registry"]),
     (ServiceId::TimeseriesAggregator, &["dep:database", "dep:kafka"]),
     (ServiceId::Dedup, &["dep:database"]),
+    (ServiceId::DataQuality, &["dep:database"]),
 ];
 
 /// Components the graph knows: services, stores, and the edges between them.

@@ -67,7 +67,7 @@ impl BuildHasher for StableHasher {
     }
 }
 
-type Distinct = HyperLogLogPlus<String, StableHasher>;
+pub type Distinct = HyperLogLogPlus<String, StableHasher>;
 
 /// A compensated (Neumaier) sum: the same result to rounding in any order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -248,6 +248,16 @@ impl AggState {
             (_, AggState::Quantile(s)) => s.quantile(q).ok().flatten().map_or(Value::Null, num),
         }
     }
+}
+
+/// An empty DDSketch with `percentile`'s accuracy (for services that keep their own sketches).
+pub fn quantile_sketch() -> DDSketch {
+    DDSketch::new(sketch_config())
+}
+
+/// An empty HyperLogLog++ with `count_distinct`'s precision and the stable hasher.
+pub fn distinct_sketch() -> Distinct {
+    Distinct::new(DISTINCT_PRECISION, StableHasher).expect("precision in 4..=18")
 }
 
 fn sketch_config() -> SketchConfig {

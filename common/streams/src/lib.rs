@@ -23,3 +23,5 @@ pub mod window;
 pub use aggregate::{AggFn, AggState, Input};
 pub use engine::{Emission, Emit, Engine, EngineSpec, Event, Late, Rejected, Snapshot};
 pub use window::{Window, WindowKind, WindowSpec};
+/// The sketch crates, for services that keep their own mergeable sketches.
+pub use {hyperloglogplus, sketches_ddsketch};

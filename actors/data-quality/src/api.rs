@@ -1,0 +1,341 @@
+//! The routes on 8031: monitors CRUD (`/monitors`, admin scope like every configuration
+//! route), `POST /monitors/{id}/records`, `GET /monitors/{id}/report`, `GET /monitors/{id}/drift`
+//! and `POST /profile`. Not built yet (404 by absence): `/ws/monitors/{id}`, the dashboard at
+//! `/`; refused with 501 `not_implemented`: monitors with a Kafka `source` or a `schema`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use loom_http::{ApiError, ApiJson};
+use loom_streams::time::{parse_request_time, rfc3339};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::QualityError;
+use crate::ingest::Freshness;
+use crate::monitor::{Monitor, MonitorSpec, Reference};
+use crate::profile::{FieldProfile, FieldRule, WindowProfile};
+use crate::report::{self, Win};
+use crate::rest::{Book, Ingest, MAX_RECORDS};
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct Api {
+    pub book: Book,
+    pub ingest: Ingest,
+    pub store: Store,
+}
+
+pub fn routes(api: Api) -> Router {
+    Router::new()
+        .route("/monitors", get(list).post(create))
+        .route("/monitors/{id}", get(read).put(replace).delete(remove))
+        .route("/monitors/{id}/records", post(records))
+        .route("/monitors/{id}/report", get(report))
+        .route("/monitors/{id}/drift", get(drift))
+        .route("/profile", post(profile))
+        .with_state(api)
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+/// Windows one report covers at most.
+const MAX_WINDOWS: i64 = 1_000;
+
+async fn entry(api: &Api, id: &str) -> std::result::Result<crate::monitor::Entry, QualityError> {
+    api.book.get_fresh(id).await?.ok_or_else(|| QualityError::NotFound(format!("monitor '{id}'")))
+}
+
+async fn list(State(api): State<Api>) -> Result<Json<Value>> {
+    Ok(Json(json!({"revision": api.book.revision(), "monitors": api.book.stored().await.map_err(QualityError::from)?})))
+}
+
+/// Checks what a monitor needs beyond its spec.
+fn prepare(spec: &MonitorSpec) -> std::result::Result<(), QualityError> {
+    Monitor::compile(spec.clone(), 0)?;
+    if spec.source.is_some() {
+        return Err(QualityError::NotBuilt("a Kafka source for monitors (use POST /monitors/{id}/records)"));
+    }
+    if spec.schema.is_some() {
+        return Err(QualityError::NotBuilt("schema compliance against the registry (monitor.schema)"));
+    }
+    Ok(())
+}
+
+async fn create(State(api): State<Api>, ApiJson(spec): ApiJson<MonitorSpec>) -> Result<Response> {
+    if api.book.stored().await.map_err(QualityError::from)?.iter().any(|m| m.spec.id == spec.id) {
+        let id = &spec.id;
+        return Err(QualityError::Conflict(format!("monitor '{id}' exists; PUT /monitors/{id} replaces it")).into());
+    }
+    prepare(&spec)?;
+    let stored = api.book.put(spec).await?;
+    Ok((StatusCode::CREATED, Json(stored)).into_response())
+}
+
+async fn read(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
+    let m = api.book.stored().await.map_err(QualityError::from)?.into_iter().find(|m| m.spec.id == id);
+    let m = m.ok_or_else(|| QualityError::NotFound(format!("monitor '{id}'")))?;
+    Ok(Json(serde_json::to_value(m).unwrap_or_default()))
+}
+
+async fn replace(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    ApiJson(spec): ApiJson<MonitorSpec>,
+) -> Result<Json<Value>> {
+    if spec.id != id {
+        return Err(QualityError::Invalid(format!("the body's id '{}' is not the path's '{id}'", spec.id)).into());
+    }
+    prepare(&spec)?;
+    Ok(Json(serde_json::to_value(api.book.put(spec).await?).unwrap_or_default()))
+}
+
+async fn remove(State(api): State<Api>, Path(id): Path<String>) -> Result<StatusCode> {
+    api.book.delete(&id).await.map_err(QualityError::from)?;
+    api.store.delete(&id).await.map_err(QualityError::from)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `{"records": [...]}` with at most [`MAX_RECORDS`] and nothing else.
+fn records_of(body: Value) -> std::result::Result<Vec<Value>, QualityError> {
+    let Value::Object(mut body) = body else {
+        return Err(QualityError::Invalid("expected {\"records\": [...]}".into()));
+    };
+    let Some(Value::Array(records)) = body.remove("records") else {
+        return Err(QualityError::Invalid("\"records\" (an array of JSON objects) is required".into()));
+    };
+    if let Some(k) = body.keys().next() {
+        return Err(QualityError::Invalid(format!("unknown field '{k}'; expected records")));
+    }
+    if records.len() > MAX_RECORDS {
+        return Err(QualityError::TooMany(MAX_RECORDS));
+    }
+    Ok(records)
+}
+
+async fn records(State(api): State<Api>, Path(id): Path<String>, ApiJson(body): ApiJson<Value>) -> Result<Json<Value>> {
+    let records = records_of(body)?;
+    entry(&api, &id).await?;
+    Ok(Json(api.ingest.call(&id, records).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    from: Option<String>,
+    to: Option<String>,
+    group: Option<String>,
+}
+
+fn time(name: &str, v: &Option<String>) -> std::result::Result<Option<i64>, QualityError> {
+    v.as_deref().map(|s| parse_request_time(s).map_err(|e| QualityError::Invalid(format!("{name}: {e}")))).transpose()
+}
+
+/// Every window (merged across parts) a report over [from, to) needs: its own, its
+/// references' and its anomaly history.
+async fn load(api: &Api, m: &Monitor, from: i64, to: i64) -> std::result::Result<Vec<Win>, QualityError> {
+    let mut load_from = from - report::HISTORY.max(m.season_windows.unwrap_or(0) * 3) as i64 * m.window_ms;
+    match m.reference {
+        Reference::Fixed { from: f, .. } => load_from = load_from.min(f),
+        Reference::Rolling(span) if m.spec.drift.is_some() => load_from = load_from.min(from - span),
+        Reference::Rolling(_) => {}
+    }
+    let load_to = match m.reference {
+        Reference::Fixed { to: t, .. } => to.max(t),
+        Reference::Rolling(_) => to,
+    };
+    let rows = api.store.windows(&m.spec.id, load_from, load_to).await?;
+    report::merge_rows(rows).map_err(QualityError::Store)
+}
+
+/// [from, to) aligned to windows, defaulting to the 24 windows up to the newest.
+async fn span(api: &Api, m: &Monitor, q: &ReportQuery) -> std::result::Result<(i64, i64), QualityError> {
+    let latest =
+        api.store.latest(&m.spec.id).await?.unwrap_or_else(|| m.window_start(loom_storage::documents::now_ms()));
+    let to = time("to", &q.to)?.unwrap_or(latest + m.window_ms);
+    let from = time("from", &q.from)?.unwrap_or(to - 24 * m.window_ms);
+    if to <= from {
+        return Err(QualityError::Invalid("to must be after from".into()));
+    }
+    if (to - from) / m.window_ms > MAX_WINDOWS {
+        return Err(QualityError::TooManyWindows(MAX_WINDOWS as usize));
+    }
+    Ok((m.window_start(from), to))
+}
+
+fn silent_devices(m: &Monitor, states: &[Vec<u8>]) -> Value {
+    let Some(max_gap) = m.max_gap_ms else { return Value::Null };
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    for s in states {
+        for (d, t) in Freshness::from_bytes(s).last {
+            let e = last.entry(d).or_insert(t);
+            *e = (*e).max(t);
+        }
+    }
+    let Some(&newest) = last.values().max() else { return json!({"tracked": 0, "silent": 0, "devices": []}) };
+    let mut silent: Vec<(&String, &i64)> = last.iter().filter(|(_, t)| newest - **t > max_gap).collect();
+    silent.sort_by_key(|(_, t)| **t);
+    json!({
+        "as_of": rfc3339(newest),
+        "max_gap_ms": max_gap,
+        "tracked": last.len(),
+        "silent": silent.len(),
+        "devices": silent.iter().take(100).map(|(d, t)| json!({"device": d, "last_seen": rfc3339(**t)})).collect::<Vec<_>>(),
+    })
+}
+
+async fn report(State(api): State<Api>, Path(id): Path<String>, Query(q): Query<ReportQuery>) -> Result<Json<Value>> {
+    let entry = entry(&api, &id).await?;
+    let m = &entry.compiled;
+    let (from, to) = span(&api, m, &q).await?;
+    let all = load(&api, m, from, to).await?;
+    let windows: Vec<Value> = all
+        .iter()
+        .filter(|w| w.start >= from && w.start < to && q.group.as_ref().is_none_or(|g| *g == w.group))
+        .map(|w| report::window(m, w, &all))
+        .collect();
+    let states = api.store.part_states(&id).await.map_err(QualityError::from)?;
+    Ok(Json(json!({
+        "monitor": id,
+        "version": entry.version,
+        "from": rfc3339(from),
+        "to": rfc3339(to),
+        "window_ms": m.window_ms,
+        "windows": windows,
+        "freshness": silent_devices(m, &states),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DriftQuery {
+    window: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    group: Option<String>,
+    /// `"24h"` (rolling) or `"<from>/<to>"` (fixed); default: the monitor's.
+    reference: Option<String>,
+}
+
+fn merged<'a>(wins: impl Iterator<Item = &'a Win>) -> (WindowProfile, usize) {
+    let mut out = WindowProfile::default();
+    let mut n = 0;
+    for w in wins {
+        out.merge(&w.profile);
+        n += 1;
+    }
+    (out, n)
+}
+
+async fn drift(State(api): State<Api>, Path(id): Path<String>, Query(q): Query<DriftQuery>) -> Result<Json<Value>> {
+    let entry = entry(&api, &id).await?;
+    let mut m = entry.compiled.clone();
+    if m.spec.drift.is_none() {
+        return Err(QualityError::Invalid(format!("monitor '{id}' has no drift section")).into());
+    }
+    let (from, to) = match (time("window", &q.window)?, time("from", &q.from)?, time("to", &q.to)?) {
+        (Some(w), None, None) => (m.window_start(w), m.window_start(w) + m.window_ms),
+        (None, Some(f), Some(t)) if t > f => (m.window_start(f), t),
+        (None, None, None) => {
+            let latest = api
+                .store
+                .latest(&id)
+                .await
+                .map_err(QualityError::from)?
+                .ok_or_else(|| QualityError::NotFound("any window".into()))?;
+            (latest, latest + m.window_ms)
+        }
+        _ => return Err(QualityError::Invalid("either window=<time>, or from=<time>&to=<later time>".into()).into()),
+    };
+    if (to - from) / m.window_ms > MAX_WINDOWS {
+        return Err(QualityError::TooManyWindows(MAX_WINDOWS as usize).into());
+    }
+    if let Some(r) = &q.reference {
+        let mut spec = m.spec.clone();
+        spec.reference = Some(match r.split_once('/') {
+            Some((f, t)) => crate::monitor::ReferenceSpec::Fixed { from: f.into(), to: t.into() },
+            None => crate::monitor::ReferenceSpec::Rolling(r.clone()),
+        });
+        m = Monitor::compile(spec, entry.version).map_err(|e| QualityError::Invalid(format!("reference: {e}")))?;
+    }
+    let all = load(&api, &m, from, to).await?;
+    let in_group = |w: &&Win| q.group.as_ref().is_none_or(|g| *g == w.group);
+    let (current, windows) = merged(all.iter().filter(|w| w.start >= from && w.start < to).filter(in_group));
+    let (rf, rt) = match m.reference {
+        Reference::Fixed { from, to } => (from, to),
+        Reference::Rolling(span) => (from - span, from),
+    };
+    let (reference, ref_windows) = merged(all.iter().filter(|w| w.start >= rf && w.start < rt).filter(in_group));
+    Ok(Json(json!({
+        "monitor": id,
+        "version": entry.version,
+        "group": q.group,
+        "current": {"from": rfc3339(from), "to": rfc3339(to), "windows": windows, "count": current.count},
+        "reference": {"from": rfc3339(rf), "to": rfc3339(rt), "windows": ref_windows, "count": reference.count},
+        "drift": crate::drift::compare(&m, &current, &reference),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileBody {
+    records: Vec<Value>,
+    /// Pointers to profile; default: the top-level keys of the records (at most 64).
+    #[serde(default)]
+    fields: Option<Vec<String>>,
+}
+
+/// A one-off profile of a batch, without a monitor (nothing is stored).
+async fn profile(ApiJson(body): ApiJson<ProfileBody>) -> Result<Json<Value>> {
+    if body.records.len() > MAX_RECORDS {
+        return Err(QualityError::TooMany(MAX_RECORDS).into());
+    }
+    let fields: Vec<String> = match body.fields {
+        Some(f) => {
+            if f.len() > crate::monitor::MAX_FIELDS || f.iter().any(|p| !p.starts_with('/')) {
+                return Err(QualityError::Invalid(format!(
+                    "fields: at most {} JSON pointers starting with '/'",
+                    crate::monitor::MAX_FIELDS
+                ))
+                .into());
+            }
+            f
+        }
+        None => {
+            let mut keys: Vec<String> = Vec::new();
+            for r in &body.records {
+                for k in r.as_object().into_iter().flat_map(|o| o.keys()) {
+                    let p = format!("/{}", k.replace('~', "~0").replace('/', "~1"));
+                    if !keys.contains(&p) && keys.len() < crate::monitor::MAX_FIELDS {
+                        keys.push(p);
+                    }
+                }
+            }
+            keys
+        }
+    };
+    let rule = FieldRule::default();
+    let mut profiles: BTreeMap<String, FieldProfile> =
+        fields.iter().map(|f| (f.clone(), FieldProfile::default())).collect();
+    let mut objects = 0u64;
+    for r in body.records.iter().filter(|r| r.is_object()) {
+        objects += 1;
+        for (p, fp) in profiles.iter_mut() {
+            fp.add(r.pointer(p), &rule);
+        }
+    }
+    let summaries: Vec<Value> = profiles
+        .iter()
+        .map(|(name, fp)| {
+            let mut v = report::field_summary(name, fp);
+            let missing = objects.saturating_sub(fp.present);
+            v["completeness"] = json!({"field": name, "missing": missing, "null": fp.nulls,
+                "rate": if objects == 0 { 0.0 } else { (missing + fp.nulls) as f64 / objects as f64 }});
+            v
+        })
+        .collect();
+    Ok(Json(json!({"count": objects, "refused": body.records.len() as u64 - objects, "fields": summaries})))
+}

@@ -1,0 +1,377 @@
+//! Data Quality Monitor (8031) over real sockets and real stores:
+//!
+//! - REST: invalid monitors are refused by field (422), unbuilt parts (Kafka sources, schema
+//!   compliance) answer 501; records are profiled per window and group; the report's counts,
+//!   completeness and drift decisions are right (a shifted numeric field drifts, an unchanged
+//!   categorical one does not); windows survive a kill -9 (written before the answer); bad
+//!   input is a 4xx with a stable code or a per-record refusal; `/drift` and `/profile`;
+//! - two nodes sharing one PostgreSQL: a monitor written on one is served by the other, and
+//!   records split across both report exactly the counts of a single node;
+//! - the statistics against scipy itself (`scipy.stats.ks_2samp`, `wasserstein_distance`,
+//!   `chisquare`, `scipy.spatial.distance.jensenshannon`, numpy's Sturges bins) on seeded
+//!   normal, shifted, heavy-tailed and categorical samples.
+#![allow(clippy::print_stderr)]
+
+use std::time::Duration;
+
+use loom_data_quality::stats;
+use loom_testkit::{LoomNode, NodeOptions, http, infra};
+use serde_json::{Value, json};
+
+const DQ: u16 = 8031;
+/// 2026-01-01T00:00:00Z
+const T0: i64 = 1_767_225_600_000;
+const MIN: i64 = 60_000;
+
+async fn call(method: reqwest::Method, node: &LoomNode, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = http().request(method, node.url(DQ, path));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A deterministic pseudo-random sequence.
+struct Lcg(u64);
+impl Lcg {
+    fn unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    fn normal(&mut self, mean: f64, sd: f64) -> f64 {
+        // Box-Muller
+        let (u, v) = (self.unit(), self.unit());
+        mean + sd * (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+fn monitor() -> Value {
+    json!({"id": "gps", "time": {"field": "/ts"}, "window": "10m", "group_by": [],
+           "fields": {"/speed": {"required": true, "range": [0, 200]}, "/platform": {"required": true, "enum": ["ios", "android", "web"]}},
+           "unique": ["/id"],
+           "freshness": {"per": "/device", "max_gap": "5m"},
+           "reference": {"fixed": {"from": iso(T0), "to": iso(T0 + 10 * MIN)}},
+           "drift": {"fields": ["/speed", "/platform"], "methods": ["ks", "psi", "wasserstein", "js", "chi2"]},
+           "anomaly": {"metrics": ["volume", "null_rate:/speed"], "method": "mad"}})
+}
+
+/// 3 windows of 2,000 records: the reference, an unchanged one and one with /speed + 1σ.
+fn records() -> Vec<Value> {
+    let mut rng = Lcg(7);
+    let platforms = ["ios", "android", "android", "web"];
+    (0..6000)
+        .map(|i| {
+            let mean = if i >= 4000 { 55.0 } else { 50.0 };
+            let p = platforms[(rng.unit() * 4.0) as usize % 4];
+            json!({"ts": iso(T0 + i * 300), "id": i, "device": format!("d{}", i % 20),
+                   "speed": (rng.normal(mean, 5.0) * 100.0).round() / 100.0, "platform": p})
+        })
+        .collect()
+}
+
+async fn post_records(node: &LoomNode, id: &str, recs: &[Value]) -> Value {
+    let (s, r) =
+        call(reqwest::Method::POST, node, &format!("/monitors/{id}/records"), Some(json!({"records": recs}))).await;
+    assert_eq!(s, 200, "{r}");
+    r
+}
+
+fn drift_of<'a>(window: &'a Value, field: &str, method: &str) -> &'a Value {
+    window["drift"].as_array().unwrap().iter().find(|d| d["field"] == field && d["method"] == method).unwrap()
+}
+
+async fn report(node: &LoomNode) -> Value {
+    let path = format!("/monitors/gps/report?from={}&to={}", iso(T0), iso(T0 + 30 * MIN));
+    let (s, r) = call(reqwest::Method::GET, node, &path, None).await;
+    assert_eq!(s, 200, "{r}");
+    r
+}
+
+#[tokio::test]
+async fn monitors_profile_windows_and_decide_drift() {
+    let data = tempfile::tempdir().unwrap();
+    let options = || NodeOptions::default().env("LOOM_DATA_DIR", data.path().to_str().unwrap());
+    let node = LoomNode::start_ready("dq-rest", options()).await;
+
+    for (patch, field) in [
+        (json!({"window": "0s"}), "window"),
+        (json!({"fields": {"/speed": {"range": [9, 1]}}}), "fields./speed.range"),
+        (json!({"drift": {"fields": ["/speed"], "thresholds": {"ks": 3}}}), "drift.thresholds.ks"),
+        (json!({"anomaly": {"metrics": ["speediness"]}}), "anomaly.metrics[0]"),
+    ] {
+        let mut spec = monitor();
+        for (k, v) in patch.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let (s, e) = call(reqwest::Method::POST, &node, "/monitors", Some(spec)).await;
+        assert_eq!((s, e["code"].as_str()), (422, Some("invalid_monitor")), "{e}");
+        assert!(e.to_string().contains(field), "{field}: {e}");
+    }
+    let mut streamed = monitor();
+    streamed["source"] = json!({"topic": "device.gps"});
+    let (s, e) = call(reqwest::Method::POST, &node, "/monitors", Some(streamed)).await;
+    assert_eq!((s, e["code"].as_str()), (501, Some("not_implemented")), "{e}");
+
+    let (s, m) = call(reqwest::Method::POST, &node, "/monitors", Some(monitor())).await;
+    assert_eq!((s, m["version"].as_i64()), (201, Some(1)), "{m}");
+    let (s, _) = call(reqwest::Method::POST, &node, "/monitors", Some(monitor())).await;
+    assert_eq!(s, 409);
+
+    // Bad input: 4xx with a code, or a refusal per record.
+    let (s, e) = call(reqwest::Method::POST, &node, "/monitors/gps/records", Some(json!({"rows": []}))).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("invalid_request")), "{e}");
+    let many: Vec<Value> = (0..10_001).map(|i| json!({"i": i})).collect();
+    let (s, e) = call(reqwest::Method::POST, &node, "/monitors/gps/records", Some(json!({"records": many}))).await;
+    assert_eq!((s, e["code"].as_str()), (413, Some("too_many_records")), "{e}");
+    let (s, _) = call(reqwest::Method::POST, &node, "/monitors/nope/records", Some(json!({"records": []}))).await;
+    assert_eq!(s, 404);
+    let r = post_records(&node, "gps", &[json!(1), json!({"speed": 3}), json!({"ts": "later"})]).await;
+    assert_eq!((r["accepted"].as_u64(), r["refused"].as_u64()), (Some(0), Some(3)), "{r}");
+    let codes: Vec<&str> = r["refusals"].as_array().unwrap().iter().map(|x| x["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["not_an_object", "missing_time", "invalid_time"]);
+
+    let recs = records();
+    for chunk in recs.chunks(1000) {
+        let r = post_records(&node, "gps", chunk).await;
+        assert_eq!(r["accepted"].as_u64(), Some(chunk.len() as u64), "{r}");
+    }
+    // Wrong types, nulls and violations are counted, never crashes.
+    let odd = [
+        json!({"ts": iso(T0 + 20 * MIN + 1), "id": 4000, "speed": "fast", "platform": "symbian"}),
+        json!({"ts": iso(T0 + 20 * MIN + 2), "id": 9000, "speed": null, "platform": 7}),
+        json!({"ts": iso(T0 + 20 * MIN + 3), "id": 9001, "speed": 250}),
+    ];
+    post_records(&node, "gps", &odd).await;
+
+    let check = |r: &Value| {
+        let w = r["windows"].as_array().unwrap();
+        assert_eq!(w.len(), 3, "{r}");
+        let counts: Vec<u64> = w.iter().map(|x| x["count"].as_u64().unwrap()).collect();
+        assert_eq!(counts, [2000, 2000, 2003]);
+        for x in &w[..2] {
+            assert!(!drift_of(x, "/speed", "ks")["drifted"].as_bool().unwrap(), "{}", x["drift"]);
+        }
+        for m in ["ks", "psi", "wasserstein"] {
+            let d = drift_of(&w[2], "/speed", m);
+            assert!(d["drifted"].as_bool().unwrap(), "{m}: {d}");
+        }
+        assert_eq!(drift_of(&w[2], "/speed", "ks")["n"], 2001, "the number 250 counts, the string does not");
+        for m in ["psi", "js", "chi2"] {
+            assert!(!drift_of(&w[2], "/platform", m)["drifted"].as_bool().unwrap(), "{m}");
+        }
+        let c = w[2]["completeness"].as_array().unwrap();
+        let speed = c.iter().find(|c| c["field"] == "/speed").unwrap();
+        assert_eq!((speed["missing"].as_u64(), speed["null"].as_u64()), (Some(0), Some(1)), "{speed}");
+        let platform = c.iter().find(|c| c["field"] == "/platform").unwrap();
+        assert_eq!(platform["missing"], 1);
+        let fields = w[2]["fields"].as_array().unwrap();
+        let speed = fields.iter().find(|f| f["field"] == "/speed").unwrap();
+        assert_eq!((speed["types"]["string"].as_u64(), speed["range_violations"].as_u64()), (Some(1), Some(1)));
+        let platform = fields.iter().find(|f| f["field"] == "/platform").unwrap();
+        assert_eq!(platform["enum_violations"], 2, "{platform}");
+        assert_eq!(w[2]["unique"]["duplicates"], 1, "id 4000 twice: {}", w[2]["unique"]);
+        assert_eq!(w[0]["anomalies"][0]["reason"], "insufficient_history");
+    };
+    let first = report(&node).await;
+    check(&first);
+
+    // Written before the answer: a kill -9 loses nothing.
+    let address = node.kill_into_address().await;
+    let mut node = LoomNode::start_on("dq-rest", address, options());
+    node.wait_ready(&[DQ], Duration::from_secs(60)).await;
+    let again = report(&node).await;
+    check(&again);
+    assert_eq!(first["windows"], again["windows"]);
+
+    // /drift of a chosen window against another reference.
+    let path = format!(
+        "/monitors/gps/drift?window={}&reference={}/{}",
+        iso(T0 + 25 * MIN),
+        iso(T0 + 10 * MIN),
+        iso(T0 + 20 * MIN)
+    );
+    let (s, d) = call(reqwest::Method::GET, &node, &path, None).await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!((d["current"]["count"].as_u64(), d["reference"]["count"].as_u64()), (Some(2003), Some(2000)));
+    let ks = d["drift"].as_array().unwrap().iter().find(|x| x["field"] == "/speed" && x["method"] == "ks").unwrap();
+    assert_eq!((ks["drifted"].as_bool(), ks["exact"].as_bool()), (Some(true), Some(true)), "{ks}");
+    let (s, e) = call(reqwest::Method::GET, &node, "/monitors/gps/drift?window=tuesday", None).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("invalid_request")), "{e}");
+
+    // A one-off profile.
+    let (s, p) = call(
+        reqwest::Method::POST,
+        &node,
+        "/profile",
+        Some(json!({"records": [{"a": 1}, {"a": 3, "b": "x"}, {"a": null}]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["count"], 3);
+    let a = p["fields"].as_array().unwrap().iter().find(|f| f["field"] == "/a").unwrap();
+    assert_eq!((a["numeric"]["mean"].as_f64(), a["null"].as_u64()), (Some(2.0), Some(1)), "{a}");
+
+    // Deleting the monitor forgets its windows.
+    let (s, _) = call(reqwest::Method::DELETE, &node, "/monitors/gps", None).await;
+    assert_eq!(s, 204);
+    let (s, _) = call(reqwest::Method::GET, &node, "/monitors/gps/report", None).await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_database_merge_to_the_counts_of_one() {
+    let db = infra::fresh_postgres_database("quality_two").await;
+    let options = || NodeOptions::default().env("LOOM_DATABASE_URL", &db);
+    let a = LoomNode::start_ready("dq-a", options()).await;
+    let b = LoomNode::start_ready("dq-b", options()).await;
+    let (s, _) = call(reqwest::Method::POST, &a, "/monitors", Some(monitor())).await;
+    assert_eq!(s, 201);
+    let (s, m) = call(reqwest::Method::GET, &b, "/monitors/gps", None).await;
+    assert_eq!((s, m["version"].as_i64()), (200, Some(1)), "written on a, served by b: {m}");
+    let recs = records();
+    for (i, chunk) in recs.chunks(500).enumerate() {
+        post_records(if i % 2 == 0 { &a } else { &b }, "gps", chunk).await;
+    }
+    let (ra, rb) = (report(&a).await, report(&b).await);
+    assert_eq!(ra["windows"], rb["windows"]);
+
+    let data = tempfile::tempdir().unwrap();
+    let solo =
+        LoomNode::start_ready("dq-solo", NodeOptions::default().env("LOOM_DATA_DIR", data.path().to_str().unwrap()))
+            .await;
+    call(reqwest::Method::POST, &solo, "/monitors", Some(monitor())).await;
+    for chunk in recs.chunks(1000) {
+        post_records(&solo, "gps", chunk).await;
+    }
+    let one = report(&solo).await;
+    let strip = |r: &Value| -> Vec<Value> {
+        r["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                json!([
+                    w["count"],
+                    w["completeness"],
+                    w["metrics"]["volume"],
+                    w["fields"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| json!([
+                            f["present"],
+                            f["numeric"]["n"],
+                            f["numeric"]["min"],
+                            f["numeric"]["max"],
+                            f["categorical"]
+                        ]))
+                        .collect::<Vec<_>>(),
+                    w["drift"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|d| json!([d["field"], d["method"], d["n"], d["drifted"]]))
+                        .collect::<Vec<_>>()
+                ])
+            })
+            .collect()
+    };
+    assert_eq!(strip(&ra), strip(&one), "sketches merged across two nodes equal one node's");
+    assert_eq!(ra["freshness"]["tracked"], one["freshness"]["tracked"]);
+}
+
+const ORACLE: &str = r#"
+import json, sys
+import numpy as np
+from scipy import stats
+from scipy.spatial import distance
+cases = json.load(open(sys.argv[1]))
+out = []
+for c in cases:
+    a, b = np.array(c["a"], dtype=float), np.array(c["b"], dtype=float)
+    if c["kind"] == "numeric":
+        ks = stats.ks_2samp(a, b)
+        edges = np.histogram_bin_edges(np.concatenate([a, b]), bins="sturges")
+        ra = np.histogram(a, edges)[0] / len(a)
+        rb = np.histogram(b, edges)[0] / len(b)
+        out.append({"ks": [float(ks.statistic), float(ks.pvalue)], "w1": float(stats.wasserstein_distance(a, b)),
+                    "js": float(distance.jensenshannon(ra, rb)), "bins": len(edges) - 1})
+    else:
+        exp = a * (b.sum() / a.sum())
+        ch = stats.chisquare(b, exp)
+        out.append({"chi2": [float(ch.statistic), float(ch.pvalue)], "js": float(distance.jensenshannon(a / a.sum(), b / b.sum()))})
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn statistics_agree_with_scipy() {
+    let mut rng = Lcg(42);
+    let mut sample = |n: usize, f: &mut dyn FnMut(&mut Lcg) -> f64| -> Vec<f64> {
+        let mut v: Vec<f64> = (0..n).map(|_| f(&mut rng)).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let numeric = [
+        ("normal vs normal", sample(2000, &mut |r| r.normal(0.0, 1.0)), sample(2000, &mut |r| r.normal(0.0, 1.0))),
+        (
+            "shifted, unequal sizes",
+            sample(1500, &mut |r| r.normal(0.0, 1.0)),
+            sample(2500, &mut |r| r.normal(0.3, 1.0)),
+        ),
+        (
+            "heavy tails (Cauchy)",
+            sample(3000, &mut |r| (std::f64::consts::PI * (r.unit() - 0.5)).tan()),
+            sample(2000, &mut |r| (std::f64::consts::PI * (r.unit() - 0.5)).tan() * 1.3),
+        ),
+        (
+            "ties (rounded)",
+            sample(800, &mut |r| r.normal(10.0, 2.0).round()),
+            sample(1200, &mut |r| r.normal(10.4, 2.0).round()),
+        ),
+        ("small", sample(37, &mut |r| r.normal(0.0, 1.0)), sample(23, &mut |r| r.normal(0.8, 1.0))),
+        ("the largest exact", sample(10_000, &mut |r| r.normal(0.0, 1.0)), sample(9_000, &mut |r| r.normal(0.05, 1.0))),
+    ];
+    let categorical: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
+        ("same shares", vec![500.0, 300.0, 200.0], vec![480.0, 320.0, 200.0]),
+        ("a category grows", vec![500.0, 300.0, 200.0, 50.0], vec![400.0, 300.0, 200.0, 150.0]),
+    ];
+    let mut cases: Vec<Value> = numeric.iter().map(|(_, a, b)| json!({"kind": "numeric", "a": a, "b": b})).collect();
+    cases.extend(categorical.iter().map(|(_, a, b)| json!({"kind": "categorical", "a": a, "b": b})));
+    let dir = tempfile::tempdir().unwrap();
+    let (input, script) = (dir.path().join("cases.json"), dir.path().join("oracle.py"));
+    std::fs::write(&input, serde_json::to_vec(&cases).unwrap()).unwrap();
+    std::fs::write(&script, ORACLE).unwrap();
+    let out =
+        tokio::process::Command::new(infra::python()).arg(&script).arg(&input).output().await.expect("python runs");
+    assert!(out.status.success(), "scipy oracle failed: {}", String::from_utf8_lossy(&out.stderr));
+    let want: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let close = |name: &str, what: &str, got: f64, want: f64| {
+        eprintln!("{name:>24} {what:>10}: loom {got:.12e} scipy {want:.12e}");
+        assert!((got - want).abs() <= 1e-6 * want.abs().max(1.0), "{name} {what}: loom {got} vs scipy {want}");
+    };
+    for ((name, a, b), w) in numeric.iter().zip(&want) {
+        let ks = stats::ks(a, b, a.len() as u64, b.len() as u64);
+        close(name, "ks D", ks.statistic, w["ks"][0].as_f64().unwrap());
+        close(name, "ks p", ks.p_value, w["ks"][1].as_f64().unwrap());
+        close(name, "w1", stats::ecdf_distances(a, b).1, w["w1"].as_f64().unwrap());
+        let lo = a[0].min(b[0]);
+        let hi = a[a.len() - 1].max(b[b.len() - 1]);
+        let edges = stats::sturges_edges(lo, hi, (a.len() + b.len()) as u64);
+        assert_eq!(edges.len() - 1, w["bins"].as_u64().unwrap() as usize, "{name}: Sturges bins");
+        let ra: Vec<f64> = stats::histogram(a, 1.0, &edges).iter().map(|c| c / a.len() as f64).collect();
+        let rb: Vec<f64> = stats::histogram(b, 1.0, &edges).iter().map(|c| c / b.len() as f64).collect();
+        close(name, "js", stats::jensen_shannon(&ra, &rb), w["js"].as_f64().unwrap());
+    }
+    for ((name, a, b), w) in categorical.iter().zip(&want[numeric.len()..]) {
+        let (s, p) = stats::chi2(a, b);
+        close(name, "chi2", s.unwrap(), w["chi2"][0].as_f64().unwrap());
+        close(name, "chi2 p", p, w["chi2"][1].as_f64().unwrap());
+        close(name, "js", stats::jensen_shannon(a, b), w["js"].as_f64().unwrap());
+    }
+}
