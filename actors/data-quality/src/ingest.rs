@@ -96,13 +96,17 @@ pub fn absorb(monitor: &Monitor, records: &[(Value, Option<i64>)], now: i64, fre
             }
         };
         let mut g = group(monitor, v);
-        if !batch.windows.keys().any(|(k, _)| *k == g) && batch.windows.len() >= MAX_GROUPS {
+        if batch.windows.len() >= MAX_GROUPS && !batch.windows.keys().any(|(k, _)| *k == g) {
             g = OTHER_GROUP.into();
         }
         let w = batch.windows.entry((g, monitor.window_start(ts))).or_default();
         w.count += 1;
         for (p, rule) in &monitor.fields {
-            w.fields.entry(p.clone()).or_default().add(v.pointer(p), rule);
+            let value = rule.at.get(v);
+            match w.fields.get_mut(p) {
+                Some(f) => f.add(value, rule),
+                None => w.fields.entry(p.clone()).or_default().add(value, rule),
+            }
         }
         if !monitor.spec.unique.is_empty() {
             let parts: Option<Vec<String>> = monitor.spec.unique.iter().map(|p| v.pointer(p).map(canonical)).collect();

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use loom_streams::duration;
+use loom_streams::pointer::Pointer;
 use loom_streams::time::{TimeFormat, TimeSource, parse_request_time};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -338,7 +339,7 @@ impl Monitor {
                 Some(v) => Some(v.iter().map(loom_streams::aggregate::canonical).collect()),
                 None => None,
             };
-            fields.insert(p.clone(), FieldRule { required: f.required, range, allowed });
+            fields.insert(p.clone(), FieldRule { required: f.required, range, allowed, at: Pointer::new(p) });
         }
         if let Some(d) = &spec.drift {
             if d.fields.is_empty() {
@@ -349,7 +350,7 @@ impl Monitor {
             }
             for (i, p) in d.fields.iter().enumerate() {
                 pointer(&format!("drift.fields[{i}]"), p)?;
-                fields.entry(p.clone()).or_default();
+                fields.entry(p.clone()).or_insert_with(|| FieldRule { at: Pointer::new(p), ..FieldRule::default() });
             }
             if !(0.0..=1.0).contains(&d.min_effect) {
                 return Err(QualityError::spec("drift.min_effect", "between 0 and 1"));
@@ -380,7 +381,9 @@ impl Monitor {
                     )
                 })?;
                 if let Some(f) = metric.field() {
-                    fields.entry(f.to_owned()).or_default();
+                    fields
+                        .entry(f.to_owned())
+                        .or_insert_with(|| FieldRule { at: Pointer::new(f), ..FieldRule::default() });
                 }
                 metrics.push((m.clone(), metric));
             }

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use loom_streams::aggregate::{Distinct, canonical, distinct_sketch, quantile_sketch};
 use loom_streams::hyperloglogplus::HyperLogLog;
+use loom_streams::pointer::Pointer;
 use loom_streams::sketches_ddsketch::DDSketch;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -218,6 +219,8 @@ pub struct FieldRule {
     pub range: Option<(f64, f64)>,
     /// Allowed values, canonical JSON text.
     pub allowed: Option<Vec<String>>,
+    /// The field's pointer, split once.
+    pub at: Pointer,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -279,13 +282,34 @@ impl FieldProfile {
             Value::Array(_) => self.types.array += 1,
             Value::Object(_) => self.types.object += 1,
         }
-        let text = canonical(v);
+        // The canonical text hashes into the HyperLogLog (a `&str` hashes like the `String` it
+        // borrows, so strings skip the copy; numbers format without a fresh allocation).
+        let mut buf = String::new();
+        let text: &str = match v {
+            Value::String(s) => s,
+            Value::Number(n) => {
+                use std::fmt::Write as _;
+                let _ = write!(buf, "{n}");
+                &buf
+            }
+            Value::Bool(b) => {
+                if *b {
+                    "true"
+                } else {
+                    "false"
+                }
+            }
+            other => {
+                buf = canonical(other);
+                &buf
+            }
+        };
         if let Some(allowed) = &rule.allowed
-            && !allowed.contains(&text)
+            && !allowed.iter().any(|a| a == text)
         {
             self.enum_violations += 1;
         }
-        self.distinct.insert(&text);
+        self.distinct.insert(text);
     }
 
     pub fn merge(&mut self, o: &FieldProfile) {
@@ -463,7 +487,7 @@ mod tests {
 
     #[test]
     fn a_field_counts_types_nulls_and_violations() {
-        let rule = FieldRule { required: true, range: Some((0.0, 10.0)), allowed: None };
+        let rule = FieldRule { required: true, range: Some((0.0, 10.0)), ..FieldRule::default() };
         let p = profile(&[json!(1), json!(11), json!(null), json!("x"), json!(true), json!([1])], &rule);
         assert_eq!((p.present, p.nulls, p.values(), p.range_violations), (6, 1, 5, 1));
         assert_eq!(p.types, Types { boolean: 1, number: 2, string: 1, array: 1, object: 0 });

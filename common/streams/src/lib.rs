@@ -16,6 +16,7 @@
 pub mod aggregate;
 pub mod duration;
 pub mod engine;
+pub mod pointer;
 pub mod time;
 pub mod watermark;
 pub mod window;
