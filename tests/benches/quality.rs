@@ -73,7 +73,7 @@ fn core(texts: &[String]) -> (f64, f64) {
         for chunk in texts.chunks(BATCH) {
             let recs: Vec<(Value, Option<i64>)> =
                 chunk.iter().map(|s| (serde_json::from_str(s).unwrap(), None)).collect();
-            absorb(&m, &recs, T0, &mut fresh, &mut batch);
+            absorb(&m, None, &recs, T0, &mut fresh, &mut batch);
         }
         assert_eq!(batch.accepted as usize, texts.len());
         loom = loom.max(texts.len() as f64 / t.elapsed().as_secs_f64());
@@ -104,7 +104,7 @@ fn merges() -> (f64, usize) {
         .map(|w| {
             let recs: Vec<(Value, Option<i64>)> = (0..3000).map(|i| (record(w * 3000 + i), None)).collect();
             let (mut fresh, mut batch) = (Freshness::default(), Batch::default());
-            absorb(&m, &recs, T0, &mut fresh, &mut batch);
+            absorb(&m, None, &recs, T0, &mut fresh, &mut batch);
             batch.windows.into_values().next().unwrap()
         })
         .collect();

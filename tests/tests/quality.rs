@@ -1,12 +1,14 @@
 //! Data Quality Monitor (8031) over real sockets and real stores:
 //!
-//! - REST: invalid monitors are refused by field (422), unbuilt parts (Kafka sources, schema
-//!   compliance) answer 501; records are profiled per window and group; the report's counts,
+//! - REST: invalid monitors are refused by field (422), a schema subject the registry does not
+//!   know too (422 `unknown_subject`); schema compliance counted by keyword and path; records are profiled per window and group; the report's counts,
 //!   completeness and drift decisions are right (a shifted numeric field drifts, an unchanged
 //!   categorical one does not); windows survive a kill -9 (written before the answer); bad
 //!   input is a 4xx with a stable code or a per-record refusal; `/drift` and `/profile`;
 //! - two nodes sharing one PostgreSQL: a monitor written on one is served by the other, and
 //!   records split across both report exactly the counts of a single node;
+//! - a Kafka source over the real broker: two clustered nodes, 6 partitions, one killed -9
+//!   mid-stream; the merged windows equal a one-node REST run on the same records;
 //! - the statistics against scipy itself (`scipy.stats.ks_2samp`, `wasserstein_distance`,
 //!   `chisquare`, `scipy.spatial.distance.jensenshannon`, numpy's Sturges bins) on seeded
 //!   normal, shifted, heavy-tailed and categorical samples.
@@ -15,8 +17,13 @@
 use std::time::Duration;
 
 use loom_data_quality::stats;
-use loom_testkit::{LoomNode, NodeOptions, http, infra};
+use loom_kafka::rdkafka::producer::FutureRecord;
+use loom_testkit::cluster::{member_options, start_member, wait_up};
+use loom_testkit::{LoomNode, NodeOptions, eventually, http, infra};
 use serde_json::{Value, json};
+
+#[path = "support/kafka.rs"]
+mod kafka;
 
 const DQ: u16 = 8031;
 /// 2026-01-01T00:00:00Z
@@ -116,7 +123,7 @@ async fn monitors_profile_windows_and_decide_drift() {
     let mut streamed = monitor();
     streamed["source"] = json!({"topic": "device.gps"});
     let (s, e) = call(reqwest::Method::POST, &node, "/monitors", Some(streamed)).await;
-    assert_eq!((s, e["code"].as_str()), (501, Some("not_implemented")), "{e}");
+    assert_eq!((s, e["code"].as_str()), (409, Some("kafka_not_configured")), "no bridge here: {e}");
 
     let (s, m) = call(reqwest::Method::POST, &node, "/monitors", Some(monitor())).await;
     assert_eq!((s, m["version"].as_i64()), (201, Some(1)), "{m}");
@@ -250,40 +257,43 @@ async fn two_nodes_on_one_database_merge_to_the_counts_of_one() {
         post_records(&solo, "gps", chunk).await;
     }
     let one = report(&solo).await;
-    let strip = |r: &Value| -> Vec<Value> {
-        r["windows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|w| {
-                json!([
-                    w["count"],
-                    w["completeness"],
-                    w["metrics"]["volume"],
-                    w["fields"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|f| json!([
-                            f["present"],
-                            f["numeric"]["n"],
-                            f["numeric"]["min"],
-                            f["numeric"]["max"],
-                            f["categorical"]
-                        ]))
-                        .collect::<Vec<_>>(),
-                    w["drift"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|d| json!([d["field"], d["method"], d["n"], d["drifted"]]))
-                        .collect::<Vec<_>>()
-                ])
-            })
-            .collect()
-    };
     assert_eq!(strip(&ra), strip(&one), "sketches merged across two nodes equal one node's");
     assert_eq!(ra["freshness"]["tracked"], one["freshness"]["tracked"]);
+}
+
+/// What must be equal between a merged run and a one-node run: counts, completeness, exact
+/// numeric extremes, categorical counts and the drift decisions.
+fn strip(r: &Value) -> Vec<Value> {
+    r["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            json!([
+                w["count"],
+                w["completeness"],
+                w["metrics"]["volume"],
+                w["fields"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| json!([
+                        f["present"],
+                        f["numeric"]["n"],
+                        f["numeric"]["min"],
+                        f["numeric"]["max"],
+                        f["categorical"]
+                    ]))
+                    .collect::<Vec<_>>(),
+                w["drift"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| json!([d["field"], d["method"], d["n"], d["drifted"]]))
+                    .collect::<Vec<_>>()
+            ])
+        })
+        .collect()
 }
 
 const ORACLE: &str = r#"
@@ -374,4 +384,118 @@ async fn statistics_agree_with_scipy() {
         close(name, "chi2 p", p, w["chi2"][1].as_f64().unwrap());
         close(name, "js", stats::jensen_shannon(a, b), w["js"].as_f64().unwrap());
     }
+}
+
+#[tokio::test]
+async fn schema_compliance_is_counted_against_the_registry() {
+    let node = LoomNode::start_ready("dq-schema", NodeOptions::default()).await;
+    let spec = |subject: &str| {
+        json!({"id": "s", "time": {"field": "/ts"}, "window": "1m", "schema": {"subject": subject},
+               "fields": {"/lat": {"required": false}}})
+    };
+    let (s, e) = call(reqwest::Method::POST, &node, "/monitors", Some(spec("no.such-value"))).await;
+    assert_eq!((s, e["code"].as_str()), (422, Some("unknown_subject")), "{e}");
+
+    let schema = json!({"type": "object", "required": ["lat", "ts"],
+        "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90}, "ts": {"type": "string"}}});
+    let resp = http()
+        .post(node.url(8010, "/subjects/device.gps-value/versions"))
+        .json(&json!({"schemaType": "JSON", "schema": schema.to_string()}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+    let (s, m) = call(reqwest::Method::POST, &node, "/monitors", Some(spec("device.gps-value"))).await;
+    assert_eq!(s, 201, "{m}");
+    let recs: Vec<Value> = (0..100)
+        .map(|i| match i % 10 {
+            0 => json!({"ts": iso(T0 + i * 100), "lat": 91.5}),
+            1 => json!({"ts": iso(T0 + i * 100), "lat": "north"}),
+            2 => json!({"ts": iso(T0 + i * 100)}),
+            _ => json!({"ts": iso(T0 + i * 100), "lat": 48.1}),
+        })
+        .collect();
+    let r = post_records(&node, "s", &recs).await;
+    assert_eq!(r["accepted"].as_u64(), Some(100), "{r}");
+    let (s, rep) = call(reqwest::Method::GET, &node, &format!("/monitors/s/report?from={}", iso(T0)), None).await;
+    assert_eq!(s, 200, "{rep}");
+    let w = &rep["windows"][0];
+    assert_eq!((w["schema"]["checked"].as_u64(), w["schema"]["invalid"].as_u64()), (Some(100), Some(30)), "{w}");
+    let v = &w["schema"]["violations"];
+    assert_eq!((v["maximum at '/lat'"].as_u64(), v["type at '/lat'"].as_u64()), (Some(10), Some(10)), "{v}");
+    assert_eq!(v["required at ''"].as_u64(), Some(10), "{v}");
+    assert!((w["metrics"]["compliance"].as_f64().unwrap() - 0.7).abs() < 1e-12, "{w}");
+}
+
+#[tokio::test]
+async fn a_kafka_source_across_two_nodes_and_a_kill_counts_every_record_once() {
+    let topic = format!("{}.gps", kafka::prefix("dq"));
+    let db = infra::fresh_postgres_database("quality_stream").await;
+    let cookie = format!("quality-cookie-{}", std::process::id());
+    let opts = |seeds: &[&LoomNode]| {
+        member_options(&cookie, seeds)
+            .env("LOOM_DATABASE_URL", &db)
+            .env("LOOM_KAFKA_BROKERS", infra::kafka_brokers())
+            .env("LOOM_KAFKA_SESSION_TIMEOUT", "6s")
+            .env("LOOM_KAFKA_HEARTBEAT_INTERVAL", "500ms")
+    };
+    let n1 = start_member("dqs1", opts(&[])).await;
+    let n2 = start_member("dqs2", opts(&[&n1])).await;
+    wait_up(&[&n1, &n2], &["dqs1", "dqs2"], Duration::from_secs(15)).await;
+    let mut spec = monitor();
+    spec["source"] = json!({"topic": topic});
+    let (s, m) = call(reqwest::Method::POST, &n2, "/monitors", Some(spec)).await;
+    assert_eq!(s, 201, "{m}");
+
+    let recs = records();
+    let producer = kafka::client_producer();
+    let count = |r: &Value| r["windows"].as_array().map_or(0, |w| w.iter().map(|w| w["count"].as_u64().unwrap()).sum());
+    for (n, chunk) in recs.chunks(3000).enumerate() {
+        let mut acks = Vec::new();
+        for v in chunk {
+            let (key, body) = (v["device"].as_str().unwrap().to_owned(), v.to_string());
+            let record: FutureRecord<'_, str, str> = FutureRecord::to(&topic).key(key.as_str()).payload(body.as_str());
+            acks.push(producer.send_result(record).map_err(|(e, _)| e).expect("queued"));
+        }
+        for a in acks {
+            a.await.expect("delivered").expect("acknowledged");
+        }
+        if n == 0 {
+            // both nodes hold partitions and have stored some windows; then n2 dies
+            eventually("windows from both nodes' partitions", Duration::from_secs(120), || async {
+                let r = report(&n1).await;
+                let mut parts = 0;
+                for n in [&n1, &n2] {
+                    let text = http().get(n.url(DQ, "/metrics")).send().await.ok()?.text().await.ok()?;
+                    let lines: Vec<&str> =
+                        text.lines().filter(|l| l.starts_with("loom_quality_source_next_offset{")).collect();
+                    parts += usize::from(!lines.is_empty());
+                }
+                (count(&r) >= 2000 && parts == 2).then_some(())
+            })
+            .await;
+            n2.signal("KILL");
+        }
+    }
+    let streamed = eventually("every record counted", Duration::from_secs(180), || async {
+        let r = report(&n1).await;
+        (count(&r) >= 6000).then_some(r)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let streamed_after = report(&n1).await;
+    assert_eq!(count(&streamed_after), 6000, "nothing counted twice after the takeover");
+    assert_eq!(streamed["windows"], streamed_after["windows"]);
+
+    let data = tempfile::tempdir().unwrap();
+    let solo =
+        LoomNode::start_ready("dqs-solo", NodeOptions::default().env("LOOM_DATA_DIR", data.path().to_str().unwrap()))
+            .await;
+    call(reqwest::Method::POST, &solo, "/monitors", Some(monitor())).await;
+    for chunk in recs.chunks(1000) {
+        post_records(&solo, "gps", chunk).await;
+    }
+    let one = report(&solo).await;
+    assert_eq!(strip(&streamed_after), strip(&one), "a stream across two nodes and a kill equals one node's REST run");
+    assert_eq!(streamed_after["freshness"]["tracked"], one["freshness"]["tracked"]);
 }

@@ -1,7 +1,7 @@
 //! The routes on 8031: monitors CRUD (`/monitors`, admin scope like every configuration
 //! route), `POST /monitors/{id}/records`, `GET /monitors/{id}/report`, `GET /monitors/{id}/drift`
 //! and `POST /profile`. Not built yet (404 by absence): `/ws/monitors/{id}`, the dashboard at
-//! `/`; refused with 501 `not_implemented`: monitors with a Kafka `source` or a `schema`.
+//! `/`.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +28,9 @@ pub struct Api {
     pub book: Book,
     pub ingest: Ingest,
     pub store: Store,
+    pub schemas: std::sync::Arc<loom_schemas::SchemaCache>,
+    /// The Kafka bridge, when configured (monitors with a `source` need it).
+    pub kafka: Option<loom_config::KafkaSection>,
 }
 
 pub fn routes(api: Api) -> Router {
@@ -53,14 +56,22 @@ async fn list(State(api): State<Api>) -> Result<Json<Value>> {
     Ok(Json(json!({"revision": api.book.revision(), "monitors": api.book.stored().await.map_err(QualityError::from)?})))
 }
 
-/// Checks what a monitor needs beyond its spec.
-fn prepare(spec: &MonitorSpec) -> std::result::Result<(), QualityError> {
+/// Checks what a monitor needs beyond its spec: its schema subject exists in the registry
+/// and compiles (422 `unknown_subject`; 503 `registry_unavailable` when it cannot be asked);
+/// a source needs the Kafka bridge (409 `kafka_not_configured`), and its topic is created
+/// (6 partitions) when absent.
+async fn prepare(api: &Api, spec: &MonitorSpec) -> std::result::Result<(), QualityError> {
     Monitor::compile(spec.clone(), 0)?;
-    if spec.source.is_some() {
-        return Err(QualityError::NotBuilt("a Kafka source for monitors (use POST /monitors/{id}/records)"));
+    if let Some(source) = &spec.source {
+        let kafka = api.kafka.as_ref().ok_or(QualityError::KafkaOff)?;
+        crate::kafka::ensure_topic(kafka, &source.topic).await?;
     }
-    if spec.schema.is_some() {
-        return Err(QualityError::NotBuilt("schema compliance against the registry (monitor.schema)"));
+    if let Some(s) = &spec.schema {
+        match api.schemas.check_subject(&s.subject).await {
+            loom_schemas::SubjectCheck::Usable => {}
+            loom_schemas::SubjectCheck::Unusable(m) => return Err(QualityError::Subject(m)),
+            loom_schemas::SubjectCheck::Unknown(m) => return Err(QualityError::Registry(m)),
+        }
     }
     Ok(())
 }
@@ -70,7 +81,7 @@ async fn create(State(api): State<Api>, ApiJson(spec): ApiJson<MonitorSpec>) -> 
         let id = &spec.id;
         return Err(QualityError::Conflict(format!("monitor '{id}' exists; PUT /monitors/{id} replaces it")).into());
     }
-    prepare(&spec)?;
+    prepare(&api, &spec).await?;
     let stored = api.book.put(spec).await?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
@@ -89,7 +100,7 @@ async fn replace(
     if spec.id != id {
         return Err(QualityError::Invalid(format!("the body's id '{}' is not the path's '{id}'", spec.id)).into());
     }
-    prepare(&spec)?;
+    prepare(&api, &spec).await?;
     Ok(Json(serde_json::to_value(api.book.put(spec).await?).unwrap_or_default()))
 }
 

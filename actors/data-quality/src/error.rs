@@ -22,6 +22,8 @@ pub enum QualityError {
     TooManyWindows(usize),
     #[error("the Kafka bridge is off: set kafka.brokers (LOOM_KAFKA_BROKERS) to use a source topic")]
     KafkaOff,
+    #[error("Kafka unavailable: {0}")]
+    Kafka(String),
     #[error("schema subject: {0}")]
     Subject(String),
     #[error("Schema Registry unreachable: {0}")]
@@ -61,6 +63,7 @@ const CODES: &[(&str, ErrorKind)] = &[
     ("too_many_records", ErrorKind::PayloadTooLarge),
     ("too_many_windows", ErrorKind::InvalidInput),
     ("kafka_not_configured", ErrorKind::Conflict),
+    ("kafka_unavailable", ErrorKind::Unavailable),
     ("unknown_subject", ErrorKind::Unprocessable),
     ("registry_unavailable", ErrorKind::Unavailable),
     ("quality_store_unavailable", ErrorKind::Unavailable),
@@ -91,6 +94,7 @@ impl ServiceError for QualityError {
             QualityError::TooMany(_) => "too_many_records",
             QualityError::TooManyWindows(_) => "too_many_windows",
             QualityError::KafkaOff => "kafka_not_configured",
+            QualityError::Kafka(_) => "kafka_unavailable",
             QualityError::Subject(_) => "unknown_subject",
             QualityError::Registry(_) => "registry_unavailable",
             QualityError::Store(_) => "quality_store_unavailable",

@@ -47,7 +47,7 @@ pub struct Batch {
 }
 
 impl Batch {
-    fn refuse(&mut self, index: usize, code: &str, message: String) {
+    pub(crate) fn refuse(&mut self, index: usize, code: &str, message: String) {
         self.refused += 1;
         if self.listed.len() < MAX_LISTED {
             self.listed.push(json!({"index": index, "code": code, "message": message}));
@@ -80,8 +80,36 @@ fn group(monitor: &Monitor, v: &Value) -> String {
     key
 }
 
-/// Absorbs `records` (REST: `record_ms` None, arrival time `now` stands in for a record time).
-pub fn absorb(monitor: &Monitor, records: &[(Value, Option<i64>)], now: i64, fresh: &mut Freshness, batch: &mut Batch) {
+/// Violations recorded per invalid record at most.
+const VIOLATIONS_PER_RECORD: usize = 8;
+
+/// Counts `v`'s schema outcome in `w`: checked, invalid, and each distinct "keyword at path".
+fn check_schema(schema: &loom_schemas::Validator, v: &Value, w: &mut WindowProfile) {
+    w.schema.checked += 1;
+    if schema.is_valid(v) {
+        return;
+    }
+    w.schema.invalid += 1;
+    let mut seen: Vec<String> = Vec::new();
+    for x in loom_schemas::violations(schema, v, VIOLATIONS_PER_RECORD) {
+        let kind = format!("{} at '{}'", x.keyword, x.path);
+        if !seen.contains(&kind) {
+            w.schema.violation(kind.clone());
+            seen.push(kind);
+        }
+    }
+}
+
+/// Absorbs `records` (REST: `record_ms` None, arrival time `now` stands in for a record time),
+/// validating each against `schema` when the monitor has one and it could be loaded.
+pub fn absorb(
+    monitor: &Monitor,
+    schema: Option<&loom_schemas::Validator>,
+    records: &[(Value, Option<i64>)],
+    now: i64,
+    fresh: &mut Freshness,
+    batch: &mut Batch,
+) {
     for (i, (v, record_ms)) in records.iter().enumerate() {
         if !v.is_object() {
             batch.refuse(i, "not_an_object", "a record must be a JSON object".into());
@@ -101,6 +129,9 @@ pub fn absorb(monitor: &Monitor, records: &[(Value, Option<i64>)], now: i64, fre
         }
         let w = batch.windows.entry((g, monitor.window_start(ts))).or_default();
         w.count += 1;
+        if let Some(schema) = schema {
+            check_schema(schema, v, w);
+        }
         for (p, rule) in &monitor.fields {
             let value = rule.at.get(v);
             match w.fields.get_mut(p) {
@@ -171,7 +202,7 @@ mod tests {
         .map(|v| (v, None))
         .collect();
         let (mut fresh, mut batch) = (Freshness::default(), Batch::default());
-        absorb(&m, &recs, 0, &mut fresh, &mut batch);
+        absorb(&m, None, &recs, 0, &mut fresh, &mut batch);
         assert_eq!((batch.accepted, batch.refused), (4, 3));
         let codes: Vec<&str> = batch.listed.iter().map(|r| r["code"].as_str().unwrap()).collect();
         assert_eq!(codes, ["not_an_object", "missing_time", "invalid_time"]);
@@ -183,5 +214,27 @@ mod tests {
         assert_eq!((late.gaps, late.longest_gap_ms, late.fields["/x"].nulls), (1, 639_000, 1));
         assert_eq!(fresh.last["a"], 700_000);
         assert_eq!(Freshness::from_bytes(&fresh.to_bytes()), fresh);
+    }
+
+    #[test]
+    fn schema_outcomes_are_counted_by_keyword_and_path() {
+        let m = monitor(json!({"id": "m", "window": "1m", "time": {"field": "/ts", "format": "epoch_ms"}}));
+        let schema = serde_json::json!({"type": "object", "required": ["lat"], "properties": {"lat": {"maximum": 90}}});
+        let v = jsonschema_validator(&schema);
+        let recs: Vec<(Value, Option<i64>)> =
+            [json!({"ts": 1, "lat": 10}), json!({"ts": 2, "lat": 91}), json!({"ts": 3, "lat": 95}), json!({"ts": 4})]
+                .into_iter()
+                .map(|v| (v, None))
+                .collect();
+        let (mut fresh, mut batch) = (Freshness::default(), Batch::default());
+        absorb(&m, Some(&v), &recs, 0, &mut fresh, &mut batch);
+        let s = &batch.windows[&(String::new(), 0)].schema;
+        assert_eq!((s.checked, s.invalid), (4, 3));
+        assert_eq!(s.violations["maximum at '/lat'"], 2);
+        assert_eq!(s.violations["required at ''"], 1);
+    }
+
+    fn jsonschema_validator(schema: &Value) -> loom_schemas::Validator {
+        loom_schemas::compile(schema).unwrap()
     }
 }

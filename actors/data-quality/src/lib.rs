@@ -8,12 +8,15 @@
 //!   against scipy); `drift.rs`: the per-field decisions; `anomaly.rs`: MAD, EWMA, Holt-Winters.
 //! - `report.rs`: metrics, completeness and drift per window from stored profiles (pure).
 //! - `store.rs`: the `dq_windows` and `dq_parts` tables; `rest.rs`: REST ingest on the
-//!   monitor's owner, in one actor; `api.rs`: routes; `metrics.rs`; `error.rs`.
+//!   monitor's owner, in one actor; `kafka.rs`: Kafka sources, one part per source partition,
+//!   each batch stored once with its offset; `api.rs`: routes; `metrics.rs`; `error.rs`.
 //!
 //! ```text
 //! quality supervisor
 //! ├── core
-//! └── ingest   (IngestActor: REST batches of the monitors this node owns)
+//! ├── ingest   (IngestActor: REST batches of the monitors this node owns)
+//! └── sources  (loom-kafka SourcesActor, only with kafka.brokers: a group member per monitor
+//!               with a source, a partition actor per assigned partition)
 //! ```
 
 mod anomaly;
@@ -21,6 +24,7 @@ mod api;
 pub mod drift;
 mod error;
 pub mod ingest;
+mod kafka;
 mod metrics;
 pub mod monitor;
 pub mod profile;
@@ -46,6 +50,22 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![Box::new(store::Migration)]
 }
 
+/// The validator of a monitor's schema subject: `(None, None)` without a schema, `(None,
+/// Some(why))` when it cannot be loaded now (the records are counted, not checked).
+pub(crate) async fn schema_of(
+    schemas: &loom_schemas::SchemaCache,
+    m: &monitor::Monitor,
+) -> (Option<std::sync::Arc<loom_schemas::Validator>>, Option<String>) {
+    let Some(s) = &m.spec.schema else { return (None, None) };
+    match schemas.validator(&s.subject).await {
+        Ok(v) => (Some(v), None),
+        Err(e) => {
+            crate::metrics::schema_unavailable(&m.spec.id);
+            (None, Some(e))
+        }
+    }
+}
+
 fn build(ctx: &ServiceContext) -> ServiceParts {
     metrics::describe();
     let parts = ServiceParts::foundation_only(ctx);
@@ -55,11 +75,26 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     let book: rest::Book =
         loom_service::book::Book::new(db, "quality.monitor", "quality.monitors", monitor::MAX_MONITORS, cluster);
     tokio::spawn(book.clone().follow());
-    let deps = rest::Deps { book: book.clone(), store: store.clone(), part: format!("rest@{}", ctx.node.name) };
+    let schemas = std::sync::Arc::new(loom_schemas::SchemaCache::new(loom_schemas::registry_url(&ctx.config)));
+    let deps = rest::Deps {
+        book: book.clone(),
+        store: store.clone(),
+        part: format!("rest@{}", ctx.node.name),
+        schemas: schemas.clone(),
+    };
     let mut children = parts.children;
     let (handle, spec) = actor_child(ctx, "ingest", move |mailbox| (rest::IngestActor { mailbox }, deps.clone()));
     children.push(spec);
     let ingest = rest::serve(&ctx.cluster, handle, ctx.config.http.request_timeout.get());
-    let api = api::Api { book, ingest, store };
+    let kafka = ctx.config.kafka.enabled().then(|| ctx.config.kafka.clone());
+    if let Some(k) = &kafka {
+        let side = kafka::StreamSide::new(book.clone(), store.clone(), schemas.clone(), k.clone());
+        let sources: std::sync::Arc<dyn loom_kafka::sources::Sources> = std::sync::Arc::new(side);
+        let (_, spec) = actor_child(ctx, "sources", move |mailbox| {
+            (loom_kafka::sources::SourcesActor { mailbox, service: ServiceId::DataQuality.name() }, sources.clone())
+        });
+        children.push(spec);
+    }
+    let api = api::Api { book, ingest, store, schemas, kafka };
     ServiceParts { children, routes: parts.routes.merge(api::routes(api)), ..parts }
 }

@@ -207,7 +207,7 @@ mod tests {
 
     fn wins(m: &Monitor, recs: Vec<Value>) -> Vec<Win> {
         let (mut f, mut b) = (Freshness::default(), Batch::default());
-        absorb(m, &recs.into_iter().map(|v| (v, None)).collect::<Vec<_>>(), 0, &mut f, &mut b);
+        absorb(m, None, &recs.into_iter().map(|v| (v, None)).collect::<Vec<_>>(), 0, &mut f, &mut b);
         let rows: Vec<Row> = b.windows.into_iter().map(|((g, s), p)| (g, s, p.to_bytes())).collect();
         merge_rows(rows).unwrap()
     }

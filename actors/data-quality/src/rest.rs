@@ -40,6 +40,7 @@ pub struct Deps {
     pub store: Store,
     /// This node's REST part, `rest@<node name>`.
     pub part: String,
+    pub schemas: Arc<loom_schemas::SchemaCache>,
 }
 
 #[ractor::async_trait]
@@ -86,14 +87,18 @@ async fn absorb(deps: &Deps, id: &str, records: Vec<Value>) -> Result<Value, Qua
     let now = loom_storage::documents::now_ms();
     let mut batch = Batch::default();
     let records: Vec<(Value, Option<i64>)> = records.into_iter().map(|v| (v, None)).collect();
-    ingest::absorb(monitor, &records, now, &mut fresh, &mut batch);
+    let (schema, schema_problem) = crate::schema_of(&deps.schemas, monitor).await;
+    ingest::absorb(monitor, schema.as_deref(), &records, now, &mut fresh, &mut batch);
     let windows: Vec<(String, i64, Vec<u8>)> =
         batch.windows.iter().map(|((g, s), p)| (g.clone(), *s, p.to_bytes())).collect();
     deps.store.apply(id, &deps.part, windows, merge_bytes, -1, fresh.to_bytes()).await?;
-    crate::metrics::ingested(id, batch.accepted, batch.refused);
+    crate::metrics::absorbed(id, &batch);
     let mut answer = batch.answer();
     answer["monitor"] = json!(id);
     answer["version"] = json!(entry.version);
+    if let Some(p) = schema_problem {
+        answer["schema"] = json!({"unavailable": p});
+    }
     Ok(answer)
 }
 

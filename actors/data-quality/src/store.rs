@@ -105,7 +105,7 @@ impl Store {
     }
 
     /// Merges a batch into its windows: `merge(stored, batch)` gives each row's new bytes; all
-    /// rows and the part's state are written in one transaction.
+    /// rows and the part's state are written in one transaction (REST parts: one writer).
     pub async fn apply(
         &self,
         monitor: &str,
@@ -115,8 +115,72 @@ impl Store {
         next_offset: i64,
         state: Vec<u8>,
     ) -> Result<(), DbErr> {
+        let txn = self.db.begin().await?;
+        let now = now_ms();
+        txn.execute_raw(stmt(
+            self.backend(),
+            "INSERT INTO dq_parts (monitor, part, next_offset, state, updated_ms) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (monitor, part) DO UPDATE SET next_offset = excluded.next_offset, state = excluded.state, \
+             updated_ms = excluded.updated_ms",
+            vec![monitor.into(), part.into(), next_offset.into(), state.into(), now.into()],
+        ))
+        .await?;
+        self.merge_windows(&txn, monitor, part, windows, merge).await?;
+        txn.commit().await
+    }
+
+    /// [`Store::apply`] for a stream part, conditional on its saved `next_offset` still being
+    /// `expected` (`None`: not saved yet). The part's row is written first, so on PostgreSQL it
+    /// is locked for the transaction and a concurrent writer waits, then finds it changed.
+    /// `Ok(false)`: the condition failed and nothing was written.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply_cas(
+        &self,
+        monitor: &str,
+        part: &str,
+        windows: Vec<(String, i64, Vec<u8>)>,
+        merge: impl Fn(Option<&[u8]>, &[u8]) -> Vec<u8>,
+        expected: Option<i64>,
+        next_offset: i64,
+        state: Vec<u8>,
+    ) -> Result<bool, DbErr> {
         let b = self.backend();
         let txn = self.db.begin().await?;
+        let now = now_ms();
+        let written = match expected {
+            Some(old) => txn.execute_raw(stmt(
+                b,
+                "UPDATE dq_parts SET next_offset = ?, state = ?, updated_ms = ? \
+                 WHERE monitor = ? AND part = ? AND next_offset = ?",
+                vec![next_offset.into(), state.into(), now.into(), monitor.into(), part.into(), old.into()],
+            )),
+            None => txn.execute_raw(stmt(
+                b,
+                "INSERT INTO dq_parts (monitor, part, next_offset, state, updated_ms) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (monitor, part) DO NOTHING",
+                vec![monitor.into(), part.into(), next_offset.into(), state.into(), now.into()],
+            )),
+        }
+        .await?
+        .rows_affected();
+        if written != 1 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        self.merge_windows(&txn, monitor, part, windows, merge).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    async fn merge_windows(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        monitor: &str,
+        part: &str,
+        windows: Vec<(String, i64, Vec<u8>)>,
+        merge: impl Fn(Option<&[u8]>, &[u8]) -> Vec<u8>,
+    ) -> Result<(), DbErr> {
+        let b = self.backend();
         let now = now_ms();
         for (grp, start, batch) in windows {
             let old = txn
@@ -138,15 +202,7 @@ impl Store {
             ))
             .await?;
         }
-        txn.execute_raw(stmt(
-            b,
-            "INSERT INTO dq_parts (monitor, part, next_offset, state, updated_ms) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (monitor, part) DO UPDATE SET next_offset = excluded.next_offset, state = excluded.state, \
-             updated_ms = excluded.updated_ms",
-            vec![monitor.into(), part.into(), next_offset.into(), state.into(), now.into()],
-        ))
-        .await?;
-        txn.commit().await
+        Ok(())
     }
 
     /// Window rows of every part with start in [from, to), oldest first (at most [`MAX_ROWS`]).
@@ -206,6 +262,15 @@ mod tests {
         assert_eq!(rows, vec![("".into(), 0, vec![1, 1]), ("".into(), 0, vec![3]), ("g".into(), 600, vec![2, 2])]);
         assert_eq!(store.part("m", "rest").await.unwrap(), Some((5, vec![8])));
         assert_eq!(store.latest("m").await.unwrap(), Some(600));
+        // stream parts: compare-and-set on next_offset
+        let one = || vec![("".to_owned(), 0, vec![4u8])];
+        assert!(store.apply_cas("m", "t/1", one(), concat, None, 10, vec![]).await.unwrap());
+        assert!(!store.apply_cas("m", "t/1", one(), concat, None, 20, vec![]).await.unwrap());
+        assert!(!store.apply_cas("m", "t/1", one(), concat, Some(5), 20, vec![]).await.unwrap());
+        assert!(store.apply_cas("m", "t/1", one(), concat, Some(10), 20, vec![1]).await.unwrap());
+        assert_eq!(store.part("m", "t/1").await.unwrap(), Some((20, vec![1])));
+        let t1: Vec<Row> = store.windows("m", 0, 1).await.unwrap();
+        assert_eq!(t1.iter().filter(|r| r.2 == vec![4, 4]).count(), 1, "two applied, two refused: {t1:?}");
         store.delete("m").await.unwrap();
         assert!(store.windows("m", 0, 1000).await.unwrap().is_empty());
         assert_eq!(store.latest("m").await.unwrap(), None);

@@ -55,11 +55,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
             None
         }
     });
-    let registry_url = config.router.schema_registry_url.clone().unwrap_or_else(|| {
-        let port =
-            config.services.get(ServiceId::SchemaRegistry).port.unwrap_or(ServiceId::SchemaRegistry.default_port());
-        format!("http://{}:{port}", config.node.bind_addr)
-    });
+    let registry_url = loom_schemas::registry_url(config);
     let router = Arc::new(router::Router::new(
         producer.clone(),
         kafka.clone(),

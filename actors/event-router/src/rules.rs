@@ -418,13 +418,7 @@ pub trait Schemas {
     fn validate(&self, subject: &str, event: &Value) -> Result<(), SchemaProblem>;
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum SchemaProblem {
-    /// The event violates the schema.
-    Invalid(String),
-    /// The schema could not be obtained (unknown subject, registry down).
-    Unavailable(String),
-}
+pub use loom_schemas::SchemaProblem;
 
 fn headers_map(headers: &[(String, Vec<u8>)]) -> BTreeMap<String, String> {
     headers.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect()
