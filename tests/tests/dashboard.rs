@@ -2,8 +2,11 @@
 //! installed by `scripts/infra.sh`): the page loads from a real two-node cluster, shows both
 //! nodes and their services, then — without reloading, live from `/ws/health` — shows the second
 //! node lost (its services `impacted`, an open incident) after `kill -9`, and up again after a
-//! restart, with the incident resolved. Chromium is driven over the DevTools protocol; a
-//! screenshot of the final page is saved under the target directory.
+//! restart, with the incident resolved. The quality dashboard (`GET /` on 8031) shows a
+//! monitor's windows, charts and the drift decisions of the newest window, and a window posted
+//! while it is open appears without a reload (from `/ws/monitors/{id}`). Chromium is driven
+//! over the DevTools protocol; screenshots of the final pages are saved under the target
+//! directory.
 
 #![allow(clippy::print_stderr)] // detection and recovery times are the figures these tests report
 
@@ -143,14 +146,14 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-/// Where the screenshot goes: `<target>/dashboard/`.
-fn screenshot_path() -> PathBuf {
+/// Where a screenshot goes: `<target>/dashboard/<name>`.
+fn screenshot_path(name: &str) -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let dir = target.join("dashboard");
     std::fs::create_dir_all(&dir).expect("screenshot dir");
-    dir.join("dashboard.png")
+    dir.join(name)
 }
 
 /// What the page shows about a node: its card's status and its services' statuses.
@@ -257,8 +260,97 @@ async fn the_dashboard_shows_a_node_go_down_and_come_back_live() {
         assert_eq!(&shot[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
         assert!(shot.len() > 10_000, "a real page, not a blank one: {} bytes", shot.len());
     }
-    let path = screenshot_path();
+    let path = screenshot_path("dashboard.png");
     std::fs::write(&path, &png).expect("screenshot written");
     std::fs::write(path.with_file_name("dashboard-node-lost.png"), &during).expect("screenshot written");
     eprintln!("screenshots: {} and dashboard-node-lost.png beside it", path.display());
+}
+
+/// Quality dashboard: what the page shows (chart points, drift rows, live messages).
+const QUALITY_VIEW: &str = r##"(() => {
+  const drift = {};
+  document.querySelectorAll("#drift tr[data-field]").forEach((tr) => { drift[tr.dataset.field + " " + tr.dataset.method] = tr.dataset.drifted; });
+  return {
+    status: document.getElementById("status").textContent,
+    messages: Number(document.getElementById("status").dataset.messages || 0),
+    volume: Number(document.getElementById("chart-volume").dataset.points || 0),
+    completeness: Number(document.getElementById("chart-completeness").dataset.points || 0),
+    drift,
+    alerts: [...document.querySelectorAll("#alerts tr.alert")].map((tr) => tr.dataset.kind),
+    records: document.querySelector('.kpi[data-metric="volume"] b')?.textContent,
+  };
+})()"##;
+
+async fn wait_view(browser: &mut Browser, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = browser.eval(QUALITY_VIEW).await;
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the quality dashboard never showed {what}: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_quality_dashboard_shows_windows_drift_and_live_updates() {
+    assert!(chromium_installed(), "`{CHROMIUM}` is not installed: run scripts/infra.sh up (scripts/test.sh does)");
+    let node = loom_testkit::LoomNode::start_ready("dq-dash", loom_testkit::NodeOptions::default()).await;
+    const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    let iso = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let monitor = json!({"id": "gps", "time": {"field": "/ts"}, "window": "10m",
+        "fields": {"/speed": {"required": true}, "/platform": {"required": true}},
+        "reference": {"fixed": {"from": iso(T0), "to": iso(T0 + 600_000)}},
+        "drift": {"fields": ["/speed", "/platform"], "methods": ["ks", "psi"]}});
+    let r = http().post(node.url(8031, "/monitors")).json(&monitor).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let mut seed = 11u64;
+    let mut unit = move || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    // window w: 1,000 records; windows 2 and 3 have /speed shifted by 1 sd
+    let mut window = |w: i64| -> Vec<Value> {
+        (0..1000)
+            .map(|i| {
+                let (u, v) = (unit(), unit());
+                let z = (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos();
+                let mean = if w >= 2 { 55.0 } else { 50.0 };
+                json!({"ts": iso(T0 + w * 600_000 + i * 500), "speed": mean + 5.0 * z,
+                       "platform": if i % 3 == 0 { "ios" } else { "android" }})
+            })
+            .collect()
+    };
+    let post = |recs: Vec<Value>| {
+        let url = node.url(8031, "/monitors/gps/records");
+        async move {
+            let r = http().post(url).json(&json!({"records": recs})).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    for w in 0..3 {
+        post(window(w)).await;
+    }
+
+    let mut browser = Browser::open(&node.url(8031, "/?monitor=gps")).await;
+    let view = wait_view(&mut browser, "three windows and the drift of the newest", |v| {
+        v["status"] == "live" && v["volume"] == 3 && v["drift"]["/speed ks"] == "true"
+    })
+    .await;
+    assert_eq!(view["drift"]["/platform psi"], "false", "{view}");
+    assert_eq!(view["records"], "1000", "{view}");
+    assert!(view["alerts"].as_array().unwrap().iter().any(|k| k == "drift"), "{view}");
+
+    // A window posted while the page is open appears without a reload.
+    post(window(3)).await;
+    let live =
+        wait_view(&mut browser, "the fourth window, live", |v| v["volume"] == 4 && v["messages"].as_u64() >= Some(2))
+            .await;
+    assert_eq!(live["completeness"], 4, "{live}");
+    let png = browser.screenshot().await;
+    std::fs::write(screenshot_path("quality.png"), &png).unwrap();
+    eprintln!("quality dashboard: {live}");
 }

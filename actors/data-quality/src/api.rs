@@ -1,7 +1,6 @@
 //! The routes on 8031: monitors CRUD (`/monitors`, admin scope like every configuration
 //! route), `POST /monitors/{id}/records`, `GET /monitors/{id}/report`, `GET /monitors/{id}/drift`
-//! and `POST /profile`. Not built yet (404 by absence): `/ws/monitors/{id}`, the dashboard at
-//! `/`.
+//! `POST /profile` and the live feed `GET /ws/monitors/{id}` (`live.rs`).
 
 use std::collections::BTreeMap;
 
@@ -41,6 +40,7 @@ pub fn routes(api: Api) -> Router {
         .route("/monitors/{id}/report", get(report))
         .route("/monitors/{id}/drift", get(drift))
         .route("/profile", post(profile))
+        .route("/ws/monitors/{id}", get(crate::live::ws))
         .with_state(api)
 }
 
@@ -48,7 +48,7 @@ type Result<T> = std::result::Result<T, ApiError>;
 /// Windows one report covers at most.
 const MAX_WINDOWS: i64 = 1_000;
 
-async fn entry(api: &Api, id: &str) -> std::result::Result<crate::monitor::Entry, QualityError> {
+pub(crate) async fn entry(api: &Api, id: &str) -> std::result::Result<crate::monitor::Entry, QualityError> {
     api.book.get_fresh(id).await?.ok_or_else(|| QualityError::NotFound(format!("monitor '{id}'")))
 }
 
@@ -135,19 +135,19 @@ async fn records(State(api): State<Api>, Path(id): Path<String>, ApiJson(body): 
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReportQuery {
-    from: Option<String>,
-    to: Option<String>,
-    group: Option<String>,
+pub(crate) struct ReportQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub group: Option<String>,
 }
 
-fn time(name: &str, v: &Option<String>) -> std::result::Result<Option<i64>, QualityError> {
+pub(crate) fn time(name: &str, v: &Option<String>) -> std::result::Result<Option<i64>, QualityError> {
     v.as_deref().map(|s| parse_request_time(s).map_err(|e| QualityError::Invalid(format!("{name}: {e}")))).transpose()
 }
 
 /// Every window (merged across parts) a report over [from, to) needs: its own, its
 /// references' and its anomaly history.
-async fn load(api: &Api, m: &Monitor, from: i64, to: i64) -> std::result::Result<Vec<Win>, QualityError> {
+pub(crate) async fn load(api: &Api, m: &Monitor, from: i64, to: i64) -> std::result::Result<Vec<Win>, QualityError> {
     let mut load_from = from - report::HISTORY.max(m.season_windows.unwrap_or(0) * 3) as i64 * m.window_ms;
     match m.reference {
         Reference::Fixed { from: f, .. } => load_from = load_from.min(f),
@@ -163,7 +163,7 @@ async fn load(api: &Api, m: &Monitor, from: i64, to: i64) -> std::result::Result
 }
 
 /// [from, to) aligned to windows, defaulting to the 24 windows up to the newest.
-async fn span(api: &Api, m: &Monitor, q: &ReportQuery) -> std::result::Result<(i64, i64), QualityError> {
+pub(crate) async fn span(api: &Api, m: &Monitor, q: &ReportQuery) -> std::result::Result<(i64, i64), QualityError> {
     let latest =
         api.store.latest(&m.spec.id).await?.unwrap_or_else(|| m.window_start(loom_storage::documents::now_ms()));
     let to = time("to", &q.to)?.unwrap_or(latest + m.window_ms);

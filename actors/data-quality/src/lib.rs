@@ -9,7 +9,7 @@
 //! - `report.rs`: metrics, completeness and drift per window from stored profiles (pure).
 //! - `store.rs`: the `dq_windows` and `dq_parts` tables; `rest.rs`: REST ingest on the
 //!   monitor's owner, in one actor; `kafka.rs`: Kafka sources, one part per source partition,
-//!   each batch stored once with its offset; `api.rs`: routes; `metrics.rs`; `error.rs`.
+//!   each batch stored once with its offset; `live.rs`: the live feed; `dashboard.rs`: the page at `/`; `api.rs`: routes; `metrics.rs`; `error.rs`.
 //!
 //! ```text
 //! quality supervisor
@@ -21,10 +21,12 @@
 
 mod anomaly;
 mod api;
+mod dashboard;
 pub mod drift;
 mod error;
 pub mod ingest;
 mod kafka;
+mod live;
 mod metrics;
 pub mod monitor;
 pub mod profile;
@@ -96,5 +98,5 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         children.push(spec);
     }
     let api = api::Api { book, ingest, store, schemas, kafka };
-    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), ..parts }
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api)).merge(dashboard::routes()), ..parts }
 }

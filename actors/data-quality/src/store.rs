@@ -218,6 +218,17 @@ impl Store {
             .collect()
     }
 
+    /// Window starts (any group, any part) written after `since_ms`, oldest first, each with
+    /// its newest write time (at most `limit`): what a live feed sends next.
+    pub async fn changed_since(&self, monitor: &str, since_ms: i64, limit: u32) -> Result<Vec<(i64, i64)>, DbErr> {
+        let sql = format!(
+            "SELECT window_start, MAX(updated_ms) AS updated FROM dq_windows WHERE monitor = ? AND updated_ms > ? \
+             GROUP BY window_start ORDER BY window_start LIMIT {limit}"
+        );
+        let rows = self.db.query_all_raw(stmt(self.backend(), &sql, vec![monitor.into(), since_ms.into()])).await?;
+        rows.into_iter().map(|r| Ok((r.try_get("", "window_start")?, r.try_get("", "updated")?))).collect()
+    }
+
     /// The newest window start of a monitor, if any.
     pub async fn latest(&self, monitor: &str) -> Result<Option<i64>, DbErr> {
         let row = self
@@ -271,6 +282,10 @@ mod tests {
         assert_eq!(store.part("m", "t/1").await.unwrap(), Some((20, vec![1])));
         let t1: Vec<Row> = store.windows("m", 0, 1).await.unwrap();
         assert_eq!(t1.iter().filter(|r| r.2 == vec![4, 4]).count(), 1, "two applied, two refused: {t1:?}");
+        let changed = store.changed_since("m", 0, 10).await.unwrap();
+        assert_eq!(changed.iter().map(|c| c.0).collect::<Vec<_>>(), vec![0, 600]);
+        let newest = changed.iter().map(|c| c.1).max().unwrap();
+        assert!(store.changed_since("m", newest, 10).await.unwrap().is_empty());
         store.delete("m").await.unwrap();
         assert!(store.windows("m", 0, 1000).await.unwrap().is_empty());
         assert_eq!(store.latest("m").await.unwrap(), None);

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod json;
 pub mod layers;
 pub mod ops;
+pub mod page;
 pub mod problem;
 pub mod server;
 
