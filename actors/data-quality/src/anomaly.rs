@@ -43,7 +43,8 @@ fn decide(value: f64, expected: f64, spread: f64, threshold: f64) -> Judgement {
     Judgement { value, expected: Some(expected), score, anomalous, reason: None }
 }
 
-/// Judges `value` against `history` (oldest first).
+/// Judges `value` against `history` (oldest first), without a noise floor (the tests' form).
+#[cfg(test)]
 pub fn judge(
     method: AnomalyMethod,
     history: &[f64],
@@ -51,6 +52,23 @@ pub fn judge(
     threshold: Option<f64>,
     season: Option<usize>,
 ) -> Judgement {
+    judge_with_noise(method, history, value, threshold, season, &|_| 0.0)
+}
+
+/// [`judge`] with a floor under the spread: `noise(expected)` is the sampling noise of the
+/// metric itself (a rate over n records: √(p(1 − p)/n); a count: √expected), so a history
+/// that happens to be flat or quiet does not turn ordinary sampling noise into an anomaly.
+pub fn judge_with_noise(
+    method: AnomalyMethod,
+    history: &[f64],
+    value: f64,
+    threshold: Option<f64>,
+    season: Option<usize>,
+    noise: &dyn Fn(f64) -> f64,
+) -> Judgement {
+    let decide = |value: f64, expected: f64, spread: f64, threshold: f64| {
+        decide(value, expected, spread.max(noise(expected)), threshold)
+    };
     let insufficient =
         Judgement { value, expected: None, score: None, anomalous: false, reason: Some("insufficient_history") };
     match method {

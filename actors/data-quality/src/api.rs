@@ -177,7 +177,7 @@ pub(crate) async fn span(api: &Api, m: &Monitor, q: &ReportQuery) -> std::result
     Ok((m.window_start(from), to))
 }
 
-fn silent_devices(m: &Monitor, states: &[Vec<u8>]) -> Value {
+pub(crate) fn silent_devices(m: &Monitor, states: &[Vec<u8>]) -> Value {
     let Some(max_gap) = m.max_gap_ms else { return Value::Null };
     let mut last: BTreeMap<String, i64> = BTreeMap::new();
     for s in states {

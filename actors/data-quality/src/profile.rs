@@ -5,7 +5,7 @@
 //! | per field | kept as | error |
 //! |---|---|---|
 //! | present, null, type mix, range/enum violations | counters | exact |
-//! | numeric values | the values themselves up to [`EXACT_VALUES`], then DDSketch (1 % relative accuracy) | exact, then quantiles within ±1 % of the true value |
+//! | numeric values | the values themselves up to [`EXACT_VALUES`], then a uniform bottom-k sample of that many (the drift tests' input) and DDSketch (1 % relative accuracy, the quantiles) | exact, then a sample's error (tests use the sample sizes) and quantiles within ±1 % of the true value |
 //! | mean, variance, min, max | Welford/Chan moments, extrema | float rounding |
 //! | categories (strings, booleans) | exact counts of the first [`CATEGORIES`] values; later new values count as `other`; a merge over the cap keeps the largest and folds the rest into `other` | exact below the cap |
 //! | distinct values | HyperLogLog++ (precision 12: exact while sparse, ≈1.6 % beyond) | |
@@ -38,9 +38,13 @@ pub struct Numeric {
     pub max: f64,
     pub mean: f64,
     pub m2: f64,
-    /// The values while there are at most [`EXACT_VALUES`]; emptied (and `overflow` set) beyond.
-    pub exact: Vec<f64>,
-    pub overflow: bool,
+    /// A bottom-k sample: the [`EXACT_VALUES`] values with the smallest random priorities
+    /// (all of them while `n` ≤ [`EXACT_VALUES`]), with up to a quarter more buffered before
+    /// the next trim. The union of two such samples trimmed to k is a uniform sample of the
+    /// merged values, so it merges across parts, nodes and windows without bias.
+    pub kept: Vec<(u64, f64)>,
+    /// The largest priority kept after the last trim (`u64::MAX` until the first trim).
+    pub cutoff: u64,
     pub sketch: DDSketch,
 }
 
@@ -52,11 +56,19 @@ impl Default for Numeric {
             max: f64::NEG_INFINITY,
             mean: 0.0,
             m2: 0.0,
-            exact: Vec::new(),
-            overflow: false,
+            kept: Vec::new(),
+            cutoff: u64::MAX,
             sketch: quantile_sketch(),
         }
     }
+}
+
+/// SplitMix64: the priority of a value from its position and bits (deterministic, uniform).
+fn priority(n: u64, x: f64) -> u64 {
+    let mut z = n.wrapping_add(x.to_bits().rotate_left(29)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl Numeric {
@@ -68,12 +80,21 @@ impl Numeric {
         self.mean += delta / self.n as f64;
         self.m2 += delta * (x - self.mean);
         self.sketch.add(x);
-        if !self.overflow {
-            self.exact.push(x);
-            if self.exact.len() > EXACT_VALUES {
-                self.overflow = true;
-                self.exact = Vec::new();
+        let p = priority(self.n, x);
+        if p < self.cutoff {
+            self.kept.push((p, x));
+            if self.kept.len() >= EXACT_VALUES + EXACT_VALUES / 4 {
+                self.trim();
             }
+        }
+    }
+
+    /// Keeps the [`EXACT_VALUES`] smallest priorities.
+    fn trim(&mut self) {
+        if self.kept.len() > EXACT_VALUES {
+            self.kept.select_nth_unstable_by_key(EXACT_VALUES - 1, |(p, _)| *p);
+            self.kept.truncate(EXACT_VALUES);
+            self.cutoff = self.kept.iter().map(|(p, _)| *p).max().unwrap_or(u64::MAX);
         }
     }
 
@@ -90,27 +111,36 @@ impl Numeric {
         self.min = self.min.min(o.min);
         self.max = self.max.max(o.max);
         let _ = self.sketch.merge(&o.sketch);
-        if self.overflow || o.overflow || self.exact.len() + o.exact.len() > EXACT_VALUES {
-            self.overflow = true;
-            self.exact = Vec::new();
-        } else {
-            self.exact.extend_from_slice(&o.exact);
-        }
+        let cutoff = self.cutoff.min(o.cutoff);
+        self.kept.extend(o.kept.iter().filter(|(p, _)| *p <= cutoff));
+        self.kept.retain(|(p, _)| *p <= cutoff);
+        self.trim();
+        self.cutoff = self.cutoff.min(cutoff);
     }
 
-    /// A sorted sample standing for the values, and whether it is the values themselves.
+    /// Whether [`Numeric::sample`] is every value.
+    pub fn complete(&self) -> bool {
+        self.n as usize == self.kept.len()
+    }
+
+    /// The sample, sorted, and whether it is every value (else a uniform sample of
+    /// [`EXACT_VALUES`] of them).
     pub fn sample(&self) -> (Vec<f64>, bool) {
-        if !self.overflow {
-            let mut v = self.exact.clone();
-            v.sort_by(f64::total_cmp);
-            return (v, true);
-        }
-        let mut v: Vec<f64> = (0..QUANTILE_POINTS)
-            .filter_map(|i| self.sketch.quantile((i as f64 + 0.5) / QUANTILE_POINTS as f64).ok().flatten())
-            .map(|x| x.clamp(self.min, self.max))
-            .collect();
+        let mut v: Vec<f64> = self.sampled().collect();
         v.sort_by(f64::total_cmp);
-        (v, false)
+        (v, self.complete())
+    }
+
+    fn sampled(&self) -> impl Iterator<Item = f64> + '_ {
+        let mut ps: Vec<u64> = Vec::new();
+        let limit = if self.kept.len() > EXACT_VALUES {
+            ps.extend(self.kept.iter().map(|(p, _)| *p));
+            ps.select_nth_unstable(EXACT_VALUES - 1);
+            ps[EXACT_VALUES - 1]
+        } else {
+            u64::MAX
+        };
+        self.kept.iter().filter(move |(p, _)| *p <= limit).map(|(_, x)| *x)
     }
 
     pub fn std(&self) -> Option<f64> {
@@ -118,9 +148,8 @@ impl Numeric {
     }
 
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        if !self.overflow && !self.exact.is_empty() {
-            let mut v = self.exact.clone();
-            v.sort_by(f64::total_cmp);
+        if self.complete() && !self.kept.is_empty() {
+            let v = self.sample().0;
             // numpy's default (linear) interpolation
             let pos = q * (v.len() - 1) as f64;
             let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
@@ -523,8 +552,11 @@ mod tests {
             n.add(1.0 + (i % 1000) as f64);
         }
         let (sample, exact) = n.sample();
-        assert!(!exact && n.exact.is_empty());
-        assert_eq!(sample.len(), QUANTILE_POINTS);
+        assert!(!exact && n.kept.len() < 2 * EXACT_VALUES);
+        assert_eq!(sample.len(), EXACT_VALUES);
+        // a uniform sample: its mean is within a few standard errors of the values' (500.5)
+        let mean = sample.iter().sum::<f64>() / sample.len() as f64;
+        assert!((mean - 500.5).abs() < 5.0 * 288.7 / (EXACT_VALUES as f64).sqrt(), "{mean}");
         let median = n.quantile(0.5).unwrap();
         assert!((median - 500.0).abs() / 500.0 < 0.02, "{median}");
     }
@@ -556,10 +588,7 @@ mod tests {
         w.schema.violation("type at /a".into());
         w.add_key("k1");
         let back = WindowProfile::from_bytes(&w.to_bytes()).unwrap();
-        assert_eq!(
-            (back.count, back.fields["/a"].numeric.exact.clone(), back.schema.violations.len()),
-            (3, vec![1.5], 1)
-        );
+        assert_eq!((back.count, back.fields["/a"].numeric.sample().0, back.schema.violations.len()), (3, vec![1.5], 1));
         assert_eq!(back.fields["/a"].distinct(), 2);
         assert!(WindowProfile::from_bytes(b"\x09junk").is_err());
     }

@@ -103,6 +103,31 @@ pub fn metric_value(m: &Monitor, metric: &Metric, p: &WindowProfile) -> Option<f
     }
 }
 
+/// The sampling noise of a metric in a window, as a function of its expected value: rates
+/// over the window's n records are binomial (√(p(1 − p)/n), p clamped to [1/n, 1 − 1/n]),
+/// counts Poisson (√expected), a field's mean has the standard error σ/√n; other metrics 0.
+fn noise_of<'a>(metric: &'a Metric, p: &'a WindowProfile) -> impl Fn(f64) -> f64 + 'a {
+    move |expected: f64| {
+        let n = p.count.max(1) as f64;
+        match metric {
+            Metric::NullRate(_) | Metric::MissingRate(_) | Metric::Compliance => {
+                let q = expected.clamp(1.0 / n, 1.0 - 1.0 / n);
+                (q * (1.0 - q) / n).sqrt()
+            }
+            Metric::Volume | Metric::DuplicateKeys | Metric::Gaps => expected.max(1.0).sqrt(),
+            Metric::Mean(x) => p
+                .fields
+                .get(x)
+                .and_then(|f| {
+                    let num = &f.numeric;
+                    num.std().map(|sd| sd / (num.n.max(1) as f64).sqrt())
+                })
+                .unwrap_or(0.0),
+            Metric::QualityScore | Metric::Distinct(_) => 0.0,
+        }
+    }
+}
+
 pub fn completeness(m: &Monitor, p: &WindowProfile) -> Vec<Value> {
     let empty = FieldProfile::default();
     m.fields
@@ -122,7 +147,7 @@ pub fn field_summary(name: &str, fp: &FieldProfile) -> Value {
         json!({"n": n.n, "mean": num(n.mean), "std": n.std().map_or(Value::Null, num), "min": num(n.min),
                "max": num(n.max), "p50": n.quantile(0.5).map_or(Value::Null, num),
                "p95": n.quantile(0.95).map_or(Value::Null, num), "p99": n.quantile(0.99).map_or(Value::Null, num),
-               "exact": !n.overflow})
+               "exact": n.complete()})
     });
     let c = &fp.categorical;
     let categorical = (c.total() > 0).then(|| {
@@ -182,7 +207,8 @@ pub fn window(m: &Monitor, w: &Win, all: &[Win]) -> Value {
             .filter_map(|(name, metric)| {
                 let value = metric_value(m, metric, p)?;
                 let history: Vec<f64> = earlier.iter().filter_map(|x| metric_value(m, metric, &x.profile)).collect();
-                let j = anomaly::judge(a.method, &history, value, a.threshold, m.season_windows);
+                let noise = noise_of(metric, p);
+                let j = anomaly::judge_with_noise(a.method, &history, value, a.threshold, m.season_windows, &noise);
                 let mut v = json!(j);
                 v["metric"] = json!(name);
                 v["method"] = json!(a.method);
@@ -259,5 +285,114 @@ mod tests {
         assert_eq!(last[0]["anomalous"], true, "{}", json!(last));
         assert_eq!(last[1]["anomalous"], false);
         assert_eq!(judged(&all[2])[0]["reason"], "insufficient_history");
+    }
+
+    /// A deterministic pseudo-random sequence (LCG) and a Box-Muller normal.
+    struct Lcg(u64);
+    impl Lcg {
+        fn unit(&mut self) -> f64 {
+            self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        }
+        fn normal(&mut self) -> f64 {
+            let (u, v) = (self.unit(), self.unit());
+            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        }
+    }
+
+    /// What a window flags: drifted (field, method) and anomalous metrics.
+    fn flags(m: &Monitor, w: &Win, all: &[Win]) -> Vec<String> {
+        let v = window(m, w, all);
+        let mut out: Vec<String> = v["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["drifted"] == true)
+            .map(|d| format!("drift {} {}", d["field"].as_str().unwrap(), d["method"].as_str().unwrap()))
+            .collect();
+        out.extend(
+            v["anomalies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["anomalous"] == true)
+                .map(|a| format!("anomaly {}", a["metric"].as_str().unwrap())),
+        );
+        if w.profile.gaps > 0 {
+            out.push("gap".into());
+        }
+        out
+    }
+
+    #[test]
+    fn injected_changes_are_flagged_within_two_windows_and_steady_data_raises_nothing() {
+        let m = monitor(json!({"id": "m", "window": "1m", "time": {"field": "/ts", "format": "epoch_ms"},
+            "fields": {"/speed": {}, "/platform": {}}, "freshness": {"per": "/device", "max_gap": "1m"},
+            "reference": {"rolling": "10m"}, "drift": {"fields": ["/speed", "/platform"]},
+            "anomaly": {"metrics": ["null_rate:/speed", "volume"], "method": "mad"}}));
+        const PER_WINDOW: i64 = 2000;
+        // (scenario, what must be flagged)
+        let cases = [
+            ("steady", None),
+            ("mean +0.5 sd on /speed", Some("drift /speed ks")),
+            ("a new category at 10 %", Some("drift /platform chi2")),
+            ("null rate 1 % -> 20 %", Some("anomaly null_rate:/speed")),
+            ("a device silent for 10 minutes", Some("silent d7")),
+        ];
+        for (case, (name, want)) in cases.iter().enumerate() {
+            let mut rng = Lcg(17 + case as u64);
+            let mut recs = Vec::new();
+            for w in 0..42i64 {
+                let changed = w >= 30 && case > 0;
+                for i in 0..PER_WINDOW {
+                    let device = format!("d{}", i % 50);
+                    if changed && case == 4 && device == "d7" && w < 40 {
+                        continue;
+                    }
+                    let shift = if changed && case == 1 { 0.5 } else { 0.0 };
+                    let null_share = if changed && case == 3 { 0.20 } else { 0.01 };
+                    let speed =
+                        if rng.unit() < null_share { Value::Null } else { json!(50.0 + 5.0 * (rng.normal() + shift)) };
+                    let r = rng.unit();
+                    let platform = if changed && case == 2 && r < 0.1 {
+                        "tv"
+                    } else if r < 0.55 {
+                        "android"
+                    } else {
+                        "ios"
+                    };
+                    recs.push(
+                        json!({"ts": w * 60_000 + i * 30, "device": device, "speed": speed, "platform": platform}),
+                    );
+                }
+            }
+            // the silent device: flagged by the freshness state after two windows of silence
+            let (mut fresh, mut b) = (Freshness::default(), Batch::default());
+            let upto: Vec<(Value, Option<i64>)> =
+                recs.iter().filter(|r| r["ts"].as_i64().unwrap() < 32 * 60_000).map(|v| (v.clone(), None)).collect();
+            absorb(&m, None, &upto, 0, &mut fresh, &mut b);
+            let silent = crate::api::silent_devices(&m, &[fresh.to_bytes()]);
+            let silent: Vec<String> = silent["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| format!("silent {}", d["device"].as_str().unwrap()))
+                .collect();
+
+            let all = wins(&m, recs);
+            assert_eq!(all.len(), 42);
+            let steady: Vec<(usize, Vec<String>)> =
+                (10..30).map(|w| (w, flags(&m, &all[w], &all))).filter(|(_, f)| !f.is_empty()).collect();
+            assert!(steady.is_empty(), "{name}: 20 unchanged windows raised {steady:?}");
+            let after: Vec<String> =
+                [30, 31].iter().flat_map(|w| flags(&m, &all[*w], &all)).chain(silent.iter().cloned()).collect();
+            match want {
+                None => assert!(after.is_empty(), "{name}: {after:?}"),
+                Some(flag) => assert!(after.iter().any(|f| f == flag), "{name}: wanted {flag}, got {after:?}"),
+            }
+            if case == 4 {
+                assert!(flags(&m, &all[40], &all).contains(&"gap".to_owned()), "the return ends a counted gap");
+            }
+        }
     }
 }
