@@ -136,6 +136,7 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
     let mut ports = Vec::new();
     let mut service_specs = Vec::new();
     let control = NodeControl::default();
+    let checks = loom_service::Checks::default();
     for (id, listener) in listeners {
         let Some(def) = defs.iter().position(|d| d.id == id).map(|i| defs.swap_remove(i)) else {
             return Err(format!("no service crate provides {id}"));
@@ -149,6 +150,7 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
             draining: draining.clone(),
             cluster: cluster.clone(),
             control: control.clone(),
+            checks: checks.clone(),
         };
         let parts = (def.build)(&ctx);
         control.attach_core(id, parts.core.clone());

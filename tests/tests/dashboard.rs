@@ -277,6 +277,7 @@ const QUALITY_VIEW: &str = r##"(() => {
     completeness: Number(document.getElementById("chart-completeness").dataset.points || 0),
     drift,
     alerts: [...document.querySelectorAll("#alerts tr.alert")].map((tr) => tr.dataset.kind),
+    open_alerts: [...document.querySelectorAll("#open-alerts tr.open-alert")].map((tr) => tr.dataset.key),
     records: document.querySelector('.kpi[data-metric="volume"] b')?.textContent,
   };
 })()"##;
@@ -304,7 +305,7 @@ async fn the_quality_dashboard_shows_windows_drift_and_live_updates() {
     let monitor = json!({"id": "gps", "time": {"field": "/ts"}, "window": "10m",
         "fields": {"/speed": {"required": true}, "/platform": {"required": true}},
         "reference": {"fixed": {"from": iso(T0), "to": iso(T0 + 600_000)}},
-        "drift": {"fields": ["/speed", "/platform"], "methods": ["ks", "psi"]}});
+        "drift": {"fields": ["/speed", "/platform"], "methods": ["ks", "psi"]}, "alerts": {}});
     let r = http().post(node.url(8031, "/monitors")).json(&monitor).send().await.unwrap();
     assert_eq!(r.status(), 201);
     let mut seed = 11u64;
@@ -343,6 +344,11 @@ async fn the_quality_dashboard_shows_windows_drift_and_live_updates() {
     assert_eq!(view["drift"]["/platform psi"], "false", "{view}");
     assert_eq!(view["records"], "1000", "{view}");
     assert!(view["alerts"].as_array().unwrap().iter().any(|k| k == "drift"), "{view}");
+    // The stored, deduplicated alert of that drift, as the evaluator opened it.
+    wait_view(&mut browser, "the open alert of /speed", |v| {
+        v["open_alerts"].as_array().is_some_and(|a| a.iter().any(|k| k == "drift||/speed"))
+    })
+    .await;
 
     // A window posted while the page is open appears without a reload.
     post(window(3)).await;

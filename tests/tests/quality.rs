@@ -442,8 +442,10 @@ async fn a_kafka_source_across_two_nodes_and_a_kill_counts_every_record_once() {
     let n1 = start_member("dqs1", opts(&[])).await;
     let n2 = start_member("dqs2", opts(&[&n1])).await;
     wait_up(&[&n1, &n2], &["dqs1", "dqs2"], Duration::from_secs(15)).await;
+    let alert_topic = format!("{topic}.alerts");
     let mut spec = monitor();
     spec["source"] = json!({"topic": topic});
+    spec["alerts"] = json!({"topic": alert_topic});
     let (s, m) = call(reqwest::Method::POST, &n2, "/monitors", Some(spec)).await;
     assert_eq!(s, 201, "{m}");
 
@@ -498,4 +500,160 @@ async fn a_kafka_source_across_two_nodes_and_a_kill_counts_every_record_once() {
     let one = report(&solo).await;
     assert_eq!(strip(&streamed_after), strip(&one), "a stream across two nodes and a kill equals one node's REST run");
     assert_eq!(streamed_after["freshness"]["tracked"], one["freshness"]["tracked"]);
+
+    // Alerts, evaluated by whichever node owns the monitor (n2 may have been it before the
+    // kill): the shifted /speed is open, and no condition was ever opened twice in a row.
+    let a = eventually("the drift of /speed is an open alert", Duration::from_secs(30), || async {
+        let a = alerts_of(&n1, "gps").await;
+        let open = a["open"].as_array()?.iter().any(|c| c["key"] == "drift||/speed");
+        (open && a["pending"] == 0).then_some(a)
+    })
+    .await;
+    let events = alert_events(&alert_topic).await;
+    let mut last: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    for e in &events {
+        let (key, state) = (e["key"].as_str().unwrap().to_owned(), e["state"].as_str().unwrap().to_owned());
+        let before = last.insert(key.clone(), state.clone());
+        assert_ne!(before.as_deref(), Some(state.as_str()), "{key} {state} twice in a row: {events:?}");
+    }
+    assert_eq!(last.get("drift||/speed").map(String::as_str), Some("open"), "{a} {events:?}");
+}
+
+/// 100 records per window of `/s`; one null in 100, or in 5 for `spiked` windows.
+fn null_windows(windows: std::ops::Range<i64>, spiked: &[i64]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for w in windows {
+        let every = if spiked.contains(&w) { 5 } else { 100 };
+        for i in 0..100i64 {
+            let s = if i % every == 0 { Value::Null } else { json!(i) };
+            out.push(json!({"ts": iso(T0 + w * MIN + i * 100), "s": s, "device": "d1"}));
+        }
+    }
+    out
+}
+
+async fn alerts_of(node: &LoomNode, id: &str) -> Value {
+    let (s, a) = call(reqwest::Method::GET, node, &format!("/monitors/{id}/alerts"), None).await;
+    assert_eq!(s, 200, "{a}");
+    a
+}
+
+/// The check `check:data-quality/<id>` as 8030 reports it on `node`, if present.
+async fn health_check(node: &LoomNode, id: &str) -> Option<Value> {
+    let h: Value = http().get(node.url(8030, "/health/cluster")).send().await.ok()?.json().await.ok()?;
+    h["checks"][format!("check:data-quality/{id}:{}", node.name)][0].as_object().map(|o| json!(o))
+}
+
+async fn alert_events(topic: &str) -> Vec<Value> {
+    kafka::read_all(topic)
+        .await
+        .iter()
+        .map(|r| serde_json::from_slice(r.payload.as_deref().unwrap_or_default()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn alerts_reach_the_health_aggregator_and_a_kafka_topic_once_per_condition() {
+    let topic = format!("{}.quality.alerts", kafka::prefix("dqa"));
+    let data = tempfile::tempdir().unwrap();
+    let node = LoomNode::start_ready(
+        "dq-alerts",
+        NodeOptions::default()
+            .env("LOOM_DATA_DIR", data.path().to_str().unwrap())
+            .env("LOOM_KAFKA_BROKERS", infra::kafka_brokers()),
+    )
+    .await;
+    let id = "nulls";
+    let spec = json!({"id": id, "time": {"field": "/ts"}, "window": "1m", "fields": {"/s": {}},
+        "freshness": {"per": "/device", "max_gap": "1h"},
+        "anomaly": {"metrics": ["null_rate:/s"], "method": "mad"},
+        "alerts": {"health": true, "topic": topic}});
+    let (s, m) = call(reqwest::Method::POST, &node, "/monitors", Some(spec)).await;
+    assert_eq!(s, 201, "{m}");
+
+    // 20 steady windows: evaluated (the check appears, passing) and nothing opens.
+    post_records(&node, id, &null_windows(0..20, &[])).await;
+    let check = eventually("the monitor's check on 8030", Duration::from_secs(20), || health_check(&node, id)).await;
+    assert_eq!(check["status"], "pass", "{check}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let a = alerts_of(&node, id).await;
+    assert_eq!(a["open"], json!([]), "20 unchanged windows raise nothing: {a}");
+    assert_eq!(health_check(&node, id).await.unwrap()["status"], "pass");
+
+    // A null rate jumping from 1 % to 20 % opens one condition, held without repeats.
+    post_records(&node, id, &null_windows(20..21, &[20])).await;
+    let a = eventually("the condition opens", Duration::from_secs(20), || async {
+        let a = alerts_of(&node, id).await;
+        (a["open"].as_array()?.len() == 1).then_some(a)
+    })
+    .await;
+    assert_eq!(a["open"][0]["key"], "anomaly||null_rate:/s", "{a}");
+    assert_eq!(a["open"][0]["window"], iso(T0 + 20 * MIN));
+    let check = eventually("the check fails on 8030", Duration::from_secs(20), || async {
+        health_check(&node, id).await.filter(|c| c["status"] == "fail")
+    })
+    .await;
+    assert_eq!(check["observedValue"]["open"], 1, "{check}");
+    let incident = eventually("an incident rooted in the check", Duration::from_secs(20), || async {
+        let open: Value = http().get(node.url(8030, "/incidents?state=open")).send().await.ok()?.json().await.ok()?;
+        open["incidents"]
+            .as_array()?
+            .iter()
+            .find(|i| i["roots"].as_array().is_some_and(|r| r.contains(&json!(format!("check:data-quality/{id}")))))
+            .cloned()
+    })
+    .await;
+    assert_eq!(incident["title"], format!("check data-quality/{id} failing"), "{incident}");
+    let h: Value = http().get(node.url(8030, "/health/cluster")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["status"], "warn", "a data condition is not an outage: {h}");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let events = alert_events(&topic).await;
+    assert_eq!(events.len(), 1, "one event while the condition holds: {events:?}");
+    assert_eq!((events[0]["state"].as_str(), events[0]["key"].as_str()), (Some("open"), Some("anomaly||null_rate:/s")));
+
+    // Back to normal: resolved once, the incident closes and the check passes.
+    post_records(&node, id, &null_windows(21..22, &[])).await;
+    eventually("the condition resolves", Duration::from_secs(20), || async {
+        let a = alerts_of(&node, id).await;
+        (a["open"] == json!([]) && a["pending"] == 0).then_some(())
+    })
+    .await;
+    let events = eventually("the resolution on the topic", Duration::from_secs(20), || async {
+        let e = alert_events(&topic).await;
+        (e.len() >= 2).then_some(e)
+    })
+    .await;
+    let states: Vec<&str> = events.iter().map(|e| e["state"].as_str().unwrap()).collect();
+    assert_eq!(states, vec!["open", "resolved"]);
+    assert_eq!(events[0]["opened_at"], events[1]["opened_at"]);
+    assert_ne!(events[0]["id"], events[1]["id"]);
+    eventually("the incident resolves", Duration::from_secs(20), || async {
+        let one: Value = http()
+            .get(node.url(8030, &format!("/incidents/{}", incident["id"].as_str()?)))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (one["state"] == "resolved").then_some(())
+    })
+    .await;
+    assert_eq!(health_check(&node, id).await.unwrap()["status"], "pass");
+
+    // Bad alert sections are refused by field; deleting the monitor withdraws its check.
+    let (s, e) = call(
+        reqwest::Method::POST,
+        &node,
+        "/monitors",
+        Some(json!({"id": "bad", "window": "1m", "alerts": {"topic": "no spaces"}})),
+    )
+    .await;
+    assert_eq!((s, e["code"].as_str()), (422, Some("invalid_monitor")), "{e}");
+    let (s, _) = call(reqwest::Method::DELETE, &node, &format!("/monitors/{id}"), None).await;
+    assert_eq!(s, 204);
+    eventually("the check is withdrawn", Duration::from_secs(20), || async {
+        health_check(&node, id).await.is_none().then_some(())
+    })
+    .await;
 }

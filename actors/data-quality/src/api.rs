@@ -39,6 +39,7 @@ pub fn routes(api: Api) -> Router {
         .route("/monitors/{id}/records", post(records))
         .route("/monitors/{id}/report", get(report))
         .route("/monitors/{id}/drift", get(drift))
+        .route("/monitors/{id}/alerts", get(alerts))
         .route("/profile", post(profile))
         .route("/ws/monitors/{id}", get(crate::live::ws))
         .with_state(api)
@@ -58,13 +59,17 @@ async fn list(State(api): State<Api>) -> Result<Json<Value>> {
 
 /// Checks what a monitor needs beyond its spec: its schema subject exists in the registry
 /// and compiles (422 `unknown_subject`; 503 `registry_unavailable` when it cannot be asked);
-/// a source needs the Kafka bridge (409 `kafka_not_configured`), and its topic is created
-/// (6 partitions) when absent.
+/// a source or an alert topic needs the Kafka bridge (409 `kafka_not_configured`), and the
+/// topic is created (6 partitions) when absent.
 async fn prepare(api: &Api, spec: &MonitorSpec) -> std::result::Result<(), QualityError> {
     Monitor::compile(spec.clone(), 0)?;
     if let Some(source) = &spec.source {
         let kafka = api.kafka.as_ref().ok_or(QualityError::KafkaOff)?;
         crate::kafka::ensure_topic(kafka, &source.topic).await?;
+    }
+    if let Some(topic) = spec.alerts.as_ref().and_then(|a| a.topic.as_ref()) {
+        let kafka = api.kafka.as_ref().ok_or(QualityError::KafkaOff)?;
+        crate::kafka::ensure_topic(kafka, topic).await?;
     }
     if let Some(s) = &spec.schema {
         match api.schemas.check_subject(&s.subject).await {
@@ -147,7 +152,12 @@ pub(crate) fn time(name: &str, v: &Option<String>) -> std::result::Result<Option
 
 /// Every window (merged across parts) a report over [from, to) needs: its own, its
 /// references' and its anomaly history.
-pub(crate) async fn load(api: &Api, m: &Monitor, from: i64, to: i64) -> std::result::Result<Vec<Win>, QualityError> {
+pub(crate) async fn load(
+    store: &Store,
+    m: &Monitor,
+    from: i64,
+    to: i64,
+) -> std::result::Result<Vec<Win>, QualityError> {
     let mut load_from = from - report::HISTORY.max(m.season_windows.unwrap_or(0) * 3) as i64 * m.window_ms;
     match m.reference {
         Reference::Fixed { from: f, .. } => load_from = load_from.min(f),
@@ -158,7 +168,7 @@ pub(crate) async fn load(api: &Api, m: &Monitor, from: i64, to: i64) -> std::res
         Reference::Fixed { to: t, .. } => to.max(t),
         Reference::Rolling(_) => to,
     };
-    let rows = api.store.windows(&m.spec.id, load_from, load_to).await?;
+    let rows = store.windows(&m.spec.id, load_from, load_to).await?;
     report::merge_rows(rows).map_err(QualityError::Store)
 }
 
@@ -202,7 +212,7 @@ async fn report(State(api): State<Api>, Path(id): Path<String>, Query(q): Query<
     let entry = entry(&api, &id).await?;
     let m = &entry.compiled;
     let (from, to) = span(&api, m, &q).await?;
-    let all = load(&api, m, from, to).await?;
+    let all = load(&api.store, m, from, to).await?;
     let windows: Vec<Value> = all
         .iter()
         .filter(|w| w.start >= from && w.start < to && q.group.as_ref().is_none_or(|g| *g == w.group))
@@ -217,6 +227,42 @@ async fn report(State(api): State<Api>, Path(id): Path<String>, Query(q): Query<
         "window_ms": m.window_ms,
         "windows": windows,
         "freshness": silent_devices(m, &states),
+    })))
+}
+
+/// The monitor's alert state as its owner last stored it: open conditions, the latest
+/// transitions (newest last) and what still waits for the alert topic.
+async fn alerts(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
+    let entry = entry(&api, &id).await?;
+    let Some(spec) = &entry.compiled.spec.alerts else {
+        return Err(QualityError::Invalid(format!("monitor '{id}' has no alerts section")).into());
+    };
+    let state = api.store.alerts(&id).await.map_err(QualityError::from)?;
+    let (revision, state) = match state {
+        Some((rev, bytes)) => (rev, crate::alerts::AlertState::from_bytes(&bytes)),
+        None => (0, crate::alerts::AlertState::default()),
+    };
+    let open: Vec<Value> = state
+        .open
+        .values()
+        .map(|o| {
+            let mut v = json!(o.condition);
+            v["since"] = json!(rfc3339(o.since_ms));
+            v["window"] = o.condition.window.map_or(Value::Null, |s| json!(rfc3339(s)));
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "monitor": id,
+        "version": entry.version,
+        "revision": revision,
+        "health": spec.health,
+        "topic": spec.topic,
+        "open": open,
+        "overflow": state.overflow,
+        "recent": state.recent,
+        "pending": state.pending.len(),
+        "dropped": state.dropped,
     })))
 }
 
@@ -272,7 +318,7 @@ async fn drift(State(api): State<Api>, Path(id): Path<String>, Query(q): Query<D
         });
         m = Monitor::compile(spec, entry.version).map_err(|e| QualityError::Invalid(format!("reference: {e}")))?;
     }
-    let all = load(&api, &m, from, to).await?;
+    let all = load(&api.store, &m, from, to).await?;
     let in_group = |w: &&Win| q.group.as_ref().is_none_or(|g| *g == w.group);
     let (current, windows) = merged(all.iter().filter(|w| w.start >= from && w.start < to).filter(in_group));
     let (rf, rt) = match m.reference {

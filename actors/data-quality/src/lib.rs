@@ -7,7 +7,10 @@
 //! - `stats.rs`: KS, Wasserstein-1, Jensen–Shannon, PSI, χ², Benjamini–Hochberg (pure, checked
 //!   against scipy); `drift.rs`: the per-field decisions; `anomaly.rs`: MAD, EWMA, Holt-Winters.
 //! - `report.rs`: metrics, completeness and drift per window from stored profiles (pure).
-//! - `store.rs`: the `dq_windows` and `dq_parts` tables; `rest.rs`: REST ingest on the
+//! - `alerts.rs`: conditions off the report and their open/resolved lifecycle (pure);
+//!   `alerting.rs`: the evaluator on each monitor's owner, feeding the Health Aggregator's
+//!   check board and the alert topic.
+//! - `store.rs`: the `dq_windows`, `dq_parts` and `dq_alerts` tables; `rest.rs`: REST ingest on the
 //!   monitor's owner, in one actor; `kafka.rs`: Kafka sources, one part per source partition,
 //!   each batch stored once with its offset; `live.rs`: the live feed; `dashboard.rs`: the page at `/`; `api.rs`: routes; `metrics.rs`; `error.rs`.
 //!
@@ -15,10 +18,13 @@
 //! quality supervisor
 //! ├── core
 //! ├── ingest   (IngestActor: REST batches of the monitors this node owns)
+//! ├── alerts   (AlertActor: conditions of the monitors this node owns, every 2 s)
 //! └── sources  (loom-kafka SourcesActor, only with kafka.brokers: a group member per monitor
 //!               with a source, a partition actor per assigned partition)
 //! ```
 
+mod alerting;
+pub mod alerts;
 mod anomaly;
 mod api;
 mod dashboard;
@@ -49,7 +55,7 @@ pub fn definition() -> ServiceDef {
 
 /// The quality service's database migrations, applied by the node at start.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(store::Migration)]
+    vec![Box::new(store::Migration), Box::new(store::AlertsMigration)]
 }
 
 /// The validator of a monitor's schema subject: `(None, None)` without a schema, `(None,
@@ -89,6 +95,22 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     children.push(spec);
     let ingest = rest::serve(&ctx.cluster, handle, ctx.config.http.request_timeout.get());
     let kafka = ctx.config.kafka.enabled().then(|| ctx.config.kafka.clone());
+    let producer = kafka.as_ref().and_then(|k| match loom_kafka::Producer::new(k, ServiceId::DataQuality.name()) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create the alert producer; alert topics stay undelivered");
+            None
+        }
+    });
+    let alert_deps = alerting::AlertDeps {
+        book: book.clone(),
+        store: store.clone(),
+        checks: ctx.checks.clone(),
+        cluster: ctx.cluster.clone(),
+        producer,
+    };
+    let (_, spec) = actor_child(ctx, "alerts", move |mailbox| (alerting::AlertActor { mailbox }, alert_deps.clone()));
+    children.push(spec);
     if let Some(k) = &kafka {
         let side = kafka::StreamSide::new(book.clone(), store.clone(), schemas.clone(), k.clone());
         let sources: std::sync::Arc<dyn loom_kafka::sources::Sources> = std::sync::Arc::new(side);

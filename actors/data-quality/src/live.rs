@@ -46,7 +46,7 @@ async fn windows(api: &Api, id: &str, starts: &[i64]) -> Result<Option<(i32, Vec
     let (Some(&from), Some(&last)) = (starts.iter().min(), starts.iter().max()) else {
         return Ok(Some((e.version, Vec::new())));
     };
-    let all = load(api, m, from, last + m.window_ms).await?;
+    let all = load(&api.store, m, from, last + m.window_ms).await?;
     let out = all.iter().filter(|w| starts.contains(&w.start)).map(|w| report::window(m, w, &all)).collect();
     Ok(Some((e.version, out)))
 }

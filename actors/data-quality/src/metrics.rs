@@ -21,6 +21,17 @@ pub fn describe() {
         "Batches absorbed without schema checks because the monitor's schema could not be loaded"
     );
     describe_counter!("loom_quality_windows_written_total", Unit::Count, "Window rows written, per monitor");
+    describe_gauge!("loom_quality_alerts_open", Unit::Count, "Open alert conditions of a monitor (on its owner)");
+    describe_counter!(
+        "loom_quality_alert_events_total",
+        Unit::Count,
+        "Alert transitions of a monitor, by state (open, resolved)"
+    );
+    describe_counter!(
+        "loom_quality_alert_delivery_errors_total",
+        Unit::Count,
+        "Failed deliveries of alert events to a monitor's alert topic (retried)"
+    );
     describe_gauge!(
         "loom_quality_source_next_offset",
         Unit::Count,
@@ -57,4 +68,19 @@ pub fn source_offset(monitor: &str, topic: &str, partition: i32, next: i64) {
     gauge!("loom_quality_source_next_offset", "service" => SERVICE, "monitor" => monitor.to_owned(), "topic" => topic.to_owned(),
         "partition" => partition.to_string())
     .set(next as f64);
+}
+
+pub fn alerts_open(monitor: &str, open: usize) {
+    gauge!("loom_quality_alerts_open", "service" => SERVICE, "monitor" => monitor.to_owned()).set(open as f64);
+}
+
+pub fn alert_event(monitor: &str, state: &str) {
+    let state = if state == "open" { "open" } else { "resolved" };
+    counter!("loom_quality_alert_events_total", "service" => SERVICE, "monitor" => monitor.to_owned(), "state" => state)
+        .increment(1);
+}
+
+pub fn alert_delivery_error(monitor: &str) {
+    counter!("loom_quality_alert_delivery_errors_total", "service" => SERVICE, "monitor" => monitor.to_owned())
+        .increment(1);
 }

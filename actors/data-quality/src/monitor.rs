@@ -39,6 +39,32 @@ pub struct MonitorSpec {
     pub drift: Option<DriftSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly: Option<AnomalySpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertsSpec>,
+}
+
+/// Where open conditions go (`alerts.rs`): the Health Aggregator as the check
+/// `check:data-quality/<id>` (default on) and, optionally, a Kafka topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSpec {
+    #[serde(default = "yes")]
+    pub health: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A legal Kafka topic name: 1-249 of A-Z a-z 0-9 . _ -, not "." or "..".
+pub fn valid_topic(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 249
+        && t != "."
+        && t != ".."
+        && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -305,9 +331,14 @@ impl Monitor {
             None => TimeSource::Field { pointer: "/ts".into(), format: TimeFormat::Auto },
         };
         if let Some(s) = &spec.source
-            && (s.topic.is_empty() || s.topic.len() > 249)
+            && !valid_topic(&s.topic)
         {
-            return Err(QualityError::spec("source.topic", "a Kafka topic name (1-249 characters)"));
+            return Err(QualityError::spec("source.topic", "a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)"));
+        }
+        if let Some(t) = spec.alerts.as_ref().and_then(|a| a.topic.as_ref())
+            && !valid_topic(t)
+        {
+            return Err(QualityError::spec("alerts.topic", "a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)"));
         }
         if let Some(s) = &spec.schema
             && s.subject.is_empty()

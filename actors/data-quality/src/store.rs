@@ -4,6 +4,9 @@
 //! contend and a report merges every part's row of a window. `dq_parts`: per (monitor, part)
 //! the freshness state (devices' last event times) and the next source offset, written in the
 //! same transaction as the windows a batch touched: a batch counts once or not at all.
+//! `dq_alerts`: per monitor its alert state (`alerts.rs`) with a revision, written as a
+//! compare-and-set on the revision, so two nodes evaluating at once never both open the same
+//! condition.
 
 use loom_storage::documents::{now_ms, stmt};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, TransactionTrait};
@@ -63,6 +66,36 @@ impl MigrationTrait for Migration {
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_table(Table::drop().table("dq_windows").to_owned()).await?;
         m.drop_table(Table::drop().table("dq_parts").to_owned()).await
+    }
+}
+
+/// The alert state table (added after the first release, hence its own migration).
+pub struct AlertsMigration;
+
+impl MigrationName for AlertsMigration {
+    fn name(&self) -> &str {
+        "m002_data_quality_alerts"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AlertsMigration {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("dq_alerts")
+                .if_not_exists()
+                .col(string("monitor").primary_key())
+                .col(big_integer("revision"))
+                .col(binary("state"))
+                .col(big_integer("updated_ms"))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table("dq_alerts").to_owned()).await
     }
 }
 
@@ -242,9 +275,56 @@ impl Store {
         Ok(row.and_then(|r| r.try_get::<Option<i64>>("", "latest").ok().flatten()))
     }
 
-    /// Forgets a monitor's windows and parts (the monitor was deleted).
-    pub async fn delete(&self, monitor: &str) -> Result<(), DbErr> {
+    /// The newest write of any window or part of a monitor (unix ms), if any.
+    pub async fn last_write(&self, monitor: &str) -> Result<Option<i64>, DbErr> {
+        let mut newest = None;
         for table in ["dq_windows", "dq_parts"] {
+            let sql = format!("SELECT MAX(updated_ms) AS newest FROM {table} WHERE monitor = ?");
+            let row = self.db.query_one_raw(stmt(self.backend(), &sql, vec![monitor.into()])).await?;
+            let t = row.and_then(|r| r.try_get::<Option<i64>>("", "newest").ok().flatten());
+            newest = Ord::max(newest, t);
+        }
+        Ok(newest)
+    }
+
+    /// A monitor's alert state and its revision, if saved.
+    pub async fn alerts(&self, monitor: &str) -> Result<Option<(i64, Vec<u8>)>, DbErr> {
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                self.backend(),
+                "SELECT revision, state FROM dq_alerts WHERE monitor = ?",
+                vec![monitor.into()],
+            ))
+            .await?;
+        row.map(|r| Ok((r.try_get("", "revision")?, r.try_get("", "state")?))).transpose()
+    }
+
+    /// Saves an alert state if its revision is still `expected` (`None`: never saved); the
+    /// new revision is one more. `Ok(false)`: another writer came first, nothing was written.
+    pub async fn save_alerts(&self, monitor: &str, expected: Option<i64>, state: Vec<u8>) -> Result<bool, DbErr> {
+        let now = now_ms();
+        let written = match expected {
+            Some(rev) => self.db.execute_raw(stmt(
+                self.backend(),
+                "UPDATE dq_alerts SET revision = ?, state = ?, updated_ms = ? WHERE monitor = ? AND revision = ?",
+                vec![(rev + 1).into(), state.into(), now.into(), monitor.into(), rev.into()],
+            )),
+            None => self.db.execute_raw(stmt(
+                self.backend(),
+                "INSERT INTO dq_alerts (monitor, revision, state, updated_ms) VALUES (?, 1, ?, ?) \
+                 ON CONFLICT (monitor) DO NOTHING",
+                vec![monitor.into(), state.into(), now.into()],
+            )),
+        }
+        .await?
+        .rows_affected();
+        Ok(written == 1)
+    }
+
+    /// Forgets a monitor's windows, parts and alert state (the monitor was deleted).
+    pub async fn delete(&self, monitor: &str) -> Result<(), DbErr> {
+        for table in ["dq_windows", "dq_parts", "dq_alerts"] {
             let sql = format!("DELETE FROM {table} WHERE monitor = ?");
             self.db.execute_raw(stmt(self.backend(), &sql, vec![monitor.into()])).await?;
         }
@@ -263,6 +343,7 @@ mod tests {
     async fn a_batch_merges_into_its_rows_and_the_part_in_one_go() {
         let db = Database::connect("sqlite::memory:").await.unwrap();
         Migration.up(&SchemaManager::new(&db)).await.unwrap();
+        AlertsMigration.up(&SchemaManager::new(&db)).await.unwrap();
         let store = Store { db };
         let concat = |old: Option<&[u8]>, new: &[u8]| [old.unwrap_or_default(), new].concat();
         let w = vec![("".to_owned(), 0, vec![1u8]), ("g".to_owned(), 600, vec![2u8])];
@@ -286,7 +367,17 @@ mod tests {
         assert_eq!(changed.iter().map(|c| c.0).collect::<Vec<_>>(), vec![0, 600]);
         let newest = changed.iter().map(|c| c.1).max().unwrap();
         assert!(store.changed_since("m", newest, 10).await.unwrap().is_empty());
+        assert!(store.last_write("m").await.unwrap().unwrap() >= newest);
+        assert_eq!(store.last_write("none").await.unwrap(), None);
+        // alert state: compare-and-set on the revision
+        assert_eq!(store.alerts("m").await.unwrap(), None);
+        assert!(store.save_alerts("m", None, vec![1]).await.unwrap());
+        assert!(!store.save_alerts("m", None, vec![2]).await.unwrap());
+        assert!(store.save_alerts("m", Some(1), vec![3]).await.unwrap());
+        assert!(!store.save_alerts("m", Some(1), vec![4]).await.unwrap());
+        assert_eq!(store.alerts("m").await.unwrap(), Some((2, vec![3])));
         store.delete("m").await.unwrap();
+        assert_eq!(store.alerts("m").await.unwrap(), None);
         assert!(store.windows("m", 0, 1000).await.unwrap().is_empty());
         assert_eq!(store.latest("m").await.unwrap(), None);
     }

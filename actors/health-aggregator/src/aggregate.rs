@@ -21,6 +21,9 @@ use crate::remediation::{Decision, Engine, Verdict};
 /// Decisions waiting for the executor; more are dropped (and logged).
 pub const MAX_PENDING_DECISIONS: usize = 256;
 
+/// The status of a last delta for an entry that is gone.
+pub const REMOVED: &str = "removed";
+
 /// Most (node, component) pairs kept; observations of new pairs past it are dropped.
 pub const MAX_ENTRIES: usize = 4096;
 
@@ -81,12 +84,32 @@ impl Aggregator {
         if !inner.raw.contains_key(&key) && inner.raw.len() >= MAX_ENTRIES {
             return;
         }
+        inner.graph.add_check(component);
         let from = inner.raw.insert(key, (status.to_owned(), detail)).map(|(s, _)| s);
         if from.as_deref() != Some(status) {
             let decisions = inner.engine.on_change(now_ms(), node, component, from.as_deref(), status);
             self.hand_over(decisions);
         }
         self.publish(&mut inner);
+    }
+
+    /// Drops a (node, component) its reporter withdrew (a check whose subject is gone): a last
+    /// `removed` delta, then it is out of snapshots and evaluation.
+    pub fn forget(&self, node: &str, component: &str) {
+        let mut inner = self.lock();
+        if inner.raw.remove(&(node.to_owned(), component.to_owned())).is_none() {
+            return;
+        }
+        if !inner.raw.keys().any(|(_, c)| c == component) {
+            inner.graph.remove_check(component);
+        }
+        self.hub.retire(node, component, REMOVED, json!({}));
+        self.publish(&mut inner);
+    }
+
+    /// This node's or a peer's checks currently known: components starting `check:`.
+    pub fn checks_of(&self, node: &str) -> Vec<String> {
+        self.lock().raw.keys().filter(|(n, c)| n == node && graph::kind(c) == "check").map(|(_, c)| c.clone()).collect()
     }
 
     fn hand_over(&self, decisions: Vec<Decision>) {

@@ -64,6 +64,24 @@ impl Graph {
         Graph { deps }
     }
 
+    /// Adds a check a service reports (`check:<service>/<name>`), depending on its service: a
+    /// failing service makes its checks `impacted`, not failing of their own.
+    pub fn add_check(&mut self, component: &str) {
+        if let Some(service) = loom_service::checks::service_of(component)
+            && !self.deps.contains_key(component)
+        {
+            let on = if self.deps.contains_key(service) { vec![service.to_owned()] } else { Vec::new() };
+            self.deps.insert(component.to_owned(), on);
+        }
+    }
+
+    /// Drops a check no member reports any more.
+    pub fn remove_check(&mut self, component: &str) {
+        if kind(component) == "check" {
+            self.deps.remove(component);
+        }
+    }
+
     pub fn components(&self) -> impl Iterator<Item = &str> {
         self.deps.keys().map(String::as_str)
     }
@@ -82,6 +100,8 @@ impl Graph {
 pub fn kind(component: &str) -> &'static str {
     if component == NODE {
         "node"
+    } else if component.starts_with("check:") {
+        "check"
     } else if component.starts_with("dep:") {
         "dependency"
     } else {
@@ -193,11 +213,14 @@ mod tests {
 
     #[test]
     fn impact_follows_the_graph_and_names_one_root_cause() {
-        let graph = Graph::from_edges(&[
+        let mut graph = Graph::from_edges(&[
             ("schema-registry", &["dep:database"]),
             ("event-router", &["dep:database", "dep:kafka", "schema-registry"]),
             ("dedup", &[]),
         ]);
+        graph.add_check("check:dedup/x");
+        graph.add_check("check:dedup/y");
+        assert!(graph.edges().contains(&("check:dedup/y", "dedup")));
         // (case, raw observations, expected reported (node, component, status, root), expected roots)
         type Case<'a> = (
             &'a str,
@@ -285,6 +308,15 @@ mod tests {
                 vec!["dep:kafka"],
             ),
             (
+                "a failing check is a root cause of its own; its service failing impacts it",
+                vec![("n1", "check:dedup/x", "fail"), ("n2", "dedup", "fail"), ("n2", "check:dedup/y", "fail")],
+                vec![
+                    ("n1", "check:dedup/x", "fail", Some("check:dedup/x")),
+                    ("n2", "check:dedup/y", "impacted", Some("dedup")),
+                ],
+                vec!["check:dedup/x", "dedup"],
+            ),
+            (
                 "joining is not a failure; sla and incident entries stay outside the graph",
                 vec![("n3", "node", "joining"), ("n3", "sla:dedup", "fail"), ("n3", "incident:x", "open")],
                 vec![("n3", "node", "joining", None)],
@@ -317,7 +349,8 @@ mod tests {
         }
         assert!(g.edges().contains(&("event-router", "schema-registry")));
         assert!(g.edges().contains(&("event-router", "dep:kafka")));
-        let cases = [("node", "node"), ("dep:kafka", "dependency"), ("dedup", "service")];
+        let cases =
+            [("node", "node"), ("dep:kafka", "dependency"), ("dedup", "service"), ("check:data-quality/gps", "check")];
         for (c, k) in cases {
             assert_eq!(kind(c), k);
         }

@@ -68,6 +68,7 @@ fn title(roots: &[String]) -> String {
     let what = match first.split_once(':') {
         Some(("node", n)) => format!("member {n} unreachable"),
         Some(("dep", d)) => format!("dependency {d} failing"),
+        Some(("check", c)) => format!("check {c} failing"),
         _ => format!("service {first} failing"),
     };
     match roots.len() {

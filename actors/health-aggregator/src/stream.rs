@@ -6,8 +6,10 @@
 //!
 //! Collectors feed the aggregator (`aggregate.rs`, which evaluates the dependency graph and feeds
 //! the hub): this node's membership view and its changes (component `node`), the supervision
-//! status of this node's services (polled), and the raw service and dependency statuses other
-//! nodes publish on the cluster topic `health.services` (on change and every few seconds).
+//! status of this node's services (polled), the checks its services report on the node's board
+//! (`check:<service>/<name>`, e.g. a data quality monitor; withdrawn ones leave with a
+//! `removed` delta), and the raw service, dependency and check statuses other nodes publish on
+//! the cluster topic `health.services` (on change and every few seconds).
 //! Statuses: members `up`/`joining`/`unreachable`/`down`; services and dependencies
 //! `pass`/`warn`/`fail`, or `impacted` (with `root_cause`) when a dependency or their member
 //! fails; `incident:<id>` entries `open`, then `resolved`.
@@ -45,6 +47,8 @@ const TOPIC: &str = "health.services";
 const SLA_SAMPLE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(500);
 const REPUBLISH: Duration = Duration::from_secs(5);
+/// Entries taken from one peer message at most (services, dependencies and checks).
+const MAX_PEER_ENTRIES: usize = 512;
 
 #[derive(Clone)]
 struct StreamState {
@@ -57,7 +61,8 @@ pub fn routes(ctx: &ServiceContext, aggregator: Aggregator, liveness: Liveness) 
     let hub = aggregator.hub().clone();
     tokio::spawn(follow_membership(ctx.cluster.clone(), aggregator.clone()));
     let services: Vec<ServiceId> = ctx.config.services.enabled().into_iter().map(|(id, _)| id).collect();
-    tokio::spawn(follow_services(ctx.cluster.clone(), ctx.board.clone(), services, aggregator.clone(), liveness));
+    let watched = Watched { board: ctx.board.clone(), checks: ctx.checks.clone(), services, liveness };
+    tokio::spawn(follow_services(ctx.cluster.clone(), watched, aggregator.clone()));
     if ctx.cluster.is_clustered() {
         tokio::spawn(follow_peers(ctx.cluster.clone(), aggregator));
     }
@@ -125,22 +130,33 @@ fn with_liveness(status: String, restarts: u64, liveness: Option<&Result<(), Str
     }
 }
 
-async fn follow_services(
-    cluster: Cluster,
+/// What this node's services report: supervision, liveness and the checks on the board.
+struct Watched {
     board: StatusBoard,
+    checks: loom_service::Checks,
     services: Vec<ServiceId>,
-    agg: Aggregator,
     liveness: Liveness,
-) {
+}
+
+async fn follow_services(cluster: Cluster, w: Watched, agg: Aggregator) {
     let me = cluster.node_name().to_owned();
     let mut last_publish = std::time::Instant::now() - REPUBLISH;
     let mut published: Vec<ServiceStatus> = Vec::new();
     loop {
-        for service in &services {
-            let (status, restarts) = status_of(&board, *service);
-            let live = liveness.lock().unwrap_or_else(|e| e.into_inner()).get(service).cloned();
+        for service in &w.services {
+            let (status, restarts) = status_of(&w.board, *service);
+            let live = w.liveness.lock().unwrap_or_else(|e| e.into_inner()).get(service).cloned();
             let (status, detail) = with_liveness(status, restarts, live.as_ref());
             agg.observe(&me, service.name(), &status, detail);
+        }
+        let reported = w.checks.snapshot();
+        for gone in agg.checks_of(&me) {
+            if !reported.iter().any(|(c, _)| *c == gone) {
+                agg.forget(&me, &gone);
+            }
+        }
+        for (component, check) in reported {
+            agg.observe(&me, &component, check.status, check.detail);
         }
         // This node's services and dependency probes, raw: every observer evaluates them.
         let all: Vec<ServiceStatus> = agg
@@ -171,7 +187,15 @@ async fn follow_peers(cluster: Cluster, agg: Aggregator) {
     let me = cluster.node_name().to_owned();
     while let Some(bytes) = rx.recv().await {
         let Ok(statuses) = serde_json::from_slice::<Vec<ServiceStatus>>(&bytes) else { continue };
-        for s in statuses.into_iter().filter(|s| s.node != me && graph::in_graph(&s.service)).take(64) {
+        // A peer's list is the whole of its checks: those it no longer names are withdrawn.
+        if let Some(peer) = statuses.first().map(|s| s.node.clone()).filter(|p| *p != me) {
+            for gone in agg.checks_of(&peer) {
+                if !statuses.iter().any(|s| s.node == peer && s.service == gone) {
+                    agg.forget(&peer, &gone);
+                }
+            }
+        }
+        for s in statuses.into_iter().filter(|s| s.node != me && graph::in_graph(&s.service)).take(MAX_PEER_ENTRIES) {
             let detail = if s.detail.is_object() { s.detail } else { json!({ "restarts": s.restarts }) };
             agg.observe(&s.node, &s.service, &s.status, detail);
         }
@@ -263,8 +287,14 @@ async fn pump(
 async fn cluster_health(State(s): State<StreamState>) -> Response {
     let (incidents, entries): (Vec<_>, Vec<_>) =
         s.hub.current().into_iter().partition(|d| d.service.starts_with("incident:"));
-    // impacted counts as warn: its root cause is the failure.
-    let worst = entries.iter().map(|d| rank(&d.status).min(3)).max().unwrap_or(0);
+    // impacted counts as warn: its root cause is the failure. A failing check (a condition in
+    // the data a service watches, e.g. a quality alert) counts as warn too: the platform
+    // itself still serves, and this answer must not take nodes out of a load balancer.
+    let level_of = |d: &crate::hub::Delta| {
+        let r = rank(&d.status).min(3);
+        if graph::kind(&d.service) == "check" { r.min(1) } else { r }
+    };
+    let worst = entries.iter().map(level_of).max().unwrap_or(0);
     let level = match worst {
         0 => 0,
         1 | 2 => 1,

@@ -6,6 +6,7 @@
 //! (`ops`) — lives here, so service crates stay thin and never depend on each other.
 
 pub mod book;
+pub mod checks;
 pub mod control;
 pub mod core;
 pub mod follow;
@@ -21,6 +22,7 @@ use loom_protocol::ServiceId;
 use loom_storage::Stores;
 use loom_supervisors::{ChildSpec, RestartPolicy, StatusBoard};
 
+pub use checks::Checks;
 pub use control::{ControlError, NodeControl};
 pub use handle::{CallError, Handle, Mailbox};
 pub use loom_storage::Dependency;
@@ -49,6 +51,8 @@ pub struct ServiceContext {
     pub cluster: loom_cluster::Cluster,
     /// Restart a service's tree, ping its core, hold the node not ready (used by remediation).
     pub control: NodeControl,
+    /// Checks the services report about what they watch, read by the Health Aggregator.
+    pub checks: Checks,
 }
 
 impl ServiceContext {
