@@ -11,6 +11,7 @@ set -euo pipefail
 
 DIR=${LOOM_INFRA_DIR:-/tmp/loom-infra}
 TOOLS=${LOOM_TOOLS_DIR:-$HOME/.cache/loom/tools}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REDIS_PORT=${LOOM_INFRA_REDIS_PORT:-16379}
 PG_PORT=${LOOM_INFRA_PG_PORT:-15432}
 KAFKA_PORT=${LOOM_INFRA_KAFKA_PORT:-19092}
@@ -61,6 +62,20 @@ install_tools() {
   if ! "$TOOLS/pyenv/bin/python" -c 'import scipy' 2>/dev/null; then
     log "installing scipy 1.17 (the oracle of the quality service's statistics)"
     "$TOOLS/pyenv/bin/pip" install -q 'scipy==1.17.*' >/dev/null
+  fi
+  # Context Enrichment's reference data and oracles: the holiday table is generated from the
+  # `holidays` package (versioned in the file); timezonefinder and astral check time zones and
+  # sunrise/sunset in the tests.
+  if ! "$TOOLS/pyenv/bin/python" -c 'import holidays, timezonefinder, astral; assert holidays.__version__ == "0.109"' 2>/dev/null; then
+    log "installing holidays 0.109, timezonefinder 8 and astral 3 (enrichment data and oracles)"
+    "$TOOLS/pyenv/bin/pip" install -q 'holidays==0.109' 'timezonefinder==8.*' 'astral==3.*' >/dev/null
+  fi
+  local holidays=$HOME/.cache/loom/context/holidays.json
+  if [ ! -f "$holidays" ] || ! grep -q '"version":"0.109"' "$holidays"; then
+    log "generating the public-holiday table (holidays 0.109, 2000-2050) into $holidays"
+    mkdir -p "$(dirname "$holidays")"
+    "$TOOLS/pyenv/bin/python" -W ignore "$ROOT/scripts/gen-holidays.py" "$holidays.tmp"
+    mv "$holidays.tmp" "$holidays"
   fi
   if [ ! -d "$TOOLS/jsts/tests/draft2020-12" ]; then
     log "fetching the JSON-Schema-Test-Suite (inside the jsonschema 4.26.0 sdist)"

@@ -41,6 +41,18 @@ env_table! {
         c.node.fault_injection = parse_bool(v)?;
         Ok(())
     },
+    "LOOM_ENRICH_HOLIDAYS" => "enrichment.holidays": |c, v| {
+        c.enrichment.holidays = Some(PathBuf::from(v));
+        Ok(())
+    },
+    "LOOM_ENRICH_DAY_PARTS" => "enrichment.day_parts": |c, v| {
+        let hours: Vec<u32> = split_list(v)
+            .iter()
+            .map(|h| h.parse::<u32>().map_err(|_| format!("`{h}` is not an hour")))
+            .collect::<Result<_, _>>()?;
+        c.enrichment.day_parts = hours.try_into().map_err(|_| "four hours: morning,afternoon,evening,night".to_owned())?;
+        Ok(())
+    },
     "LOOM_CLUSTER_PORT" => "cluster.port": |c, v| { c.cluster.port = parse_port(v)?; Ok(()) },
     "LOOM_SEEDS" => "cluster.seeds": |c, v| { c.cluster.seeds = split_list(v); Ok(()) },
     "LOOM_COOKIE" => "cluster.cookie": |c, v| { c.cluster.cookie = Some(Secret::new(v)); Ok(()) },

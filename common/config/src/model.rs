@@ -24,6 +24,7 @@ pub struct NodeConfig {
     pub router: RouterSection,
     pub privacy: PrivacySection,
     pub device_identity: DeviceIdentitySection,
+    pub enrichment: EnrichmentSection,
     pub supervision: SupervisionSection,
     pub health: HealthSection,
     pub services: ServicesSection,
@@ -393,6 +394,25 @@ pub struct DeviceIdentitySection {
     /// defaults (`ip` 32, `wifi` 32, `account` 16, `household` 16); a new type may be added
     /// (`LOOM_DEVICE_IDENTIFIER_LIMITS="ip=8,wifi=64"`).
     pub identifier_limits: std::collections::BTreeMap<String, u32>,
+}
+
+/// The Context Enrichment service (8023).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichmentSection {
+    /// The public-holiday table `scripts/gen-holidays.py` writes (`LOOM_ENRICH_HOLIDAYS`).
+    /// Unset: `<data_dir>/context/holidays.json`, else `$HOME/.cache/loom/context/holidays.json`
+    /// (where `scripts/infra.sh` generates it); without one, `holiday` is null with the reason.
+    pub holidays: Option<PathBuf>,
+    /// Local hours where the day parts begin (`LOOM_ENRICH_DAY_PARTS="6,12,18,22"`): morning,
+    /// afternoon, evening, night; before the first it is night too.
+    pub day_parts: [u32; 4],
+}
+
+impl Default for EnrichmentSection {
+    fn default() -> Self {
+        EnrichmentSection { holidays: None, day_parts: [6, 12, 18, 22] }
+    }
 }
 
 /// The Health Check Aggregator (8030): its check definitions (like Kubernetes probes and Consul

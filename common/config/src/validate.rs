@@ -23,6 +23,7 @@ pub(crate) fn validate(c: &NodeConfig) -> Result<(), ConfigError> {
     validate_supervision(c)?;
     validate_health(c)?;
     validate_device_identity(c)?;
+    validate_enrichment(c)?;
     validate_services(c)
 }
 
@@ -339,6 +340,17 @@ fn validate_supervision(c: &NodeConfig) -> Result<(), ConfigError> {
 /// The master key must be 32 bytes written as 64 hex characters or as standard base64 (44
 /// characters ending in one `=`); decoding happens in the service. Identifier types are short
 /// lowercase names and limits at least 1.
+fn validate_enrichment(c: &NodeConfig) -> Result<(), ConfigError> {
+    let [m, a, e, n] = c.enrichment.day_parts;
+    if !(m < a && a < e && e < n && n <= 24) {
+        return Err(invalid(
+            "enrichment.day_parts",
+            "four increasing local hours (morning < afternoon < evening < night ≤ 24)",
+        ));
+    }
+    Ok(())
+}
+
 fn validate_device_identity(c: &NodeConfig) -> Result<(), ConfigError> {
     let d = &c.device_identity;
     if let Some(key) = &d.master_key {

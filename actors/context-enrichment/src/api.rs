@@ -1,0 +1,260 @@
+//! The routes on 8023: `POST /enrich`, `GET /place`, `GET /time`, `GET /holidays`, `GET /stats`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use loom_http::{ApiError, ApiJson};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::data::Data;
+use crate::enrich::{self, Include, Pointers, Sources};
+use crate::error::EnrichError;
+use crate::time::DayParts;
+
+/// Events per `/enrich` request.
+pub const MAX_EVENTS: usize = 10_000;
+
+#[derive(Default)]
+pub struct Stats {
+    requests: AtomicU64,
+    events: AtomicU64,
+    refused: AtomicU64,
+    place: AtomicU64,
+    time: AtomicU64,
+    holidays: AtomicU64,
+    reasons: Mutex<BTreeMap<String, u64>>,
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub data: Arc<Data>,
+    pub day_parts: DayParts,
+    pub stats: Arc<Stats>,
+}
+
+pub fn routes(api: Api) -> Router {
+    Router::new()
+        .route("/enrich", post(enrich))
+        .route("/place", get(place))
+        .route("/time", get(time))
+        .route("/holidays", get(holidays))
+        .route("/stats", get(stats))
+        .with_state(api)
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+fn query<T>(q: std::result::Result<Query<T>, QueryRejection>) -> std::result::Result<T, EnrichError> {
+    q.map(|Query(q)| q).map_err(|e| EnrichError::Invalid(e.body_text()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrichBody {
+    events: Vec<Value>,
+    #[serde(default)]
+    include: Option<Vec<String>>,
+    #[serde(default)]
+    pointers: Option<Pointers>,
+}
+
+fn include_of(list: Option<&[String]>) -> std::result::Result<Include, EnrichError> {
+    let Some(list) = list else { return Ok(Include { place: true, time: true }) };
+    let mut inc = Include { place: false, time: false };
+    for name in list {
+        match name.as_str() {
+            "place" => inc.place = true,
+            "time" => inc.time = true,
+            "weather" => return Err(EnrichError::NotBuilt("weather")),
+            "calendar" => return Err(EnrichError::NotBuilt("calendar")),
+            other => {
+                return Err(EnrichError::Invalid(format!(
+                    "include: '{other}' is not one of place, time, weather, calendar"
+                )));
+            }
+        }
+    }
+    Ok(inc)
+}
+
+async fn enrich(State(api): State<Api>, ApiJson(body): ApiJson<EnrichBody>) -> Result<Json<Value>> {
+    if body.events.len() > MAX_EVENTS {
+        return Err(EnrichError::TooMany(MAX_EVENTS).into());
+    }
+    let include = include_of(body.include.as_deref())?;
+    let pointers = body.pointers.unwrap_or_default();
+    for (name, p) in [("lat", &pointers.lat), ("lon", &pointers.lon), ("ts", &pointers.ts)] {
+        if !p.starts_with('/') {
+            return Err(EnrichError::Invalid(format!("pointers.{name}: '{p}' is not a JSON pointer")).into());
+        }
+    }
+    let places = api.data.places().await?;
+    let zones = if include.time { Some(api.data.zones().await?) } else { None };
+    let holidays = if include.time { Some(api.data.holidays().await) } else { None };
+    let (day_parts, stats) = (api.day_parts, api.stats.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        let missing = holidays.as_ref().and_then(|h| h.as_ref().err().cloned());
+        let s = Sources {
+            places: Some(&places),
+            zones: zones.as_deref(),
+            holidays: holidays.as_ref().and_then(|h| h.as_ref().ok()).map(|h| h.as_ref()),
+            day_parts,
+            holidays_missing: missing.as_deref(),
+        };
+        let mut refused = Vec::new();
+        let mut events = Vec::with_capacity(body.events.len());
+        let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut n_place, mut n_time, mut n_holiday) = (0u64, 0u64, 0u64);
+        for (i, mut e) in body.events.into_iter().enumerate() {
+            if !e.is_object() {
+                refused.push(json!({"index": i, "code": "not_an_object"}));
+                events.push(e);
+                continue;
+            }
+            let ctx = enrich::context(&s, &e, &pointers, include);
+            n_place += u64::from(ctx.get("place").is_some_and(|p| !p.is_null()));
+            n_time += u64::from(ctx.get("time").is_some_and(|t| !t.is_null()));
+            n_holiday += u64::from(ctx.pointer("/time/holiday").is_some_and(|h| !h.is_null()));
+            for r in ctx.get("reasons").and_then(Value::as_object).into_iter().flat_map(|m| m.values()) {
+                *reasons.entry(r.as_str().unwrap_or("other").to_owned()).or_default() += 1;
+            }
+            e["context"] = ctx;
+            events.push(e);
+        }
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        stats.events.fetch_add(events.len() as u64, Ordering::Relaxed);
+        stats.refused.fetch_add(refused.len() as u64, Ordering::Relaxed);
+        stats.place.fetch_add(n_place, Ordering::Relaxed);
+        stats.time.fetch_add(n_time, Ordering::Relaxed);
+        stats.holidays.fetch_add(n_holiday, Ordering::Relaxed);
+        crate::metrics::enriched(events.len() - refused.len(), refused.len(), n_place, n_time, &reasons);
+        let mut all = stats.reasons.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in reasons {
+            *all.entry(k).or_default() += v;
+        }
+        json!({"count": events.len(), "events": events, "refused": refused})
+    })
+    .await
+    .map_err(|_| EnrichError::Unavailable("enrichment failed".into()))?;
+    Ok(Json(out))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaceQuery {
+    lat: Option<String>,
+    lon: Option<String>,
+    ts: Option<String>,
+}
+
+fn at_of(q: &PlaceQuery) -> std::result::Result<Option<(f64, f64)>, EnrichError> {
+    let e = json!({"lat": q.lat, "lon": q.lon});
+    match enrich::coordinates(&e, &Pointers::default()) {
+        Ok(c) => Ok(Some(c)),
+        Err("missing_coordinates") => Ok(None),
+        Err(r) => Err(EnrichError::Coordinates(r)),
+    }
+}
+
+async fn place(
+    State(api): State<Api>,
+    q: std::result::Result<Query<PlaceQuery>, QueryRejection>,
+) -> Result<Json<Value>> {
+    let q = query(q)?;
+    let (lat, lon) = at_of(&q)?.ok_or(EnrichError::Coordinates("missing_coordinates"))?;
+    let places = api.data.places().await?;
+    Ok(Json(enrich::place_group(&places, lat, lon)))
+}
+
+async fn time(
+    State(api): State<Api>,
+    q: std::result::Result<Query<PlaceQuery>, QueryRejection>,
+) -> Result<Json<Value>> {
+    let q = query(q)?;
+    let at = at_of(&q)?;
+    let ms = match &q.ts {
+        Some(t) => loom_streams::time::parse_request_time(t).map_err(EnrichError::Time)?,
+        None => loom_storage_now(),
+    };
+    let zones = api.data.zones().await?;
+    let holidays = api.data.holidays().await;
+    let country = match at {
+        Some((lat, lon)) => {
+            let p = api.data.places().await?.nearest(lat, lon);
+            Some((p.country_code, p.admin1))
+        }
+        None => None,
+    };
+    let missing = holidays.as_ref().err().cloned();
+    let s = Sources {
+        places: None,
+        zones: Some(&zones),
+        holidays: holidays.as_ref().ok().map(|h| h.as_ref()),
+        day_parts: api.day_parts,
+        holidays_missing: missing.as_deref(),
+    };
+    let c = country.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+    let v = enrich::time_group(&s, at, ms, c).ok_or_else(|| EnrichError::Time("out of range".into()))?;
+    Ok(Json(v))
+}
+
+fn loom_storage_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HolidayQuery {
+    country: String,
+    subdivision: Option<String>,
+    year: i32,
+}
+
+async fn holidays(
+    State(api): State<Api>,
+    q: std::result::Result<Query<HolidayQuery>, QueryRejection>,
+) -> Result<Json<Value>> {
+    let q = query(q)?;
+    let h = api.data.holidays().await.map_err(EnrichError::Unavailable)?;
+    let cc = q.country.to_ascii_uppercase();
+    let list = h.year(&cc, q.subdivision.as_deref(), q.year).ok_or_else(|| {
+        EnrichError::NotFound(match &q.subdivision {
+            Some(s) => format!("country '{cc}' with subdivision '{s}'"),
+            None => format!("country '{cc}'"),
+        })
+    })?;
+    let [from, to] = h.years();
+    Ok(Json(json!({
+        "country": cc,
+        "subdivision": q.subdivision,
+        "year": q.year,
+        "covered": (from..=to).contains(&q.year),
+        "holidays": list.into_iter().map(|(date, name)| json!({"date": date, "name": name})).collect::<Vec<_>>(),
+        "provenance": {"source": h.provenance(), "version": h.version()},
+    })))
+}
+
+async fn stats(State(api): State<Api>) -> Json<Value> {
+    let s = &api.stats;
+    let (places, zones, holidays) = api.data.loaded();
+    let reasons = s.reasons.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Json(json!({
+        "requests": s.requests.load(Ordering::Relaxed),
+        "events": s.events.load(Ordering::Relaxed),
+        "refused": s.refused.load(Ordering::Relaxed),
+        "lookups": {
+            "place": s.place.load(Ordering::Relaxed),
+            "time": s.time.load(Ordering::Relaxed),
+            "holiday_hits": s.holidays.load(Ordering::Relaxed),
+        },
+        "reasons": reasons,
+        "loaded": {"places": places, "zones": zones, "holidays": holidays},
+        "sources": {"weather": "not built", "calendar": "not built"},
+    }))
+}
