@@ -5,13 +5,14 @@
 //! UTC offset (`chrono-tz`, IANA rules), weekday and weekend (Saturday–Sunday, or the
 //! country's own: Friday–Saturday in much of the Middle East and North Africa, Friday in Iran
 //! and Afghanistan), the day part from configurable local hours, and sunrise/sunset for the local
-//! date (`sunrise`, NOAA's solar equation, upper limb with refraction) — with polar day and
-//! night named when the sun does not rise or set.
+//! date by NOAA's solar calculator (Meeus' low-precision solar coordinates and the equation of
+//! time, two passes; zenith 90.833°: the upper limb with standard refraction) — the algorithm
+//! `astral` uses, which the `sunrise` crate's simpler equation missed by up to 2 minutes — with
+//! polar day and night named when the sun does not rise or set.
 
 use chrono::{DateTime, Datelike, NaiveDate, Offset, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::Serialize;
-use sunrise::{Coordinates, SolarDay, SolarEvent};
 
 pub const SOURCE: &str = "timezone-boundary-builder";
 
@@ -76,27 +77,81 @@ pub struct Sun {
     pub polar: Option<&'static str>,
 }
 
-/// The sun's declination (degrees) on a day of the year — Cooper's approximation, enough to tell
-/// polar day from polar night.
-fn declination(day_of_year: u32) -> f64 {
-    -23.44 * (360.0 / 365.0 * (day_of_year as f64 + 10.0)).to_radians().cos()
+/// The zenith of sunrise and sunset: 90° + 16′ (the sun's upper limb) + 34′ (refraction).
+const ZENITH: f64 = 90.833;
+
+fn julian_century(date: NaiveDate, minutes: f64) -> f64 {
+    let jd = date.num_days_from_ce() as f64 + 1_721_424.5 + minutes / 1440.0;
+    (jd - 2_451_545.0) / 36_525.0
+}
+
+/// (declination°, equation of time in minutes) at Julian century `t` (NOAA / Meeus).
+fn solar_position(t: f64) -> (f64, f64) {
+    let l0 = (280.46646 + t * (36_000.769_83 + 0.000_303_2 * t)).rem_euclid(360.0);
+    let m = 357.52911 + t * (35_999.050_29 - 0.000_153_7 * t);
+    let e = 0.016_708_634 - t * (0.000_042_037 + 0.000_000_126_7 * t);
+    let mr = m.to_radians();
+    let c = mr.sin() * (1.914602 - t * (0.004817 + 0.000014 * t))
+        + (2.0 * mr).sin() * (0.019993 - 0.000101 * t)
+        + (3.0 * mr).sin() * 0.000289;
+    let omega = (125.04 - 1934.136 * t).to_radians();
+    let lambda = (l0 + c - 0.00569 - 0.00478 * omega.sin()).to_radians();
+    let eps0 = 23.0 + (26.0 + (21.448 - t * (46.815 + t * (0.00059 - t * 0.001813))) / 60.0) / 60.0;
+    let eps = (eps0 + 0.00256 * omega.cos()).to_radians();
+    let decl = (eps.sin() * lambda.sin()).asin();
+    let y = (eps / 2.0).tan().powi(2);
+    let (l0r, two_l0) = (l0.to_radians(), 2.0 * l0.to_radians());
+    let eq = y * two_l0.sin() - 2.0 * e * mr.sin() + 4.0 * e * y * mr.sin() * two_l0.cos()
+        - 0.5 * y * y * (4.0 * l0r).sin()
+        - 1.25 * e * e * (2.0 * mr).sin();
+    (decl.to_degrees(), 4.0 * eq.to_degrees())
+}
+
+/// Sunrise (`rising`) or sunset on a UTC date, or `Err(true)` when the sun stays up all day,
+/// `Err(false)` when it stays down.
+fn solar_event(lat: f64, lon: f64, date: NaiveDate, rising: bool) -> Result<DateTime<Utc>, bool> {
+    let mut minutes = 720.0;
+    for _ in 0..2 {
+        let (decl, eq) = solar_position(julian_century(date, minutes));
+        let (phi, d) = (lat.to_radians(), decl.to_radians());
+        let h = (ZENITH.to_radians().cos() - phi.sin() * d.sin()) / (phi.cos() * d.cos());
+        if !h.is_finite() || h < -1.0 {
+            return Err(true);
+        }
+        if h > 1.0 {
+            return Err(false);
+        }
+        let ha = h.acos().to_degrees() * if rising { 1.0 } else { -1.0 };
+        minutes = 720.0 - 4.0 * (lon + ha) - eq;
+    }
+    let midnight = date.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).ok_or(false)?;
+    Ok(midnight + chrono::Duration::milliseconds((minutes * 60_000.0).round() as i64))
+}
+
+/// The event on the *local* date `date` in `tz` (the UTC date is shifted until it lands there).
+fn local_event(lat: f64, lon: f64, date: NaiveDate, tz: Tz, rising: bool) -> Result<DateTime<Utc>, bool> {
+    let mut utc_date = date;
+    for _ in 0..3 {
+        let t = solar_event(lat, lon, utc_date, rising)?;
+        let local = t.with_timezone(&tz).date_naive();
+        match local.cmp(&date) {
+            std::cmp::Ordering::Equal => return Ok(t),
+            std::cmp::Ordering::Less => utc_date = utc_date.succ_opt().ok_or(false)?,
+            std::cmp::Ordering::Greater => utc_date = utc_date.pred_opt().ok_or(false)?,
+        }
+    }
+    solar_event(lat, lon, utc_date, rising)
 }
 
 pub fn sun(lat: f64, lon: f64, date: NaiveDate, at: DateTime<Utc>, tz: Tz) -> Option<Sun> {
-    let day = SolarDay::new(Coordinates::new(lat, lon)?, date);
-    let rise = day.event_time(SolarEvent::Sunrise);
-    let set = day.event_time(SolarEvent::Sunset);
     let local = |t: DateTime<Utc>| t.with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
-    Some(match (rise, set) {
-        (Some(r), Some(s)) => {
+    Some(match (local_event(lat, lon, date, tz, true), local_event(lat, lon, date, tz, false)) {
+        (Ok(r), Ok(s)) => {
             let daylight = if r <= s { at >= r && at < s } else { at >= r || at < s };
             Sun { sunrise: Some(local(r)), sunset: Some(local(s)), daylight, polar: None }
         }
-        _ => {
-            // Noon altitude: 90° − |lat − δ|; above the horizon (with refraction) all day → polar day.
-            let noon = 90.0 - (lat - declination(date.ordinal())).abs();
-            let polar = if noon > -0.833 { "polar_day" } else { "polar_night" };
-            Sun { sunrise: rise.map(local), sunset: set.map(local), daylight: polar == "polar_day", polar: Some(polar) }
+        (Err(up), _) | (_, Err(up)) => {
+            Sun { sunrise: None, sunset: None, daylight: up, polar: Some(if up { "polar_day" } else { "polar_night" }) }
         }
     })
 }

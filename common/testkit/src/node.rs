@@ -118,6 +118,8 @@ impl LoomNode {
         cmd.current_dir(dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            // HOME as a real process has it: the holiday table is found under ~/.cache/loom.
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
             .env("LOOM_NODE_NAME", name)
             .env("LOOM_BIND_ADDR", &address.ip)
             .env("LOOM_DATA_DIR", dir.path().join("data"))

