@@ -50,7 +50,8 @@ async fn main() {
     let holidays = std::env::var_os("HOME")
         .map(|h| std::path::Path::new(&h).join(".cache/loom/context/holidays.json"))
         .and_then(|p| Holidays::load(&p).ok());
-    let coords: Vec<(f64, f64)> = evs.iter().map(|e| (e["lat"].as_f64().unwrap(), e["lon"].as_f64().unwrap())).collect();
+    let coords: Vec<(f64, f64)> =
+        evs.iter().map(|e| (e["lat"].as_f64().unwrap(), e["lon"].as_f64().unwrap())).collect();
 
     let t = Instant::now();
     let mut km = 0.0;
@@ -73,7 +74,7 @@ async fn main() {
         day_parts: [6, 12, 18, 22],
         holidays_missing: None,
     };
-    let (p, inc) = (Pointers::default(), Include { place: true, time: true });
+    let (p, inc) = (Pointers::default(), Include { place: true, time: true, weather: false });
     let local = best_of(3, || {
         let t = Instant::now();
         for chunk in evs.chunks(BATCH) {
@@ -85,18 +86,28 @@ async fn main() {
 
     let node = LoomNode::start_ready("bench-enrich", NodeOptions::default()).await;
     let client = reqwest::Client::new();
-    let bodies: Vec<String> = evs
-        .chunks(BATCH)
-        .map(|c| json!({"events": c, "include": ["place", "time"]}).to_string())
-        .collect();
+    let bodies: Vec<String> =
+        evs.chunks(BATCH).map(|c| json!({"events": c, "include": ["place", "time"]}).to_string()).collect();
     // warm-up: the node loads its data at first use
-    let r = client.post(node.url(8023, "/enrich")).header("content-type", "application/json").body(bodies[0].clone()).send().await.unwrap();
+    let r = client
+        .post(node.url(8023, "/enrich"))
+        .header("content-type", "application/json")
+        .body(bodies[0].clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let mut http = 0f64;
     for _ in 0..2 {
         let t = Instant::now();
         for b in &bodies {
-            let r = client.post(node.url(8023, "/enrich")).header("content-type", "application/json").body(b.clone()).send().await.unwrap();
+            let r = client
+                .post(node.url(8023, "/enrich"))
+                .header("content-type", "application/json")
+                .body(b.clone())
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
             let v: Value = r.json().await.unwrap();
             assert_eq!(v["count"].as_u64(), Some(BATCH as u64));

@@ -9,6 +9,10 @@
 //!   |lat| < 60°;
 //! - holidays: every generated country-year (and every subdivision in 2026) equals the PyPI
 //!   `holidays` package;
+//! - weather against a local server speaking Open-Meteo's API: one call for 1,000 events in a
+//!   cell and hour, 50 coordinates per call, the archive API for old hours, garbage, hangs and a
+//!   killed provider answered `unavailable` while every request succeeds, the breaker opening
+//!   and closing again;
 //! - bad input: stated reasons per event, 4xx/501 with stable codes, never a 5xx.
 #![allow(clippy::print_stderr)]
 
@@ -28,6 +32,12 @@ async fn post(node: &LoomNode, body: Value) -> (u16, Value) {
 async fn get(node: &LoomNode, path: &str) -> (u16, Value) {
     let r = http().get(node.url(CE, path)).send().await.expect("answers");
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// A node whose weather provider is off (`"unavailable": "not_configured"`): no test reaches
+/// the internet.
+fn no_weather() -> NodeOptions {
+    NodeOptions::default().env("LOOM_ENRICH_WEATHER_URL", "")
 }
 
 /// Runs `script` with the test Python on `input` (JSON), returning its JSON output.
@@ -84,7 +94,7 @@ print(json.dumps({"places": len(lat), "best_km": out}))
 
 #[tokio::test]
 async fn places_equal_a_brute_force_haversine_search() {
-    let node = LoomNode::start_ready("ce-place", NodeOptions::default()).await;
+    let node = LoomNode::start_ready("ce-place", no_weather()).await;
     let mut rng = Lcg(2026);
     let mut points: Vec<(f64, f64)> = (0..10_000)
         .map(|_| {
@@ -169,7 +179,7 @@ print(json.dumps({"grid": grid, "sun": suns}))
 
 #[tokio::test]
 async fn time_zones_and_sun_times_agree_with_timezonefinder_and_astral() {
-    let node = LoomNode::start_ready("ce-time", NodeOptions::default()).await;
+    let node = LoomNode::start_ready("ce-time", no_weather()).await;
     let grid: Vec<(f64, f64)> =
         (-89..=89).flat_map(|lat| (-180..180).map(move |lon| (lat as f64, lon as f64 + 0.5))).collect();
     // (our zone, whether the point is inhabited land: a GeoNames place within 25 km)
@@ -265,7 +275,7 @@ print(json.dumps({"version": holidays.__version__, "supported": holidays.list_su
 
 #[tokio::test]
 async fn holidays_equal_the_holidays_package_on_every_generated_country_year() {
-    let node = LoomNode::start_ready("ce-hol", NodeOptions::default()).await;
+    let node = LoomNode::start_ready("ce-hol", no_weather()).await;
     let (s, paris) = get(&node, "/time?lat=48.8566&lon=2.3522&ts=2026-07-14T10:00:00Z").await;
     assert_eq!(s, 200, "{paris}");
     assert_eq!(paris["holiday"]["country_code"], "FR", "{paris}");
@@ -325,7 +335,7 @@ async fn holidays_equal_the_holidays_package_on_every_generated_country_year() {
 
 #[tokio::test]
 async fn bad_input_gets_a_reason_or_a_stable_4xx() {
-    let node = LoomNode::start_ready("ce-bad", NodeOptions::default()).await;
+    let node = LoomNode::start_ready("ce-bad", no_weather()).await;
     let events = json!([
         {"lat": 91, "lon": 0, "ts": "2026-01-01T00:00:00Z"},
         {"lat": "x", "lon": null},
@@ -350,7 +360,6 @@ async fn bad_input_gets_a_reason_or_a_stable_4xx() {
     let too_many: Vec<Value> = (0..10_001).map(|_| json!({})).collect();
     let cases: Vec<(Value, u16, &str)> = vec![
         (json!({"events": too_many}), 413, "too_many_events"),
-        (json!({"events": [], "include": ["weather"]}), 501, "not_built"),
         (json!({"events": [], "include": ["calendar"]}), 501, "not_built"),
         (json!({"events": [], "include": ["horoscope"]}), 400, "invalid_request"),
         (json!({"events": [], "pointers": {"lat": "lat"}}), 400, "invalid_request"),
@@ -389,4 +398,175 @@ async fn bad_input_gets_a_reason_or_a_stable_4xx() {
     assert!(stats["events"].as_u64().unwrap() >= 6, "{stats}");
     assert_eq!(stats["reasons"]["invalid_latitude"], 3, "{stats}");
     assert_eq!(stats["loaded"]["places"], true);
+}
+
+/// A local server speaking Open-Meteo's forecast and archive APIs (the real request and
+/// response shapes), counting calls and coordinates; `mode` 0 answers, 1 answers garbage, 2
+/// hangs. Temperature is latitude / 10, so answers are checkable.
+mod fake_open_meteo {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+    use axum::extract::{Query, State};
+    use axum::routing::get;
+    use serde_json::{Value, json};
+
+    #[derive(Default)]
+    pub struct Seen {
+        pub calls: AtomicU64,
+        pub coordinates: AtomicU64,
+        pub archive: AtomicU64,
+        pub mode: AtomicU8,
+    }
+
+    async fn answer(
+        State(seen): State<Arc<Seen>>,
+        uri: axum::http::Uri,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        seen.calls.fetch_add(1, Ordering::SeqCst);
+        if uri.path() == "/v1/archive" {
+            seen.archive.fetch_add(1, Ordering::SeqCst);
+        }
+        match seen.mode.load(Ordering::SeqCst) {
+            1 => return "<html>oops</html>".into_response(),
+            2 => {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            }
+            _ => {}
+        }
+        let lats: Vec<f64> = q["latitude"].split(',').map(|x| x.parse().unwrap()).collect();
+        let lons: Vec<f64> = q["longitude"].split(',').map(|x| x.parse().unwrap()).collect();
+        seen.coordinates.fetch_add(lats.len() as u64, Ordering::SeqCst);
+        let hours: Vec<String> = match (q.get("start_hour"), q.get("start_date")) {
+            (Some(h), _) => vec![h.clone()],
+            (None, Some(d)) => (0..24).map(|h| format!("{d}T{h:02}:00")).collect(),
+            _ => {
+                return (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": true, "reason": "no range"})))
+                    .into_response();
+            }
+        };
+        let one = |lat: f64, lon: f64| {
+            json!({"latitude": lat, "longitude": lon, "generationtime_ms": 0.05, "utc_offset_seconds": 0, "timezone": "GMT",
+                   "timezone_abbreviation": "GMT", "elevation": 38.0,
+                   "hourly_units": {"time": "iso8601", "temperature_2m": "°C", "relative_humidity_2m": "%", "precipitation": "mm",
+                                    "weather_code": "wmo code", "wind_speed_10m": "km/h"},
+                   "hourly": {"time": hours, "temperature_2m": vec![lat / 10.0; hours.len()],
+                              "relative_humidity_2m": vec![70; hours.len()], "precipitation": vec![0.2; hours.len()],
+                              "weather_code": vec![61; hours.len()], "wind_speed_10m": vec![9.5; hours.len()]}})
+        };
+        let body: Value = if lats.len() == 1 {
+            one(lats[0], lons[0])
+        } else {
+            Value::Array(lats.iter().zip(&lons).map(|(a, o)| one(*a, *o)).collect())
+        };
+        axum::Json(body).into_response()
+    }
+
+    /// Serves on `addr` (port 0: any) until the returned task is aborted.
+    pub async fn serve(addr: &str, seen: Arc<Seen>) -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app =
+            axum::Router::new().route("/v1/forecast", get(answer)).route("/v1/archive", get(answer)).with_state(seen);
+        (url, tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
+    }
+}
+
+#[tokio::test]
+async fn weather_is_cached_coalesced_batched_and_never_blocks_when_the_provider_fails() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    let seen = Arc::new(fake_open_meteo::Seen::default());
+    let (url, server) = fake_open_meteo::serve("127.0.0.1:0", seen.clone()).await;
+    let node = LoomNode::start_ready(
+        "ce-wx",
+        NodeOptions::default()
+            .env("LOOM_ENRICH_WEATHER_URL", &url)
+            .env("LOOM_ENRICH_WEATHER_ARCHIVE_URL", &url)
+            .env("LOOM_ENRICH_WEATHER_TIMEOUT", "500ms")
+            .env("LOOM_ENRICH_WEATHER_RETRIES", "1")
+            .env("LOOM_ENRICH_WEATHER_BREAKER_FAILURES", "3")
+            .env("LOOM_ENRICH_WEATHER_BREAKER_COOLDOWN", "2s"),
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let hour = now - now.rem_euclid(3_600_000);
+    let wx = |events: Vec<Value>| json!({"events": events, "include": ["weather"]});
+
+    // 1,000 events in one cell and hour, in 10 concurrent requests: one provider call.
+    let bodies: Vec<Value> = (0..10)
+        .map(|r| {
+            wx((0..100)
+                .map(|i| json!({"lat": 48.8566 + (r * 100 + i) as f64 * 1e-7, "lon": 2.3522, "ts": hour + i * 1000}))
+                .collect())
+        })
+        .collect();
+    let answers = futures::future::join_all(bodies.into_iter().map(|b| post(&node, b))).await;
+    for (s, r) in &answers {
+        assert_eq!(*s, 200, "{r}");
+        for e in r["events"].as_array().unwrap() {
+            let w = &e["context"]["weather"];
+            assert!((w["temperature_c"].as_f64().unwrap() - 4.886).abs() < 0.01, "{w}");
+            assert_eq!(w["provenance"]["source"], "open-meteo-forecast");
+        }
+    }
+    assert_eq!(seen.calls.load(Ordering::SeqCst), 1, "1,000 events in one cell and hour: one call");
+    let (_, again) = post(&node, wx(vec![json!({"lat": 48.8566, "lon": 2.3522, "ts": hour})])).await;
+    assert_eq!(again["events"][0]["context"]["weather"]["provenance"]["cached"], true);
+
+    // 120 cities in one hour: batched, 50 coordinates per call.
+    let cities: Vec<Value> =
+        (0..120).map(|i| json!({"lat": -50.0 + i as f64 * 0.8, "lon": 10.0 + i as f64, "ts": hour})).collect();
+    let (s, r) = post(&node, wx(cities)).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(seen.calls.load(Ordering::SeqCst), 1 + 3, "ceil(120 / 50) calls");
+    assert_eq!(seen.coordinates.load(Ordering::SeqCst), 1 + 120);
+    // An hour from 2020 goes to the archive API.
+    let (_, old) = post(&node, wx(vec![json!({"lat": 52.52, "lon": 13.405, "ts": "2020-03-01T12:30:00Z"})])).await;
+    assert_eq!(old["events"][0]["context"]["weather"]["provenance"]["source"], "open-meteo-archive", "{old}");
+    assert_eq!(seen.archive.load(Ordering::SeqCst), 1);
+
+    // Garbage and hanging answers: enriched anyway, with the reason, within the wait bound.
+    seen.mode.store(1, Ordering::SeqCst);
+    let (s, r) = post(&node, wx(vec![json!({"lat": 10.0, "lon": 10.0, "ts": hour})])).await;
+    assert_eq!(s, 200);
+    assert_eq!(r["events"][0]["context"]["weather"]["unavailable"], "invalid_response", "{r}");
+    seen.mode.store(2, Ordering::SeqCst);
+    let t = Instant::now();
+    let (s, r) = post(&node, wx(vec![json!({"lat": 11.0, "lon": 11.0, "ts": hour})])).await;
+    assert_eq!(s, 200);
+    assert!(t.elapsed() < Duration::from_secs(5), "a hanging provider does not hold the request");
+    assert!(r["events"][0]["context"]["weather"]["unavailable"].is_string(), "{r}");
+
+    // Provider killed: no request fails, the breaker opens; back up: it closes again. (The
+    // garbage and the hang opened it already: let its cool-down pass first.)
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    server.abort();
+    let _ = server.await;
+    seen.mode.store(0, Ordering::SeqCst);
+    let mut reasons = Vec::new();
+    for i in 0..6 {
+        let (s, r) =
+            post(&node, wx(vec![json!({"lat": 20.0 + i as f64, "lon": 20.0, "ts": hour, "place": "x"})])).await;
+        assert_eq!(s, 200, "{r}");
+        reasons.push(r["events"][0]["context"]["weather"]["unavailable"].as_str().unwrap_or("").to_owned());
+    }
+    assert!(reasons.iter().any(|r| r == "provider_down"), "{reasons:?}");
+    assert_eq!(reasons.last().unwrap(), "circuit_open", "{reasons:?}");
+    let (_, stats) = get(&node, "/stats").await;
+    assert_eq!(stats["weather"]["breaker"], "open", "{stats}");
+    let addr = url.trim_start_matches("http://").to_owned();
+    let (_, server) = fake_open_meteo::serve(&addr, seen.clone()).await;
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let (_, r) = post(&node, wx(vec![json!({"lat": 30.0, "lon": 30.0, "ts": hour})])).await;
+    assert!((r["events"][0]["context"]["weather"]["temperature_c"].as_f64().unwrap() - 3.0).abs() < 0.01, "{r}");
+    let (_, stats) = get(&node, "/stats").await;
+    assert_eq!(stats["weather"]["breaker"], "closed", "{stats}");
+    assert!(stats["weather"]["cache_hits"].as_u64().unwrap() >= 1, "{stats}");
+    server.abort();
 }

@@ -12,10 +12,14 @@ use loom_http::{ApiError, ApiJson};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use std::collections::HashMap;
+
 use crate::data::Data;
 use crate::enrich::{self, Include, Pointers, Sources};
 use crate::error::EnrichError;
+use crate::provider::{Outcome, WeatherMsg, WeatherStats};
 use crate::time::DayParts;
+use crate::weather::Key;
 
 /// Events per `/enrich` request.
 pub const MAX_EVENTS: usize = 10_000;
@@ -36,6 +40,54 @@ pub struct Api {
     pub data: Arc<Data>,
     pub day_parts: DayParts,
     pub stats: Arc<Stats>,
+    pub weather: Weather,
+}
+
+/// The weather side: the cache every handler reads first and the actor behind the misses.
+#[derive(Clone)]
+pub struct Weather {
+    pub cache: loom_storage::Cache,
+    pub actor: loom_service::Handle<WeatherMsg>,
+    pub resolution: h3o::Resolution,
+    pub stats: Arc<WeatherStats>,
+    /// How long a request waits for the provider at most; then its keys are `unavailable`.
+    pub wait: std::time::Duration,
+}
+
+/// Each key's outcome: cached ones at once, the rest from the weather actor (bounded wait).
+async fn weather_of(w: &Weather, keys: Vec<Key>) -> HashMap<Key, Outcome> {
+    let mut out = HashMap::new();
+    if keys.is_empty() {
+        return out;
+    }
+    let names: Vec<String> = keys.iter().map(Key::cache_key).collect();
+    let cached = w.cache.get_many(&names).await.unwrap_or_else(|_| vec![None; keys.len()]);
+    let mut missing = Vec::new();
+    for (k, c) in keys.into_iter().zip(cached) {
+        match c.as_deref().and_then(crate::provider::decode) {
+            Some(o) => {
+                out.insert(k, o);
+            }
+            None => missing.push(k),
+        }
+    }
+    let (hits, misses) = (out.len() as u64, missing.len() as u64);
+    w.stats.cache_hits.fetch_add(hits, Ordering::Relaxed);
+    w.stats.cache_misses.fetch_add(misses, Ordering::Relaxed);
+    crate::metrics::weather_cache(hits, misses);
+    if missing.is_empty() {
+        return out;
+    }
+    let asked = missing.clone();
+    match w.actor.call(|reply| WeatherMsg::Fetch { keys: missing, reply }, w.wait).await {
+        Ok(found) => out.extend(found),
+        Err(e) => {
+            let why = if matches!(e, loom_service::CallError::Timeout { .. }) { "timeout" } else { "busy" };
+            w.stats.unavailable.fetch_add(asked.len() as u64, Ordering::Relaxed);
+            out.extend(asked.into_iter().map(|k| (k, Outcome::Unavailable(why))));
+        }
+    }
+    out
 }
 
 pub fn routes(api: Api) -> Router {
@@ -65,13 +117,13 @@ struct EnrichBody {
 }
 
 fn include_of(list: Option<&[String]>) -> std::result::Result<Include, EnrichError> {
-    let Some(list) = list else { return Ok(Include { place: true, time: true }) };
-    let mut inc = Include { place: false, time: false };
+    let Some(list) = list else { return Ok(Include { place: true, time: true, weather: true }) };
+    let mut inc = Include { place: false, time: false, weather: false };
     for name in list {
         match name.as_str() {
             "place" => inc.place = true,
             "time" => inc.time = true,
-            "weather" => return Err(EnrichError::NotBuilt("weather")),
+            "weather" => inc.weather = true,
             "calendar" => return Err(EnrichError::NotBuilt("calendar")),
             other => {
                 return Err(EnrichError::Invalid(format!(
@@ -94,6 +146,19 @@ async fn enrich(State(api): State<Api>, ApiJson(body): ApiJson<EnrichBody>) -> R
             return Err(EnrichError::Invalid(format!("pointers.{name}: '{p}' is not a JSON pointer")).into());
         }
     }
+    let keys: Vec<Option<Key>> = if include.weather {
+        let res = api.weather.resolution;
+        body.events
+            .iter()
+            .map(|e| enrich::position(e, &pointers).and_then(|(lat, lon, ms)| Key::of(lat, lon, ms, res)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut distinct: Vec<Key> = keys.iter().flatten().copied().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let weather = weather_of(&api.weather, distinct).await;
     let places = api.data.places().await?;
     let zones = if include.time { Some(api.data.zones().await?) } else { None };
     let holidays = if include.time { Some(api.data.holidays().await) } else { None };
@@ -117,7 +182,13 @@ async fn enrich(State(api): State<Api>, ApiJson(body): ApiJson<EnrichBody>) -> R
                 events.push(e);
                 continue;
             }
-            let ctx = enrich::context(&s, &e, &pointers, include);
+            let mut ctx = enrich::context(&s, &e, &pointers, include);
+            if include.weather {
+                ctx["weather"] = match keys.get(i).copied().flatten() {
+                    Some(k) => weather.get(&k).map_or(Value::Null, |o| enrich::weather_group(&k, o)),
+                    None => Value::Null,
+                };
+            }
             n_place += u64::from(ctx.get("place").is_some_and(|p| !p.is_null()));
             n_time += u64::from(ctx.get("time").is_some_and(|t| !t.is_null()));
             n_holiday += u64::from(ctx.pointer("/time/holiday").is_some_and(|h| !h.is_null()));
@@ -242,6 +313,7 @@ async fn holidays(
 
 async fn stats(State(api): State<Api>) -> Json<Value> {
     let s = &api.stats;
+    let w = &api.weather.stats;
     let (places, zones, holidays) = api.data.loaded();
     let reasons = s.reasons.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Json(json!({
@@ -255,6 +327,16 @@ async fn stats(State(api): State<Api>) -> Json<Value> {
         },
         "reasons": reasons,
         "loaded": {"places": places, "zones": zones, "holidays": holidays},
-        "sources": {"weather": "not built", "calendar": "not built"},
+        "weather": {
+            "cache_hits": w.cache_hits.load(Ordering::Relaxed),
+            "cache_misses": w.cache_misses.load(Ordering::Relaxed),
+            "coalesced": w.coalesced.load(Ordering::Relaxed),
+            "provider_calls": w.provider_calls.load(Ordering::Relaxed),
+            "provider_failures": w.provider_failures.load(Ordering::Relaxed),
+            "unavailable": w.unavailable.load(Ordering::Relaxed),
+            "breaker": w.breaker_name(),
+            "cache": api.weather.cache.backend(),
+        },
+        "sources": {"calendar": "not built"},
     }))
 }

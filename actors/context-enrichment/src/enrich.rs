@@ -34,6 +34,35 @@ impl Default for Pointers {
 pub struct Include {
     pub place: bool,
     pub time: bool,
+    pub weather: bool,
+}
+
+/// An event's valid coordinate and time, if it has both.
+pub fn position(event: &Value, p: &Pointers) -> Option<(f64, f64, i64)> {
+    let (lat, lon) = coordinates(event, p).ok()?;
+    let source =
+        loom_streams::time::TimeSource::Field { pointer: p.ts.clone(), format: loom_streams::time::TimeFormat::Auto };
+    Some((lat, lon, source.extract(event, None).ok()?))
+}
+
+/// The weather group of one key's outcome.
+pub fn weather_group(key: &crate::weather::Key, outcome: &crate::provider::Outcome) -> Value {
+    use crate::provider::Outcome;
+    let cell = format!("{:x}", key.cell);
+    match outcome {
+        Outcome::Found { obs, cached } => json!({
+            "temperature_c": obs.temperature_c,
+            "relative_humidity_pct": obs.relative_humidity_pct,
+            "precipitation_mm": obs.precipitation_mm,
+            "weather_code": obs.weather_code,
+            "wind_speed_kmh": obs.wind_speed_kmh,
+            "hour": format!("{}Z", key.hour()),
+            "cell": cell,
+            "provenance": {"source": obs.source, "version": null, "cached": cached},
+        }),
+        Outcome::NoData => json!({"unavailable": "no_data", "hour": format!("{}Z", key.hour()), "cell": cell}),
+        Outcome::Unavailable(why) => json!({"unavailable": why, "hour": format!("{}Z", key.hour()), "cell": cell}),
+    }
 }
 
 /// What the groups are computed from.
@@ -208,7 +237,7 @@ mod tests {
     fn without_indexes_time_is_utc_and_reasons_are_given() {
         let s =
             Sources { places: None, zones: None, holidays: None, day_parts: [6, 12, 18, 22], holidays_missing: None };
-        let both = Include { place: true, time: true };
+        let both = Include { place: true, time: true, weather: false };
         let c = context(&s, &json!({"ts": "2026-07-14T10:00:00Z"}), &Pointers::default(), both);
         assert_eq!(c["time"]["tz"], "Etc/UTC");
         assert_eq!(c["time"]["day_part"], "morning");

@@ -7,14 +7,19 @@
 //! - `holidays.rs`: the generated public-holiday table and its lookups (pure).
 //! - `enrich.rs`: one event's `context` from those, with reasons for what is missing (pure).
 //! - `data.rs`: the reference data, loaded once per node at first use and shared read-only.
+//! - `weather.rs`: cache keys by (H3 cell, hour), Open-Meteo's request/response shapes, the
+//!   circuit breaker and the rate budget (pure); `provider.rs`: the weather actor, the only
+//!   caller of the provider (coalescing, batching, retries).
 //! - `api.rs`: `/enrich`, `/place`, `/time`, `/holidays`, `/stats`; `metrics.rs`; `error.rs`.
 //!
-//! Not built yet, and answered as such (501 `not_built` when asked for by name): weather,
-//! calendars, enrichment rules, stream mode.
+//! Not built yet, and answered as such (501 `not_built` when asked for by name): calendars;
+//! enrichment rules and stream mode do not exist yet.
 //!
 //! ```text
 //! enrichment supervisor
-//! └── core     (the lookups are pure reads of shared immutable indexes, run in blocking tasks)
+//! ├── core     (place and time lookups are pure reads of shared immutable indexes, run in
+//! │             blocking tasks by the handlers)
+//! └── weather  (WeatherActor: cache misses only; the one caller of the provider)
 //! ```
 
 mod api;
@@ -24,12 +29,14 @@ mod error;
 pub mod holidays;
 mod metrics;
 pub mod place;
+mod provider;
 pub mod time;
+pub mod weather;
 
 use std::sync::Arc;
 
 use loom_protocol::ServiceId;
-use loom_service::{ServiceContext, ServiceDef, ServiceParts};
+use loom_service::{ServiceContext, ServiceDef, ServiceParts, actor_child};
 
 pub fn definition() -> ServiceDef {
     ServiceDef { build, ..ServiceDef::foundation_only(ServiceId::ContextEnrichment, env!("CARGO_PKG_VERSION")) }
@@ -39,6 +46,34 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     metrics::describe();
     let parts = ServiceParts::foundation_only(ctx);
     let data = Arc::new(data::Data::new(data::holidays_path(&ctx.config)));
-    let api = api::Api { data, day_parts: ctx.config.enrichment.day_parts, stats: Arc::default() };
-    ServiceParts { routes: parts.routes.merge(api::routes(api)), ..parts }
+    let w = &ctx.config.enrichment.weather;
+    let provider: Option<Arc<dyn provider::Provider>> = (!w.url.is_empty()).then(|| {
+        let client = reqwest::Client::builder().timeout(w.timeout.get()).build().unwrap_or_default();
+        let p = provider::OpenMeteo { client, forecast: w.url.clone(), archive: w.archive_url.clone() };
+        Arc::new(p) as Arc<dyn provider::Provider>
+    });
+    let stats: Arc<provider::WeatherStats> = Arc::default();
+    let deps = provider::WeatherDeps {
+        provider,
+        cache: ctx.stores.cache.clone(),
+        timeout: w.timeout.get(),
+        retries: w.retries,
+        breaker_failures: w.breaker_failures,
+        breaker_cooldown: w.breaker_cooldown.get(),
+        budget_per_minute: w.budget_per_minute,
+        stats: stats.clone(),
+    };
+    let mut children = parts.children;
+    let (handle, spec) = actor_child(ctx, "weather", move |mailbox| (provider::WeatherActor { mailbox }, deps.clone()));
+    children.push(spec);
+    let weather = api::Weather {
+        cache: ctx.stores.cache.clone(),
+        actor: handle,
+        resolution: h3o::Resolution::try_from(w.resolution).unwrap_or(h3o::Resolution::Seven),
+        stats,
+        wait: (w.timeout.get() * (w.retries + 1) + std::time::Duration::from_secs(2))
+            .min(ctx.config.http.request_timeout.get() / 2),
+    };
+    let api = api::Api { data, day_parts: ctx.config.enrichment.day_parts, stats: Arc::default(), weather };
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), ..parts }
 }

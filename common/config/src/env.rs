@@ -53,6 +53,35 @@ env_table! {
         c.enrichment.day_parts = hours.try_into().map_err(|_| "four hours: morning,afternoon,evening,night".to_owned())?;
         Ok(())
     },
+    "LOOM_ENRICH_WEATHER_URL" => "enrichment.weather.url": |c, v| { c.enrichment.weather.url = v.to_owned(); Ok(()) },
+    "LOOM_ENRICH_WEATHER_ARCHIVE_URL" => "enrichment.weather.archive_url": |c, v| {
+        c.enrichment.weather.archive_url = v.to_owned();
+        Ok(())
+    },
+    "LOOM_ENRICH_WEATHER_RESOLUTION" => "enrichment.weather.resolution": |c, v| {
+        c.enrichment.weather.resolution = v.parse().map_err(|_| format!("`{v}` is not an H3 resolution"))?;
+        Ok(())
+    },
+    "LOOM_ENRICH_WEATHER_TIMEOUT" => "enrichment.weather.timeout": |c, v| {
+        c.enrichment.weather.timeout = HumanDuration::parse(v)?;
+        Ok(())
+    },
+    "LOOM_ENRICH_WEATHER_RETRIES" => "enrichment.weather.retries": |c, v| {
+        c.enrichment.weather.retries = v.parse().map_err(|_| format!("`{v}` is not a count"))?;
+        Ok(())
+    },
+    "LOOM_ENRICH_WEATHER_BREAKER_FAILURES" => "enrichment.weather.breaker_failures": |c, v| {
+        c.enrichment.weather.breaker_failures = v.parse().map_err(|_| format!("`{v}` is not a count"))?;
+        Ok(())
+    },
+    "LOOM_ENRICH_WEATHER_BREAKER_COOLDOWN" => "enrichment.weather.breaker_cooldown": |c, v| {
+        c.enrichment.weather.breaker_cooldown = HumanDuration::parse(v)?;
+        Ok(())
+    },
+    "LOOM_ENRICH_WEATHER_BUDGET" => "enrichment.weather.budget_per_minute": |c, v| {
+        c.enrichment.weather.budget_per_minute = v.parse().map_err(|_| format!("`{v}` is not a count"))?;
+        Ok(())
+    },
     "LOOM_CLUSTER_PORT" => "cluster.port": |c, v| { c.cluster.port = parse_port(v)?; Ok(()) },
     "LOOM_SEEDS" => "cluster.seeds": |c, v| { c.cluster.seeds = split_list(v); Ok(()) },
     "LOOM_COOKIE" => "cluster.cookie": |c, v| { c.cluster.cookie = Some(Secret::new(v)); Ok(()) },

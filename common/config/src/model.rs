@@ -407,11 +407,51 @@ pub struct EnrichmentSection {
     /// Local hours where the day parts begin (`LOOM_ENRICH_DAY_PARTS="6,12,18,22"`): morning,
     /// afternoon, evening, night; before the first it is night too.
     pub day_parts: [u32; 4],
+    pub weather: WeatherSection,
 }
 
 impl Default for EnrichmentSection {
     fn default() -> Self {
-        EnrichmentSection { holidays: None, day_parts: [6, 12, 18, 22] }
+        EnrichmentSection { holidays: None, day_parts: [6, 12, 18, 22], weather: WeatherSection::default() }
+    }
+}
+
+/// The weather provider behind `context.weather`: Open-Meteo's API (or a self-hosted one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeatherSection {
+    /// Forecast API base (`LOOM_ENRICH_WEATHER_URL`), `/v1/forecast` is appended; empty turns
+    /// weather off (`"unavailable": "not_configured"`).
+    pub url: String,
+    /// Historical API base (`LOOM_ENRICH_WEATHER_ARCHIVE_URL`), `/v1/archive` is appended; used
+    /// for hours older than 60 days.
+    pub archive_url: String,
+    /// H3 resolution of the cache cells (`LOOM_ENRICH_WEATHER_RESOLUTION`, 0-15; 7 ≈ 5 km²).
+    pub resolution: u8,
+    /// Bound on one provider call (`LOOM_ENRICH_WEATHER_TIMEOUT`).
+    pub timeout: HumanDuration,
+    /// Retries of a failed call, with exponential backoff and jitter (`LOOM_ENRICH_WEATHER_RETRIES`).
+    pub retries: u32,
+    /// Consecutive failed calls that open the circuit (`LOOM_ENRICH_WEATHER_BREAKER_FAILURES`).
+    pub breaker_failures: u32,
+    /// How long an open circuit refuses calls before one probe (`LOOM_ENRICH_WEATHER_BREAKER_COOLDOWN`).
+    pub breaker_cooldown: HumanDuration,
+    /// Provider calls per minute at most (`LOOM_ENRICH_WEATHER_BUDGET`; Open-Meteo's free tier: 600).
+    pub budget_per_minute: u32,
+}
+
+impl Default for WeatherSection {
+    fn default() -> Self {
+        WeatherSection {
+            url: "https://api.open-meteo.com".into(),
+            archive_url: "https://archive-api.open-meteo.com".into(),
+            resolution: 7,
+            timeout: HumanDuration::from_secs(3),
+            retries: 2,
+            breaker_failures: 5,
+            breaker_cooldown: HumanDuration::from_secs(30),
+            budget_per_minute: 600,
+        }
     }
 }
 

@@ -348,6 +348,21 @@ fn validate_enrichment(c: &NodeConfig) -> Result<(), ConfigError> {
             "four increasing local hours (morning < afternoon < evening < night ≤ 24)",
         ));
     }
+    let w = &c.enrichment.weather;
+    for (field, url) in [("enrichment.weather.url", &w.url), ("enrichment.weather.archive_url", &w.archive_url)] {
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(field, format!("`{url}` is not an http(s) URL")));
+        }
+    }
+    if w.resolution > 15 {
+        return Err(invalid("enrichment.weather.resolution", "an H3 resolution, 0-15"));
+    }
+    if w.timeout.get().is_zero() || w.breaker_failures == 0 || w.budget_per_minute == 0 {
+        return Err(invalid(
+            "enrichment.weather",
+            "timeout, breaker_failures and budget_per_minute must be greater than zero",
+        ));
+    }
     Ok(())
 }
 
