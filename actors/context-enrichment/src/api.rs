@@ -251,7 +251,7 @@ async fn time(
     let at = at_of(&q)?;
     let ms = match &q.ts {
         Some(t) => loom_streams::time::parse_request_time(t).map_err(EnrichError::Time)?,
-        None => loom_storage_now(),
+        None => loom_storage::documents::now_ms(),
     };
     let zones = api.data.zones().await?;
     let holidays = api.data.holidays().await;
@@ -273,10 +273,6 @@ async fn time(
     let c = country.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
     let v = enrich::time_group(&s, at, ms, c).ok_or_else(|| EnrichError::Time("out of range".into()))?;
     Ok(Json(v))
-}
-
-fn loom_storage_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[derive(Debug, Deserialize)]

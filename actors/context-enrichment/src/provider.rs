@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use loom_service::Mailbox;
 use loom_storage::Cache;
+use loom_storage::documents::now_ms;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 
@@ -115,10 +116,6 @@ pub struct WeatherState {
     breaker: Breaker,
     budget: Budget,
     seed: u64,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Cache time of an observation of the hour `hour_ms`.
