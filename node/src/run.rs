@@ -123,13 +123,23 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
     } else {
         enabled[0].0
     };
-    let settings = |id| HttpSettings {
+    // Clustered on a node-local database, cluster-wide writes would reach only this node: they
+    // are refused (409) and the rest of the node works. A shared PostgreSQL lifts it.
+    let refuse_cluster_writes = config.cluster.is_clustered() && stores.database.backend() == "sqlite";
+    if refuse_cluster_writes {
+        warn!(
+            "clustered on a node-local database: cluster-wide writes (rules, policies, schemas, jobs, monitors, \
+             devices) answer 409 cluster_store_required; set LOOM_DATABASE_URL=postgres://… on every node"
+        );
+    }
+    let settings = |id, cluster_wide| HttpSettings {
         service: id,
         body_limit_bytes: config.http.body_limit_bytes,
         request_timeout: config.http.request_timeout.get(),
         max_concurrent_requests: config.http.max_concurrent_requests,
         auth: Auth::from_config(&config.auth),
         fault_injection: config.node.fault_injection,
+        cluster_wide_refused: refuse_cluster_writes.then_some(cluster_wide),
     };
     let stop_timeout = config.node.shutdown_timeout.get();
     let mut defs = services::all();
@@ -155,7 +165,7 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
         let parts = (def.build)(&ctx);
         control.attach_core(id, parts.core.clone());
         let ops = ServiceOps::new(&def, ctx.clone(), &parts, id == node_metrics_host);
-        let router = service_router(settings(id), parts.routes, ops.clone());
+        let router = service_router(settings(id, def.cluster_wide), parts.routes, ops.clone());
         service_specs.push(service_supervisor(&ctx, parts.children, board.clone(), stop_timeout));
         ports.push(Port { id, listener, router, ops });
     }

@@ -128,6 +128,7 @@ async fn main() {
         max_concurrent_requests: 1024,
         auth: Auth::default(),
         fault_injection: false,
+        cluster_wide_refused: None,
     };
     let edge = serve(service_router(settings, Router::new().route("/hello", get(hello)), Arc::new(NoOps))).await;
 

@@ -2,6 +2,8 @@
 //! route), `POST /monitors/{id}/records`, `GET /monitors/{id}/report`, `GET /monitors/{id}/drift`
 //! `POST /profile` and the live feed `GET /ws/monitors/{id}` (`live.rs`).
 
+use axum::http::Method;
+use loom_http::writes_under;
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
@@ -30,6 +32,11 @@ pub struct Api {
     pub schemas: std::sync::Arc<loom_schemas::SchemaCache>,
     /// The Kafka bridge, when configured (monitors with a `source` need it).
     pub kafka: Option<loom_config::KafkaSection>,
+}
+
+/// Cluster-wide writes: monitor definitions (`/monitors/{id}/records` feeds a monitor).
+pub fn cluster_wide(method: &Method, path: &str) -> bool {
+    writes_under(method, path, "/monitors") && !path.ends_with("/records")
 }
 
 pub fn routes(api: Api) -> Router {

@@ -48,6 +48,7 @@ use sea_orm_migration::MigrationTrait;
 pub fn definition() -> ServiceDef {
     ServiceDef {
         dependencies: &[Dependency::Database],
+        cluster_wide: api::cluster_wide,
         build,
         ..ServiceDef::foundation_only(ServiceId::DataQuality, env!("CARGO_PKG_VERSION"))
     }

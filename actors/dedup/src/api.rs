@@ -3,10 +3,12 @@
 //! `DELETE /policies/{id}/state`.
 
 use axum::extract::{Path, Query, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use loom_http::writes_under;
 use loom_http::{ApiError, ApiJson};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -28,6 +30,11 @@ pub struct Api {
     pub redis: bool,
     pub stream: Option<StreamSide>,
     pub node: String,
+}
+
+/// Cluster-wide writes: policies (and clearing a policy's state).
+pub fn cluster_wide(method: &Method, path: &str) -> bool {
+    writes_under(method, path, "/policies")
 }
 
 pub fn routes(api: Api) -> Router {

@@ -46,6 +46,7 @@ const MAX_POLICIES: usize = 256;
 pub fn definition() -> ServiceDef {
     ServiceDef {
         dependencies: &[Dependency::Database],
+        cluster_wide: api::cluster_wide,
         build,
         ..ServiceDef::foundation_only(ServiceId::Dedup, env!("CARGO_PKG_VERSION"))
     }

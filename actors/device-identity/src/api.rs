@@ -3,6 +3,8 @@
 //! and GDPR erasure. Writes go to their key's owner (`routing.rs`); their answers say which node
 //! served them (`served_by` in bodies, `x-served-by` on every routed answer). Reads answer here.
 
+use axum::http::Method;
+use loom_http::writes_under;
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
@@ -28,6 +30,11 @@ pub struct App {
     pub devices: Devices,
     pub writes: Writes,
     pub erasure: ErasureClient,
+}
+
+/// Cluster-wide writes: the device registry, links, keys and erasure.
+pub fn cluster_wide(method: &Method, path: &str) -> bool {
+    ["/devices", "/link", "/links", "/admin"].iter().any(|p| writes_under(method, path, p))
 }
 
 pub fn routes(app: App) -> Router {

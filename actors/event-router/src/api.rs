@@ -2,6 +2,8 @@
 //! `POST /route` (the ingestion path without Kafka clients), `/topics`, `/stats`, `GET /dlq`
 //! (browse dead letters by cause, rule, time), and replays (`/replays`, `/ws/replays/{id}`).
 
+use axum::http::Method;
+use loom_http::writes_under;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -41,6 +43,11 @@ pub struct Api {
     pub subscription: Option<Arc<SubscriptionStatus>>,
     pub sources: Vec<String>,
     pub group: String,
+}
+
+/// Cluster-wide writes: rules (`/rules/test` only evaluates) and replay jobs.
+pub fn cluster_wide(method: &Method, path: &str) -> bool {
+    (writes_under(method, path, "/rules") && path != "/rules/test") || writes_under(method, path, "/replays")
 }
 
 pub fn routes(api: Api) -> Routes {

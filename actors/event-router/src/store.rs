@@ -4,7 +4,8 @@
 //! owner node and heartbeat, so a job resumes after a restart). Deleted rules stay as tombstones
 //! so revisions never go backwards.
 
-use sea_orm::sea_query::{Expr, OnConflict};
+use loom_storage::documents::{VersionedRow, is_unique_violation, write_versioned};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{big_integer, boolean, integer, string, text, text_null};
@@ -126,36 +127,16 @@ impl Store {
         rules::Entity::find_by_id(id.to_owned()).one(&self.db).await
     }
 
-    /// Writes a rule (or its tombstone) with the next revision and version. Concurrent writers
-    /// on other nodes collide on the unique revision and retry. Returns (version, revision).
+    /// Writes a rule (or its tombstone) with the next revision and version. A writer on another
+    /// node that got there first (same rule or same revision) makes this one re-read and retry. Returns (version, revision).
     pub async fn put_rule(&self, id: &str, body: Option<&str>) -> Result<(i32, i64), DbErr> {
         for _ in 0..16 {
             let revision = self.revision().await? + 1;
-            let version = self.rule(id).await?.map_or(0, |r| r.version) + 1;
-            let row = rules::ActiveModel {
-                id: Set(id.to_owned()),
-                version: Set(version),
-                revision: Set(revision),
-                body: Set(body.unwrap_or("").to_owned()),
-                deleted: Set(body.is_none()),
-                updated_ms: Set(now_ms()),
-            };
-            let result = rules::Entity::insert(row)
-                .on_conflict(
-                    OnConflict::column(rules::Column::Id)
-                        .update_columns([
-                            rules::Column::Version,
-                            rules::Column::Revision,
-                            rules::Column::Body,
-                            rules::Column::Deleted,
-                            rules::Column::UpdatedMs,
-                        ])
-                        .to_owned(),
-                )
-                .exec_without_returning(&self.db)
-                .await;
-            match result {
-                Ok(_) => return Ok((version, revision)),
+            let read = self.rule(id).await?.map_or(0, |r| r.version);
+            let row = VersionedRow { id, version: read + 1, revision, read, body };
+            match write_versioned(&self.db, "er_rules", None, row).await {
+                Ok(true) => return Ok((read + 1, revision)),
+                Ok(false) => continue,
                 Err(e) if is_unique_violation(&e) => continue,
                 Err(e) => return Err(e),
             }
@@ -243,9 +224,4 @@ impl Store {
         }
         Ok(claimed)
     }
-}
-
-fn is_unique_violation(e: &DbErr) -> bool {
-    let s = e.to_string().to_ascii_lowercase();
-    s.contains("unique") || s.contains("duplicate")
 }

@@ -5,6 +5,8 @@
 //! Every anonymization is audited (path, entity, operator, policy and key versions, counts —
 //! never a value) before the answer is sent.
 
+use axum::http::Method;
+use loom_http::writes_under;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -47,6 +49,11 @@ pub struct Api {
     pub pseudonyms: Arc<PseudonymCache>,
     pub policies: Arc<PolicyBook>,
     pub erasures: Erasures,
+}
+
+/// Cluster-wide writes: policies, erasure jobs and managed keys.
+pub fn cluster_wide(method: &Method, path: &str) -> bool {
+    ["/policies", "/gdpr", "/admin/keys"].iter().any(|p| writes_under(method, path, p))
 }
 
 pub fn routes(api: Api) -> Router {

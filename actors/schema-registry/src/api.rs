@@ -6,9 +6,11 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::Method;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use loom_http::writes_under;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -63,6 +65,15 @@ struct Flags {
 fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
     let text = String::deserialize(d)?;
     Ok(matches!(text.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+}
+
+/// Cluster-wide writes: registering and deleting schemas, compatibility and mode settings
+/// (`POST /subjects/{s}` is a lookup and `/compatibility` a check: both read).
+pub fn cluster_wide(method: &Method, path: &str) -> bool {
+    let registers = *method == Method::POST && path.starts_with("/subjects/") && path.ends_with("/versions");
+    let other =
+        *method != Method::POST && (writes_under(method, path, "/subjects") || writes_under(method, path, "/config"));
+    registers || other || writes_under(method, path, "/mode")
 }
 
 pub fn routes(api: Api) -> Router {

@@ -31,6 +31,7 @@ use loom_storage::sea_orm_migration::MigrationTrait;
 pub fn definition() -> ServiceDef {
     ServiceDef {
         dependencies: &[Dependency::Database],
+        cluster_wide: api::cluster_wide,
         build,
         ..ServiceDef::foundation_only(ServiceId::SchemaRegistry, env!("CARGO_PKG_VERSION"))
     }

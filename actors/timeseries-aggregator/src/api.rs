@@ -2,6 +2,8 @@
 //! (`POST /jobs/{id}/batch`, JSON or NDJSON), results (`GET /jobs/{id}/windows`), the live feed
 //! (`GET /ws/jobs/{id}`) and `GET /jobs/{id}/stats`.
 
+use axum::http::Method;
+use loom_http::writes_under;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -38,6 +40,11 @@ pub struct Api {
     pub kafka: Option<loom_config::KafkaSection>,
     pub pg: Option<PgSink>,
     pub side: Option<KafkaSide>,
+}
+
+/// Cluster-wide writes: job definitions (`/jobs/{id}/events` and `/batch` feed a job).
+pub fn cluster_wide(method: &Method, path: &str) -> bool {
+    writes_under(method, path, "/jobs") && path.split('/').count() <= 3
 }
 
 pub fn routes(api: Api) -> Router {

@@ -12,9 +12,9 @@
 //! - `ts_batch_parts`: partial aggregate states per (job, batch id, key, window) of the batch
 //!   API; a repeated batch replaces its own parts, so batches are idempotent.
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait, Value,
-};
+pub use loom_storage::documents::stmt;
+use loom_storage::documents::{VersionedRow, is_unique_violation, write_versioned};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, TransactionTrait, Value};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{big_integer, boolean, integer, string, text};
 
@@ -181,31 +181,6 @@ pub struct Store {
     pub db: DatabaseConnection,
 }
 
-/// Builds a statement with `?` placeholders rewritten to the backend's (`$n` on PostgreSQL).
-pub fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = if backend == DbBackend::Postgres {
-        let mut out = String::with_capacity(sql.len() + 8);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    } else {
-        sql.to_owned()
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
-
-fn is_unique_violation(e: &DbErr) -> bool {
-    let s = e.to_string().to_ascii_lowercase();
-    s.contains("unique") || s.contains("duplicate")
-}
-
 /// Rows per multi-row statement (9 parameters each; well under SQLite's and PostgreSQL's limits).
 pub const ROWS_PER_STATEMENT: usize = 500;
 
@@ -262,31 +237,16 @@ impl Store {
         row.map(|r| r.try_get("", "version")).transpose()
     }
 
-    /// Writes a job (or its tombstone) with the next revision and version; concurrent writers on
-    /// other nodes collide on the unique revision and retry. Returns (version, revision).
+    /// Writes a job (or its tombstone) with the next revision and version; a writer on another
+    /// node that got there first (same job or same revision) makes this one re-read and retry. Returns (version, revision).
     pub async fn put_job(&self, id: &str, body: Option<&str>) -> Result<(i32, i64), DbErr> {
         for _ in 0..16 {
             let revision = self.revision().await? + 1;
-            let version = self.job_version(id).await?.unwrap_or(0) + 1;
-            let result = self
-                .db
-                .execute_raw(stmt(
-                    self.backend(),
-                    "INSERT INTO ts_jobs (id, version, revision, body, deleted, updated_ms) VALUES (?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT (id) DO UPDATE SET version = excluded.version, revision = excluded.revision, \
-                     body = excluded.body, deleted = excluded.deleted, updated_ms = excluded.updated_ms",
-                    vec![
-                        id.into(),
-                        version.into(),
-                        revision.into(),
-                        body.unwrap_or("").into(),
-                        body.is_none().into(),
-                        now_ms().into(),
-                    ],
-                ))
-                .await;
-            match result {
-                Ok(_) => return Ok((version, revision)),
+            let read = self.job_version(id).await?.unwrap_or(0);
+            let row = VersionedRow { id, version: read + 1, revision, read, body };
+            match write_versioned(&self.db, "ts_jobs", None, row).await {
+                Ok(true) => return Ok((read + 1, revision)),
+                Ok(false) => continue,
                 Err(e) if is_unique_violation(&e) => continue,
                 Err(e) => return Err(e),
             }

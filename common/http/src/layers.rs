@@ -1,13 +1,13 @@
 //! The middleware every service port runs, as one edge function so its order is visible:
-//! request id → span → concurrency limit → auth → body limit → timeout → handler → problem
-//! normalization → metrics and one log line.
+//! request id → span → concurrency limit → auth → cluster-store guard → body limit → timeout →
+//! handler → problem normalization → metrics and one log line.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use loom_protocol::request::REQUEST_ID_HEADER;
@@ -28,6 +28,35 @@ pub struct HttpSettings {
     pub max_concurrent_requests: usize,
     pub auth: Auth,
     pub fault_injection: bool,
+    /// Set when the node is clustered on a node-local database: the service's predicate for
+    /// cluster-wide writes (rules, policies, schemas, …), which then answer 409
+    /// `cluster_store_required` instead of diverging silently from the other nodes.
+    pub cluster_wide_refused: Option<ClusterWide>,
+}
+
+/// Whether a request writes cluster-wide state (a service's rules, policies, schemas, jobs,
+/// monitors, device data): pure, from the method and the path.
+pub type ClusterWide = fn(&Method, &str) -> bool;
+
+/// The common shape of a [`ClusterWide`] predicate: a mutating method on `prefix` itself or
+/// anything below it.
+pub fn writes_under(method: &Method, path: &str, prefix: &str) -> bool {
+    is_write(method) && path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// POST, PUT, PATCH and DELETE.
+pub fn is_write(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+}
+
+/// The 409 a cluster-wide write gets on a node clustered without a shared store.
+pub fn cluster_store_required() -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "cluster_store_required",
+        "this node is clustered on a node-local database, so a cluster-wide write here would not reach the other \
+         nodes; point every node at one shared database (LOOM_DATABASE_URL=postgres://…) to write configuration",
+    )
 }
 
 struct Edge {
@@ -112,6 +141,9 @@ async fn handle(edge: &Edge, req: Request, next: Next) -> Response {
     if let Err(problem) = edge.settings.auth.authorize(req.headers(), req.method(), req.uri().path()) {
         return reject("unauthorized", problem);
     }
+    if edge.settings.cluster_wide_refused.is_some_and(|wide| wide(req.method(), req.uri().path())) {
+        return reject("cluster_store_required", cluster_store_required());
+    }
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > edge.settings.body_limit_bytes as u64) {
@@ -162,4 +194,27 @@ fn normalize(response: Response, request_id: &RequestId) -> Response {
         }
     }
     fresh
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_under_matches_mutations_on_the_prefix_and_below() {
+        let cases = [
+            (Method::POST, "/rules", true),
+            (Method::PUT, "/rules/r1", true),
+            (Method::DELETE, "/rules/r1", true),
+            (Method::PATCH, "/rules/r1/x", true),
+            (Method::GET, "/rules", false),
+            (Method::HEAD, "/rules/r1", false),
+            (Method::POST, "/rulesx", false),
+            (Method::POST, "/route", false),
+            (Method::POST, "/", false),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(writes_under(&method, path, "/rules"), want, "{method} {path}");
+        }
+    }
 }

@@ -14,7 +14,7 @@ pub mod server;
 
 pub use auth::Auth;
 pub use json::ApiJson;
-pub use layers::{HttpSettings, service_router};
+pub use layers::{ClusterWide, HttpSettings, service_router, writes_under};
 pub use ops::{HealthReport, OpsProvider, VersionInfo};
 pub use problem::{ApiError, Problem};
 pub use server::serve;

@@ -109,6 +109,9 @@ pub struct ServiceDef {
     pub dependencies: &'static [Dependency],
     /// Stores the service watches without needing them: in `/health`, not in `/ready`.
     pub observes: &'static [Dependency],
+    /// Which requests write cluster-wide state; refused with 409 `cluster_store_required` on a
+    /// node clustered without a shared database (see ARCHITECTURE.md, "one truth").
+    pub cluster_wide: loom_http::ClusterWide,
     pub build: fn(&ServiceContext) -> ServiceParts,
 }
 
@@ -116,7 +119,14 @@ impl ServiceDef {
     /// A service whose features are not built yet: its core actor under its supervisor and the
     /// ops routes, no stores. Pass the service crate's `env!("CARGO_PKG_VERSION")`.
     pub fn foundation_only(id: ServiceId, version: &'static str) -> ServiceDef {
-        ServiceDef { id, version, dependencies: &[], observes: &[], build: ServiceParts::foundation_only }
+        ServiceDef {
+            id,
+            version,
+            dependencies: &[],
+            observes: &[],
+            cluster_wide: |_, _| false,
+            build: ServiceParts::foundation_only,
+        }
     }
 }
 

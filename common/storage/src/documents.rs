@@ -86,6 +86,51 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// One write of a versioned document: the next `version` and `revision`, and the version the
+/// writer read (0: none), which the write compares against.
+pub struct VersionedRow<'a> {
+    pub id: &'a str,
+    pub version: i32,
+    pub revision: i64,
+    pub read: i32,
+    /// `None` writes the tombstone.
+    pub body: Option<&'a str>,
+}
+
+/// The compare-and-set upsert every versioned table shares (`loom_documents`, and the services'
+/// own tables with the same columns: `id, version, revision, body, deleted, updated_ms`, plus
+/// `kind` when `kind` is given). `Ok(false)`: another writer changed the row since it was read;
+/// a unique violation: another writer took the revision. Both mean re-read and retry.
+pub async fn write_versioned(
+    db: &DatabaseConnection,
+    table: &str,
+    kind: Option<&str>,
+    row: VersionedRow<'_>,
+) -> Result<bool, DbErr> {
+    let (kind_col, kind_val, conflict) = match kind {
+        Some(_) => ("kind, ", "?, ", "kind, id"),
+        None => ("", "", "id"),
+    };
+    let sql = format!(
+        "INSERT INTO {table} ({kind_col}id, version, revision, body, deleted, updated_ms) \
+         VALUES ({kind_val}?, ?, ?, ?, ?, ?) ON CONFLICT ({conflict}) DO UPDATE SET version = excluded.version, \
+         revision = excluded.revision, body = excluded.body, deleted = excluded.deleted, \
+         updated_ms = excluded.updated_ms WHERE {table}.version = ?"
+    );
+    let mut values: Vec<Value> = kind.map(|k| vec![k.into()]).unwrap_or_default();
+    values.extend([
+        row.id.into(),
+        row.version.into(),
+        row.revision.into(),
+        row.body.unwrap_or("").into(),
+        row.body.is_none().into(),
+        now_ms().into(),
+        row.read.into(),
+    ]);
+    let done = db.execute_raw(stmt(db.get_database_backend(), &sql, values)).await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// One stored document (or tombstone).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
@@ -162,33 +207,20 @@ impl Documents {
         row.map(|r| r.try_get("", "version")).transpose()
     }
 
-    /// Writes a document (`None`: its tombstone) with the next version and revision; a writer
-    /// on another node taking the same revision makes this one retry. Returns (version, revision).
+    /// Writes a document (`None`: its tombstone) with the next version and revision. The write
+    /// is a compare-and-set on the version it read: a writer on another node that got there
+    /// first (the same id, or the same revision of the kind) makes this one re-read and retry,
+    /// so racing writes queue up as successive versions and none is lost. Returns (version,
+    /// revision).
     pub async fn put(&self, id: &str, body: Option<&str>) -> Result<(i32, i64), DbErr> {
         for _ in 0..16 {
             let revision = self.revision().await? + 1;
-            let version = self.version_of(id).await?.unwrap_or(0) + 1;
-            let result = self
-                .db
-                .execute_raw(stmt(
-                    self.backend(),
-                    "INSERT INTO loom_documents (kind, id, version, revision, body, deleted, updated_ms) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, \
-                     revision = excluded.revision, body = excluded.body, deleted = excluded.deleted, \
-                     updated_ms = excluded.updated_ms",
-                    vec![
-                        self.kind.into(),
-                        id.into(),
-                        version.into(),
-                        revision.into(),
-                        body.unwrap_or("").into(),
-                        body.is_none().into(),
-                        now_ms().into(),
-                    ],
-                ))
-                .await;
-            match result {
-                Ok(_) => return Ok((version, revision)),
+            let read = self.version_of(id).await?.unwrap_or(0);
+            let version = read + 1;
+            let row = VersionedRow { id, version, revision, read, body };
+            match write_versioned(&self.db, "loom_documents", Some(self.kind), row).await {
+                Ok(true) => return Ok((version, revision)),
+                Ok(false) => continue,
                 Err(e) if is_unique_violation(&e) => continue,
                 Err(e) => return Err(e),
             }
