@@ -132,9 +132,9 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
              devices) answer 409 cluster_store_required; set LOOM_DATABASE_URL=postgres://… on every node"
         );
     }
-    let settings = |id, cluster_wide| HttpSettings {
+    let settings = |id, cluster_wide, max_body: Option<usize>| HttpSettings {
         service: id,
-        body_limit_bytes: config.http.body_limit_bytes,
+        body_limit_bytes: max_body.unwrap_or(config.http.body_limit_bytes),
         request_timeout: config.http.request_timeout.get(),
         max_concurrent_requests: config.http.max_concurrent_requests,
         auth: Auth::from_config(&config.auth),
@@ -165,7 +165,7 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
         let parts = (def.build)(&ctx);
         control.attach_core(id, parts.core.clone());
         let ops = ServiceOps::new(&def, ctx.clone(), &parts, id == node_metrics_host);
-        let router = service_router(settings(id, def.cluster_wide), parts.routes, ops.clone());
+        let router = service_router(settings(id, def.cluster_wide, (def.max_body)(&config)), parts.routes, ops.clone());
         service_specs.push(service_supervisor(&ctx, parts.children, board.clone(), stop_timeout));
         ports.push(Port { id, listener, router, ops });
     }

@@ -41,6 +41,30 @@ env_table! {
         c.node.fault_injection = parse_bool(v)?;
         Ok(())
     },
+    "LOOM_FILES_MAX_UPLOAD" => "files.max_upload": |c, v| {
+        c.files.max_upload = v.parse().map_err(|_| format!("`{v}` is not a byte count"))?;
+        Ok(())
+    },
+    "LOOM_FILES_WORKERS" => "files.workers": |c, v| {
+        c.files.workers = v.parse().map_err(|_| format!("`{v}` is not a count"))?;
+        Ok(())
+    },
+    "LOOM_FILES_QUEUE" => "files.queue": |c, v| {
+        c.files.queue = v.parse().map_err(|_| format!("`{v}` is not a count"))?;
+        Ok(())
+    },
+    "LOOM_FILES_MAX_IMAGE_DIMENSION" => "files.max_image_dimension": |c, v| {
+        c.files.max_image_dimension = v.parse().map_err(|_| format!("`{v}` is not a pixel count"))?;
+        Ok(())
+    },
+    "LOOM_FILES_MAX_IMAGE_ALLOC" => "files.max_image_alloc": |c, v| {
+        c.files.max_image_alloc = v.parse().map_err(|_| format!("`{v}` is not a byte count"))?;
+        Ok(())
+    },
+    "LOOM_FILES_JOB_TIMEOUT" => "files.job_timeout": |c, v| {
+        c.files.job_timeout = HumanDuration::parse(v)?;
+        Ok(())
+    },
     "LOOM_ENRICH_HOLIDAYS" => "enrichment.holidays": |c, v| {
         c.enrichment.holidays = Some(PathBuf::from(v));
         Ok(())

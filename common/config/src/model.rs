@@ -25,6 +25,7 @@ pub struct NodeConfig {
     pub privacy: PrivacySection,
     pub device_identity: DeviceIdentitySection,
     pub enrichment: EnrichmentSection,
+    pub files: FilesSection,
     pub supervision: SupervisionSection,
     pub health: HealthSection,
     pub services: ServicesSection,
@@ -413,6 +414,38 @@ pub struct EnrichmentSection {
 impl Default for EnrichmentSection {
     fn default() -> Self {
         EnrichmentSection { holidays: None, day_parts: [6, 12, 18, 22], weather: WeatherSection::default() }
+    }
+}
+
+/// The File Processing service (8021): upload and job limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesSection {
+    /// Largest upload in bytes (`LOOM_FILES_MAX_UPLOAD`); bigger answers 413 while streaming.
+    pub max_upload: u64,
+    /// Jobs running at once on this node (`LOOM_FILES_WORKERS`).
+    pub workers: usize,
+    /// Jobs queued or running on this node before `POST …/jobs` answers 429 (`LOOM_FILES_QUEUE`).
+    pub queue: usize,
+    /// Widest or tallest image decoded, in pixels (`LOOM_FILES_MAX_IMAGE_DIMENSION`): the
+    /// decompression-bomb guard, checked from the header before any pixel is decoded.
+    pub max_image_dimension: u32,
+    /// Most memory one image decode may allocate, in bytes (`LOOM_FILES_MAX_IMAGE_ALLOC`).
+    pub max_image_alloc: u64,
+    /// A job running longer fails with `timeout` (`LOOM_FILES_JOB_TIMEOUT`).
+    pub job_timeout: HumanDuration,
+}
+
+impl Default for FilesSection {
+    fn default() -> Self {
+        FilesSection {
+            max_upload: 1 << 30,
+            workers: 2,
+            queue: 64,
+            max_image_dimension: 16_384,
+            max_image_alloc: 512 << 20,
+            job_timeout: HumanDuration::from_secs(120),
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub(crate) fn validate(c: &NodeConfig) -> Result<(), ConfigError> {
     validate_health(c)?;
     validate_device_identity(c)?;
     validate_enrichment(c)?;
+    validate_files(c)?;
     validate_services(c)
 }
 
@@ -340,6 +341,29 @@ fn validate_supervision(c: &NodeConfig) -> Result<(), ConfigError> {
 /// The master key must be 32 bytes written as 64 hex characters or as standard base64 (44
 /// characters ending in one `=`); decoding happens in the service. Identifier types are short
 /// lowercase names and limits at least 1.
+fn validate_files(c: &NodeConfig) -> Result<(), ConfigError> {
+    let f = &c.files;
+    if f.max_upload == 0 {
+        return Err(invalid("files.max_upload", "must be at least 1 byte"));
+    }
+    if !(1..=64).contains(&f.workers) {
+        return Err(invalid("files.workers", "1-64"));
+    }
+    if f.queue < f.workers || f.queue > 100_000 {
+        return Err(invalid("files.queue", "at least files.workers and at most 100000"));
+    }
+    if !(64..=65_535).contains(&f.max_image_dimension) {
+        return Err(invalid("files.max_image_dimension", "64-65535 pixels"));
+    }
+    if f.max_image_alloc < 1 << 20 {
+        return Err(invalid("files.max_image_alloc", "at least 1 MiB"));
+    }
+    if f.job_timeout.get().is_zero() {
+        return Err(invalid("files.job_timeout", "must be positive"));
+    }
+    Ok(())
+}
+
 fn validate_enrichment(c: &NodeConfig) -> Result<(), ConfigError> {
     let [m, a, e, n] = c.enrichment.day_parts;
     if !(m < a && a < e && e < n && n <= 24) {

@@ -112,6 +112,9 @@ pub struct ServiceDef {
     /// Which requests write cluster-wide state; refused with 409 `cluster_store_required` on a
     /// node clustered without a shared database (see ARCHITECTURE.md, "one truth").
     pub cluster_wide: loom_http::ClusterWide,
+    /// The port's request-body limit when the service needs more than `http.body_limit_bytes`
+    /// (uploads); the service then bounds its other routes itself.
+    pub max_body: fn(&NodeConfig) -> Option<usize>,
     pub build: fn(&ServiceContext) -> ServiceParts,
 }
 
@@ -125,6 +128,7 @@ impl ServiceDef {
             dependencies: &[],
             observes: &[],
             cluster_wide: |_, _| false,
+            max_body: |_| None,
             build: ServiceParts::foundation_only,
         }
     }

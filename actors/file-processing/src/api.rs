@@ -1,0 +1,287 @@
+//! File Processing's routes: uploads (raw body or multipart, streamed), file records, content
+//! with HTTP Range, deletion with derivations, jobs (submit, read, cancel, follow over a
+//! WebSocket).
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use loom_http::{ApiError, ApiJson, Problem};
+use serde_json::{Value, json};
+
+use crate::error::FileError;
+use crate::imaging::{self, Limits};
+use crate::jobs::Jobs;
+use crate::ops::Op;
+use crate::store::FileStore;
+
+#[derive(Clone)]
+pub struct Api {
+    pub store: FileStore,
+    pub jobs: Jobs,
+    pub max_upload: u64,
+    pub limits: Limits,
+}
+
+/// `json_limit` bounds every route but the upload (the port's limit is `files.max_upload`).
+pub fn routes(api: Api, json_limit: usize) -> Router {
+    let upload = Router::new().route("/files", post(upload)).with_state(api.clone());
+    let rest = Router::new()
+        .route("/files/import", post(import))
+        .route("/files/{id}", get(read_file).delete(delete_file))
+        .route("/files/{id}/content", get(content))
+        .route("/files/{id}/jobs", post(submit))
+        .route("/jobs/{id}", get(read_job).delete(cancel_job))
+        .route("/ws/jobs/{id}", get(ws_job))
+        .layer(DefaultBodyLimit::max(json_limit))
+        .with_state(api);
+    upload.merge(rest)
+}
+
+fn summarize(limits: Limits) -> impl Fn(&str, &[u8]) -> Value {
+    move |media_type, head| match media_type.starts_with("image/").then(|| imaging::dimensions(head, limits)).flatten()
+    {
+        Some((w, h)) => json!({"width": w, "height": h}),
+        None => json!({}),
+    }
+}
+
+async fn upload(State(api): State<Api>, req: Request) -> Result<Response, ApiError> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if let Some(n) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && n > api.max_upload
+    {
+        return Err(FileError::TooLarge(api.max_upload).into());
+    }
+    let is_multipart =
+        content_type.as_deref().is_some_and(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let record = if is_multipart {
+        let mut form = Multipart::from_request(req, &()).await.map_err(|e| FileError::Invalid(e.body_text()))?;
+        loop {
+            let field = form.next_field().await.map_err(|e| FileError::Invalid(e.body_text()))?;
+            let Some(field) = field else {
+                return Err(FileError::Invalid("the form has no file field (a part with a filename)".into()).into());
+            };
+            if field.file_name().is_none() && field.name() != Some("file") {
+                continue;
+            }
+            let name = field.file_name().map(|n| n.chars().take(255).collect::<String>());
+            let declared = field.content_type().map(str::to_owned);
+            break api
+                .store
+                .upload(Box::pin(field), declared.as_deref(), name, api.max_upload, summarize(api.limits))
+                .await?;
+        }
+    } else {
+        let name = req
+            .headers()
+            .get("x-file-name")
+            .and_then(|v| v.to_str().ok())
+            .map(|n| n.chars().take(255).collect::<String>());
+        let body = req.into_body().into_data_stream();
+        api.store.upload(body, content_type.as_deref(), name, api.max_upload, summarize(api.limits)).await?
+    };
+    metrics::counter!(crate::metrics::UPLOAD_BYTES).increment(record.size);
+    metrics::counter!(crate::metrics::UPLOADS).increment(1);
+    Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+async fn import(ApiJson(_): ApiJson<Value>) -> Result<Response, ApiError> {
+    Err(FileError::NotBuilt("importing objects already in the store (POST /files/import)".into()).into())
+}
+
+async fn read_file(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let record = api.store.record(&id).await?.ok_or_else(|| FileError::NotFound(format!("file {id}")))?;
+    Ok(Json(serde_json::to_value(record).unwrap_or(Value::Null)))
+}
+
+async fn delete_file(State(api): State<Api>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    if api.store.delete(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(FileError::NotFound(format!("file {id}")).into())
+    }
+}
+
+/// A single `bytes=` range against a file of `size` bytes: `Ok(None)` serves the whole file
+/// (no header, or a form this server does not split, such as several ranges), `Err(())` is
+/// unsatisfiable (416).
+pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<Range<u64>>, ()> {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = match (a.is_empty(), b.is_empty()) {
+        (true, true) => return Err(()),
+        (true, false) => {
+            let n: u64 = b.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            size.saturating_sub(n)..size
+        }
+        (false, _) => {
+            let start: u64 = a.parse().map_err(|_| ())?;
+            let end = if b.is_empty() { size } else { b.parse::<u64>().map_err(|_| ())?.saturating_add(1).min(size) };
+            if start >= size || end <= start {
+                return Err(());
+            }
+            start..end
+        }
+    };
+    Ok(Some(range))
+}
+
+async fn content(State(api): State<Api>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let record = api.store.record(&id).await?.ok_or_else(|| FileError::NotFound(format!("file {id}")))?;
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range = match parse_range(range_header, record.size) {
+        Ok(r) => r,
+        Err(()) => {
+            let mut r = Problem::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the file has {} bytes", record.size),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", record.size)) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(r);
+        }
+    };
+    let stream = api.store.content(&id, range.clone()).await?;
+    let body = Body::from_stream(stream.map(|c| c.map_err(std::io::Error::other)));
+    let mut response = Response::new(body);
+    let h = response.headers_mut();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&record.media_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{id}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    let len = match &range {
+        Some(r) => {
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end - 1, record.size)) {
+                response.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            r.end - r.start
+        }
+        None => record.size,
+    };
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    Ok(response)
+}
+
+async fn submit(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let op = Op::parse(&body)?;
+    let file = api.store.record(&id).await?.ok_or_else(|| FileError::NotFound(format!("file {id}")))?;
+    match api.jobs.submit(&file, op).await {
+        Ok(job) => {
+            let status = if job.cached { StatusCode::OK } else { StatusCode::ACCEPTED };
+            let mut r = (status, Json(job.clone())).into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("/jobs/{}", job.id)) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(r)
+        }
+        Err(e @ FileError::QueueFull(_)) => {
+            let mut r = ApiError::from(e).into_response();
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            Ok(r)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn read_job(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let job = api.store.job(&id).await?.ok_or_else(|| FileError::NotFound(format!("job {id}")))?;
+    Ok(Json(serde_json::to_value(job).unwrap_or(Value::Null)))
+}
+
+async fn cancel_job(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let job = api.jobs.cancel(&id).await?;
+    Ok(Json(serde_json::to_value(job).unwrap_or(Value::Null)))
+}
+
+async fn ws_job(State(api): State<Api>, Path(id): Path<String>, ws: WebSocketUpgrade) -> Result<Response, ApiError> {
+    api.store.job(&id).await?.ok_or_else(|| FileError::NotFound(format!("job {id}")))?;
+    Ok(ws.on_upgrade(move |socket| follow(socket, Arc::new(api), id)))
+}
+
+/// Sends the job each time it changes (live on the node running it, else polled from the
+/// store every 500 ms), and closes after the final state.
+async fn follow(mut socket: WebSocket, api: Arc<Api>, id: String) {
+    let mut live = api.jobs.shared.follow(&id);
+    let mut last: Option<Value> = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+    loop {
+        let job = match api.store.job(&id).await {
+            Ok(Some(j)) => j,
+            _ => break,
+        };
+        let ended = job.state.ended();
+        let v = serde_json::to_value(&job).unwrap_or(Value::Null);
+        if last.as_ref() != Some(&v) {
+            if socket.send(Message::Text(v.to_string().into())).await.is_err() {
+                return;
+            }
+            last = Some(v);
+        }
+        if ended || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        match live.as_mut() {
+            Some(rx) => {
+                if tokio::time::timeout(Duration::from_millis(500), rx.changed()).await.is_ok_and(|r| r.is_err()) {
+                    live = None;
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        let cases: [(Option<&str>, Result<Option<Range<u64>>, ()>); 11] = [
+            (None, Ok(None)),
+            (Some("bytes=0-99"), Ok(Some(0..100))),
+            (Some("bytes=100-"), Ok(Some(100..1000))),
+            (Some("bytes=-100"), Ok(Some(900..1000))),
+            (Some("bytes=-5000"), Ok(Some(0..1000))),
+            (Some("bytes=990-5000"), Ok(Some(990..1000))),
+            (Some("bytes=0-0,5-9"), Ok(None)),
+            (Some("bytes=1000-"), Err(())),
+            (Some("bytes=9-3"), Err(())),
+            (Some("bytes=x-3"), Err(())),
+            (Some("bytes=-0"), Err(())),
+        ];
+        for (h, want) in cases {
+            assert_eq!(parse_range(h, 1000), want, "{h:?}");
+        }
+        assert_eq!(parse_range(Some("items=0-1"), 1000), Ok(None));
+    }
+}

@@ -1,0 +1,276 @@
+//! Image work, synchronous and bounded (run in blocking tasks by the workers): decoding with
+//! `image::Limits` set before any pixel is read (the header's dimensions and the decoder's
+//! allocations are checked first, so a 50,000 × 50,000 PNG of a few KB fails `too_large`
+//! without allocating), EXIF orientation applied, thumbnails, encoding, and metadata with
+//! EXIF (camera, orientation, capture time, GPS as decimal degrees) from `kamadak-exif`.
+
+use std::io::Cursor;
+
+use image::imageops::FilterType;
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
+use serde_json::{Map, Value, json};
+
+use crate::error::Failure;
+use crate::ops::{Fit, Format};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_dimension: u32,
+    pub max_alloc: u64,
+}
+
+impl Limits {
+    fn image(self) -> image::Limits {
+        let mut l = image::Limits::default();
+        l.max_image_width = Some(self.max_dimension);
+        l.max_image_height = Some(self.max_dimension);
+        l.max_alloc = Some(self.max_alloc);
+        l
+    }
+}
+
+/// A decoded image, already turned upright.
+pub struct Decoded {
+    pub image: DynamicImage,
+    pub format: ImageFormat,
+    /// The EXIF orientation that was applied (1 = none).
+    pub orientation: u8,
+}
+
+fn failure(e: ImageError) -> Failure {
+    match e {
+        ImageError::Limits(l) => Failure::new("too_large", format!("the image exceeds the decoding limits: {l}")),
+        ImageError::Unsupported(u) => Failure::new("unsupported_media", format!("no decoder for this image: {u}")),
+        ImageError::Decoding(d) => Failure::new("corrupt", format!("the image does not decode: {d}")),
+        ImageError::IoError(e) => Failure::new("corrupt", format!("the image is truncated or unreadable: {e}")),
+        other => Failure::new("corrupt", other.to_string()),
+    }
+}
+
+fn reader(bytes: &[u8], limits: Limits) -> Result<ImageReader<Cursor<&[u8]>>, Failure> {
+    let mut r = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Failure::new("corrupt", format!("unreadable: {e}")))?;
+    if r.format().is_none() {
+        return Err(Failure::new("unsupported_media", "not an image format this build decodes"));
+    }
+    r.limits(limits.image());
+    Ok(r)
+}
+
+pub fn decode(bytes: &[u8], limits: Limits) -> Result<Decoded, Failure> {
+    let r = reader(bytes, limits)?;
+    let format = r.format().unwrap_or(ImageFormat::Png);
+    let mut decoder = r.into_decoder().map_err(failure)?;
+    // The pixel buffer the decode would allocate, refused before it is allocated.
+    if decoder.total_bytes() > limits.max_alloc {
+        let (w, h) = decoder.dimensions();
+        return Err(Failure::new(
+            "too_large",
+            format!(
+                "a {w} × {h} image needs {} MiB to decode, over files.max_image_alloc",
+                decoder.total_bytes() >> 20
+            ),
+        ));
+    }
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(failure)?;
+    image.apply_orientation(orientation);
+    Ok(Decoded { image, format, orientation: orientation.to_exif() })
+}
+
+/// One thumbnail of `size` (the box's side) in `fit`.
+pub fn thumbnail(img: &DynamicImage, size: u32, fit: Fit) -> DynamicImage {
+    match fit {
+        Fit::Contain => img.resize(size, size, FilterType::Triangle),
+        Fit::Cover => img.resize_to_fill(size, size, FilterType::Triangle),
+    }
+}
+
+pub fn encode(img: &DynamicImage, format: Format) -> Result<Vec<u8>, Failure> {
+    let mut out = Cursor::new(Vec::new());
+    let result = match format {
+        Format::Png => img.write_to(&mut out, ImageFormat::Png),
+        // JPEG has no alpha; WebP (lossless here) takes RGBA.
+        Format::Jpeg => DynamicImage::ImageRgb8(img.to_rgb8()).write_to(&mut out, ImageFormat::Jpeg),
+        Format::Webp => DynamicImage::ImageRgba8(img.to_rgba8()).write_to(&mut out, ImageFormat::WebP),
+    };
+    result.map_err(|e| Failure::new("encode_failed", e.to_string()))?;
+    Ok(out.into_inner())
+}
+
+/// Dimensions from the header alone (no pixels decoded), for the upload's summary.
+pub fn dimensions(bytes: &[u8], limits: Limits) -> Option<(u32, u32)> {
+    reader(bytes, limits).ok()?.into_dimensions().ok()
+}
+
+/// An image's metadata: format, stored and upright dimensions, colour type, and its EXIF.
+pub fn metadata(bytes: &[u8], limits: Limits) -> Result<Value, Failure> {
+    let r = reader(bytes, limits)?;
+    let format = r.format().map(|f| format!("{f:?}").to_ascii_lowercase());
+    let mut decoder = r.into_decoder().map_err(failure)?;
+    let (width, height) = decoder.dimensions();
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms).to_exif();
+    let color = format!("{:?}", decoder.color_type()).to_ascii_lowercase();
+    let (upright_w, upright_h) = if (5..=8).contains(&orientation) { (height, width) } else { (width, height) };
+    Ok(json!({
+        "kind": "image",
+        "format": format,
+        "width": width,
+        "height": height,
+        "upright": {"width": upright_w, "height": upright_h},
+        "color": color,
+        "orientation": orientation,
+        "exif": exif(bytes),
+    }))
+}
+
+/// The EXIF fields users ask for, or null when the file carries none.
+pub fn exif(bytes: &[u8]) -> Value {
+    use exif::{In, Tag};
+    let Ok(data) = exif::Reader::new().read_from_container(&mut Cursor::new(bytes)) else { return Value::Null };
+    let text = |tag: Tag| {
+        data.get_field(tag, In::PRIMARY)
+            .map(|f| f.display_value().to_string().trim_matches('"').trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let mut out = Map::new();
+    for (key, tag) in [
+        ("make", Tag::Make),
+        ("model", Tag::Model),
+        ("software", Tag::Software),
+        ("datetime_original", Tag::DateTimeOriginal),
+        ("datetime", Tag::DateTime),
+        ("lens_model", Tag::LensModel),
+    ] {
+        if let Some(v) = text(tag) {
+            out.insert(key.into(), Value::String(v));
+        }
+    }
+    if let Some(o) = data.get_field(Tag::Orientation, In::PRIMARY).and_then(|f| f.value.get_uint(0)) {
+        out.insert("orientation".into(), json!(o));
+    }
+    if let Some(gps) = gps(&data) {
+        out.insert("gps".into(), gps);
+    }
+    Value::Object(out)
+}
+
+fn gps(data: &exif::Exif) -> Option<Value> {
+    use exif::{In, Tag};
+    let degrees = |tag: Tag, reference: Tag, negative: u8| -> Option<f64> {
+        let f = data.get_field(tag, In::PRIMARY)?;
+        let exif::Value::Rational(r) = &f.value else { return None };
+        let part = |i: usize| r.get(i).map(|x| x.to_f64()).filter(|v| v.is_finite());
+        let v = part(0)? + part(1).unwrap_or(0.0) / 60.0 + part(2).unwrap_or(0.0) / 3600.0;
+        let sign = match data.get_field(reference, In::PRIMARY).map(|f| &f.value) {
+            Some(exif::Value::Ascii(a)) if a.first().and_then(|s| s.first()) == Some(&negative) => -1.0,
+            _ => 1.0,
+        };
+        Some(sign * v)
+    };
+    let lat = degrees(Tag::GPSLatitude, Tag::GPSLatitudeRef, b'S')?;
+    let lon = degrees(Tag::GPSLongitude, Tag::GPSLongitudeRef, b'W')?;
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        return None;
+    }
+    let mut g = json!({"lat": lat, "lon": lon});
+    if let Some(f) = data.get_field(Tag::GPSAltitude, In::PRIMARY)
+        && let exif::Value::Rational(r) = &f.value
+        && let Some(alt) = r.first()
+    {
+        let below =
+            matches!(data.get_field(Tag::GPSAltitudeRef, In::PRIMARY).and_then(|f| f.value.get_uint(0)), Some(1));
+        g["altitude"] = json!(if below { -alt.to_f64() } else { alt.to_f64() });
+    }
+    Some(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits { max_dimension: 4096, max_alloc: 64 << 20 };
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        encode(&DynamicImage::ImageRgb8(img), Format::Png).unwrap()
+    }
+
+    /// A PNG whose header claims `w` × `h` with a tiny (bogus) data chunk.
+    fn bomb(w: u32, h: u32) -> Vec<u8> {
+        let chunk = |t: &[u8], d: &[u8]| {
+            let mut c = (d.len() as u32).to_be_bytes().to_vec();
+            c.extend_from_slice(t);
+            c.extend_from_slice(d);
+            let mut crc_input = t.to_vec();
+            crc_input.extend_from_slice(d);
+            c.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+            c
+        };
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        out.extend(chunk(b"IHDR", &ihdr));
+        out.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+        out.extend(chunk(b"IEND", b""));
+        out
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in data {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn thumbnails_keep_the_aspect_or_fill_the_box() {
+        let img = decode(&png(300, 200), LIMITS).unwrap().image;
+        let cases = [(Fit::Contain, 128, (128, 85)), (Fit::Cover, 128, (128, 128)), (Fit::Contain, 32, (32, 21))];
+        for (fit, size, want) in cases {
+            let t = thumbnail(&img, size, fit);
+            assert_eq!((t.width(), t.height()), want, "{fit:?} {size}");
+        }
+        for format in [Format::Png, Format::Jpeg, Format::Webp] {
+            let bytes = encode(&thumbnail(&img, 64, Fit::Contain), format).unwrap();
+            let back = decode(&bytes, LIMITS).unwrap();
+            assert_eq!((back.image.width(), back.image.height()), (64, 43), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_images_fail_with_their_code() {
+        let mut truncated = png(64, 64);
+        truncated.truncate(truncated.len() / 2);
+        let cases: [(Vec<u8>, &str); 5] = [
+            (bomb(50_000, 50_000), "too_large"),
+            (bomb(4000, 4000), "too_large"),
+            (truncated, "corrupt"),
+            (b"not an image at all".to_vec(), "unsupported_media"),
+            (Vec::new(), "unsupported_media"),
+        ];
+        for (bytes, code) in cases {
+            let limits = Limits { max_dimension: 4096, max_alloc: 16 << 20 };
+            let got = decode(&bytes, limits).err().map(|f| f.code);
+            assert_eq!(got.as_deref(), Some(code), "{} bytes", bytes.len());
+        }
+    }
+
+    #[test]
+    fn metadata_reads_the_header_without_decoding() {
+        let m = metadata(&png(1200, 800), LIMITS).unwrap();
+        assert_eq!(
+            (m["width"].as_u64(), m["height"].as_u64(), m["format"].as_str()),
+            (Some(1200), Some(800), Some("png"))
+        );
+        assert_eq!(m["exif"], Value::Null);
+        assert_eq!(dimensions(&png(30, 20), LIMITS), Some((30, 20)));
+    }
+}

@@ -1,0 +1,289 @@
+//! Files, derivations and jobs on the object store — the one store every node sharing it sees,
+//! so an upload, a job or a derivation made on one node is served by the others:
+//!
+//! ```text
+//! files/<sha256>            the bytes (content-addressed: the same bytes, the same id)
+//! files/<sha256>.json       the file's record (size, sniffed and declared type, name, summary)
+//! derived/<source>/<key>    a derivation's result (key: ops::Op::derivation_key)
+//! jobs/<uuid>.json          a job's record, rewritten on every state change
+//! staging/<uuid>            an upload in flight, moved to files/<sha256> once hashed
+//! ```
+//!
+//! Uploads stream: chunks are hashed and written as a multipart upload as they arrive, so a
+//! large file never sits in memory; past the limit the upload is aborted and answers 413.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use loom_storage::Objects;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::FileError;
+use crate::ops::hex;
+use crate::sniff::{self, HEAD};
+
+/// A stored file as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub id: String,
+    pub size: u64,
+    pub media_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The type the uploader declared, when it contradicts the bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub declared_type: Option<String>,
+    pub created_ms: i64,
+    /// What is known without running a job (image dimensions from the header).
+    pub metadata: Value,
+    /// Set on outputs of a derivation: the source file's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub derived_from: Option<String>,
+}
+
+/// What a finished derivation produced (stored once, returned to every later asker).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Derivation {
+    pub op: String,
+    pub params: Value,
+    pub pipeline: u32,
+    pub result: Value,
+}
+
+#[derive(Clone)]
+pub struct FileStore {
+    objects: Objects,
+}
+
+fn file_key(id: &str) -> Path {
+    Path::from(format!("files/{id}"))
+}
+
+fn record_key(id: &str) -> Path {
+    Path::from(format!("files/{id}.json"))
+}
+
+fn store_err(e: impl std::fmt::Display) -> FileError {
+    FileError::Store(e.to_string())
+}
+
+/// A file id is a lowercase hex SHA-256; anything else is not a file here.
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl FileStore {
+    pub fn new(objects: Objects) -> FileStore {
+        FileStore { objects }
+    }
+
+    fn store(&self) -> &dyn ObjectStore {
+        self.objects.store().as_ref()
+    }
+
+    async fn get_json<T: for<'de> Deserialize<'de>>(&self, key: &Path) -> Result<Option<T>, FileError> {
+        match self.store().get(key).await {
+            Ok(r) => {
+                let bytes = r.bytes().await.map_err(store_err)?;
+                serde_json::from_slice(&bytes).map(Some).map_err(|e| FileError::Store(format!("{key}: {e}")))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    async fn put_json<T: Serialize>(&self, key: &Path, value: &T) -> Result<(), FileError> {
+        let body = serde_json::to_vec(value).map_err(store_err)?;
+        self.store().put(key, Bytes::from(body).into()).await.map(|_| ()).map_err(store_err)
+    }
+
+    /// Streams an upload into the store; returns the record (the existing one for known bytes).
+    pub async fn upload<S, E>(
+        &self,
+        mut body: S,
+        declared: Option<&str>,
+        name: Option<String>,
+        max: u64,
+        summarize: impl Fn(&str, &[u8]) -> Value,
+    ) -> Result<FileRecord, FileError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let staging = Path::from(format!("staging/{}", uuid::Uuid::now_v7()));
+        let upload = self.store().put_multipart(&staging).await.map_err(store_err)?;
+        let mut writer = WriteMultipart::new(upload);
+        let mut hash = Sha256::new();
+        let mut head = Vec::with_capacity(HEAD);
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(FileError::Invalid(format!("the upload broke off: {e}")));
+                }
+            };
+            size += chunk.len() as u64;
+            if size > max {
+                let _ = writer.abort().await;
+                return Err(FileError::TooLarge(max));
+            }
+            if head.len() < HEAD {
+                head.extend_from_slice(&chunk[..chunk.len().min(HEAD - head.len())]);
+            }
+            hash.update(&chunk);
+            writer.wait_for_capacity(4).await.map_err(store_err)?;
+            writer.write(&chunk);
+        }
+        if size == 0 {
+            let _ = writer.abort().await;
+            return Err(FileError::Empty);
+        }
+        writer.finish().await.map_err(store_err)?;
+        let id = hex(&hash.finalize());
+        let result = self.settle(&staging, &id, size, &head, declared, name, &summarize).await;
+        let _ = self.store().delete(&staging).await;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn settle(
+        &self,
+        staging: &Path,
+        id: &str,
+        size: u64,
+        head: &[u8],
+        declared: Option<&str>,
+        name: Option<String>,
+        summarize: &impl Fn(&str, &[u8]) -> Value,
+    ) -> Result<FileRecord, FileError> {
+        if let Some(existing) = self.record(id).await? {
+            return Ok(existing);
+        }
+        self.store().copy(staging, &file_key(id)).await.map_err(store_err)?;
+        let sniffed = sniff::sniff(head, declared);
+        let record = FileRecord {
+            id: id.to_owned(),
+            size,
+            metadata: summarize(&sniffed.media_type, head),
+            media_type: sniffed.media_type,
+            name,
+            declared_type: sniffed.mismatch.then_some(sniffed.declared).flatten(),
+            created_ms: loom_storage::documents::now_ms(),
+            derived_from: None,
+        };
+        self.put_json(&record_key(id), &record).await?;
+        Ok(record)
+    }
+
+    /// Stores bytes a job produced as a file of their own.
+    pub async fn put_output(
+        &self,
+        bytes: Vec<u8>,
+        media_type: &str,
+        source: &str,
+        metadata: Value,
+    ) -> Result<FileRecord, FileError> {
+        let id = hex(&Sha256::digest(&bytes));
+        if let Some(existing) = self.record(&id).await? {
+            return Ok(existing);
+        }
+        let size = bytes.len() as u64;
+        self.store().put(&file_key(&id), Bytes::from(bytes).into()).await.map_err(store_err)?;
+        let record = FileRecord {
+            id: id.clone(),
+            size,
+            media_type: media_type.to_owned(),
+            name: None,
+            declared_type: None,
+            created_ms: loom_storage::documents::now_ms(),
+            metadata,
+            derived_from: Some(source.to_owned()),
+        };
+        self.put_json(&record_key(&id), &record).await?;
+        Ok(record)
+    }
+
+    pub async fn record(&self, id: &str) -> Result<Option<FileRecord>, FileError> {
+        if !valid_id(id) {
+            return Ok(None);
+        }
+        self.get_json(&record_key(id)).await
+    }
+
+    /// The whole file, for jobs (bounded by `files.max_upload`).
+    pub async fn bytes(&self, id: &str) -> Result<Bytes, FileError> {
+        match self.store().get(&file_key(id)).await {
+            Ok(r) => r.bytes().await.map_err(store_err),
+            Err(object_store::Error::NotFound { .. }) => Err(FileError::NotFound(format!("file {id}"))),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    /// A byte range of the file (`None`: all of it) as a stream.
+    pub async fn content(
+        &self,
+        id: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<impl Stream<Item = Result<Bytes, object_store::Error>> + use<>, FileError> {
+        let options = GetOptions { range: range.map(GetRange::Bounded), ..GetOptions::default() };
+        match self.store().get_opts(&file_key(id), options).await {
+            Ok(r) => Ok(r.into_stream()),
+            Err(object_store::Error::NotFound { .. }) => Err(FileError::NotFound(format!("file {id}"))),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    pub async fn derivation(&self, source: &str, key: &str) -> Result<Option<Derivation>, FileError> {
+        self.get_json(&Path::from(format!("derived/{source}/{key}"))).await
+    }
+
+    pub async fn put_derivation(&self, source: &str, key: &str, d: &Derivation) -> Result<(), FileError> {
+        self.put_json(&Path::from(format!("derived/{source}/{key}")), d).await
+    }
+
+    /// Deletes a file, its derivations and the outputs they list.
+    pub async fn delete(&self, id: &str) -> Result<bool, FileError> {
+        let Some(_) = self.record(id).await? else { return Ok(false) };
+        let prefix = Path::from(format!("derived/{id}"));
+        let mut derived = Vec::new();
+        let mut list = self.store().list(Some(&prefix));
+        while let Some(meta) = list.next().await {
+            derived.push(meta.map_err(store_err)?.location);
+        }
+        drop(list);
+        for key in derived {
+            if let Some(d) = self.get_json::<Derivation>(&key).await? {
+                for out in d.result["outputs"].as_array().into_iter().flatten() {
+                    if let Some(out) = out["id"].as_str().filter(|o| valid_id(o)) {
+                        let _ = self.store().delete(&file_key(out)).await;
+                        let _ = self.store().delete(&record_key(out)).await;
+                    }
+                }
+            }
+            let _ = self.store().delete(&key).await;
+        }
+        self.store().delete(&record_key(id)).await.map_err(store_err)?;
+        match self.store().delete(&file_key(id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Option<crate::jobs::Job>, FileError> {
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Ok(None);
+        }
+        self.get_json(&Path::from(format!("jobs/{id}.json"))).await
+    }
+
+    pub async fn put_job(&self, job: &crate::jobs::Job) -> Result<(), FileError> {
+        self.put_json(&Path::from(format!("jobs/{}.json", job.id)), job).await
+    }
+}

@@ -1,0 +1,437 @@
+//! File Processing (8021) against real `loom` processes, on the local store and on the suite's
+//! S3 store (s3s-fs): content-addressed uploads (raw and multipart, streamed, bounded), HTTP
+//! Range, thumbnails checked with `ffprobe`, EXIF metadata checked with `exiftool -json -n`,
+//! derivations reused (also by a second node on the same S3 store), hostile images failing
+//! with their codes while the node stays up, the job WebSocket, a full queue answering 429,
+//! deletion with derivations.
+
+// Tests print what they measured.
+#![allow(clippy::print_stderr)]
+
+use std::io::Cursor;
+use std::process::Command;
+use std::time::Duration;
+
+use futures::StreamExt;
+use loom_testkit::{LoomNode, NodeOptions, eventually, http, infra};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const FILES: u16 = 8021;
+
+/// Test images differ per run (the S3 bucket outlives runs and ids are content hashes).
+fn salt() -> u8 {
+    (std::process::id() % 251) as u8
+}
+
+fn image(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
+    let s = salt();
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, s.wrapping_add(((x / 40 + y / 40) % 2 * 90) as u8)])
+    });
+    let mut out = Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img).write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn upload(node: &LoomNode, bytes: Vec<u8>, content_type: &str) -> (u16, Value) {
+    let resp = http()
+        .post(node.url(FILES, "/files"))
+        .header("content-type", content_type)
+        .body(bytes)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn call(node: &LoomNode, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = http().request(method, node.url(FILES, path)).timeout(Duration::from_secs(30));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Submits a job and waits for its final state.
+async fn run(node: &LoomNode, file: &str, op: Value) -> Value {
+    let (s, job) = call(node, reqwest::Method::POST, &format!("/files/{file}/jobs"), Some(op.clone())).await;
+    assert!(s == 200 || s == 202, "{op}: {s} {job}");
+    let id = job["id"].as_str().expect("job id").to_owned();
+    eventually(&format!("job {id} ({op}) to end"), Duration::from_secs(60), || {
+        let id = id.clone();
+        async move {
+            let (_, j) = call(node, reqwest::Method::GET, &format!("/jobs/{id}"), None).await;
+            matches!(j["state"].as_str(), Some("succeeded" | "failed" | "cancelled")).then_some(j)
+        }
+    })
+    .await
+}
+
+async fn content(node: &LoomNode, id: &str) -> Vec<u8> {
+    let resp = http().get(node.url(FILES, &format!("/files/{id}/content"))).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "content of {id}");
+    resp.bytes().await.unwrap().to_vec()
+}
+
+/// Width and height of an image file by `ffprobe`.
+fn ffprobe_size(bytes: &[u8]) -> (u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("img");
+    std::fs::write(&path, bytes).unwrap();
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "json"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe runs (scripts/infra.sh installs it)");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (v["streams"][0]["width"].as_u64().unwrap(), v["streams"][0]["height"].as_u64().unwrap())
+}
+
+/// A JPEG with camera EXIF written by exiftool, and exiftool's own reading of it.
+fn camera_jpeg(orientation: u8) -> (Vec<u8>, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("camera.jpg");
+    std::fs::write(&path, image(640, 480, image::ImageFormat::Jpeg)).unwrap();
+    let status = Command::new("exiftool")
+        .args([
+            "-q",
+            "-overwrite_original",
+            "-Make=LoomCam",
+            "-Model=Field Unit 7",
+            "-DateTimeOriginal=2024:05:01 12:34:56",
+            "-GPSLatitude=48.137154",
+            "-GPSLatitudeRef=N",
+            "-GPSLongitude=11.576124",
+            "-GPSLongitudeRef=W",
+            "-GPSAltitude=519",
+            "-n",
+            &format!("-Orientation={orientation}"),
+        ])
+        .arg(&path)
+        .status()
+        .expect("exiftool runs (scripts/infra.sh installs it)");
+    assert!(status.success());
+    let out = Command::new("exiftool").args(["-json", "-n"]).arg(&path).output().unwrap();
+    let oracle: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (std::fs::read(&path).unwrap(), oracle[0].clone())
+}
+
+fn bomb() -> Vec<u8> {
+    // A PNG header claiming 50,000 × 50,000 pixels around a few bytes of data.
+    let mut png = image(8, 8, image::ImageFormat::Png);
+    png[16..20].copy_from_slice(&50_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&50_000u32.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// Declares a body over the limit and sends none of it: the answer comes before the body.
+async fn declared_too_large(node: &LoomNode, length: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect((node.address.ip.as_str(), FILES)).await.unwrap();
+    let req = format!(
+        "POST /files HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: {length}\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn multipart(name: &str, content_type: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "loom-test-boundary-7d3c";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n--{boundary}\r\n\
+         Content-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {content_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn uploads_thumbnails_metadata_and_hostile_files_on_the_local_store() {
+    let node =
+        LoomNode::start_ready("files-local", NodeOptions::default().env("LOOM_FILES_MAX_UPLOAD", "4194304")).await;
+
+    // Content-addressed: the id is the SHA-256; the same bytes twice are one file.
+    let png = image(1200, 800, image::ImageFormat::Png);
+    let (s, f) = upload(&node, png.clone(), "image/png").await;
+    assert_eq!(s, 201, "{f}");
+    assert_eq!(f["id"], sha256(&png));
+    assert_eq!((f["size"].as_u64(), f["media_type"].as_str()), (Some(png.len() as u64), Some("image/png")));
+    assert_eq!((f["metadata"]["width"].as_u64(), f["metadata"]["height"].as_u64()), (Some(1200), Some(800)));
+    assert!(f.get("declared_type").is_none(), "{f}");
+    let id = f["id"].as_str().unwrap().to_owned();
+    let (_, again) = upload(&node, png.clone(), "image/png").await;
+    assert_eq!(again["id"], f["id"]);
+
+    // A declared type that contradicts the bytes is reported; multipart keeps the file name.
+    let jpeg = image(300, 200, image::ImageFormat::Jpeg);
+    let (s, liar) = upload(&node, jpeg.clone(), "application/pdf").await;
+    assert_eq!(
+        (s, liar["media_type"].as_str(), liar["declared_type"].as_str()),
+        (201, Some("image/jpeg"), Some("application/pdf"))
+    );
+    let gif = image(90, 60, image::ImageFormat::Gif);
+    let (ct, body) = multipart("tiny.gif", "image/gif", &gif);
+    let (s, g) = upload(&node, body, &ct).await;
+    assert_eq!((s, g["id"].as_str(), g["name"].as_str()), (201, Some(sha256(&gif).as_str()), Some("tiny.gif")), "{g}");
+
+    // Bounds: empty, over files.max_upload (declared or streamed), bad ids.
+    let (s, e) = upload(&node, Vec::new(), "image/png").await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("empty_file")), "{e}");
+    let head = declared_too_large(&node, 5 << 20).await;
+    assert!(head.starts_with("HTTP/1.1 413") && head.contains("too_large"), "{head}");
+    let chunks =
+        futures::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![1u8; 128 << 10]))));
+    // Streamed past the limit: 413 as soon as the limit is crossed (the client may still be
+    // writing when the server closes, which it then sees as a broken pipe).
+    match http().post(node.url(FILES, "/files")).body(reqwest::Body::wrap_stream(chunks)).send().await {
+        Ok(resp) => assert_eq!(resp.status(), 413, "a chunked upload past the limit"),
+        Err(e) => assert!(e.is_request() && !e.is_timeout(), "{e}"),
+    }
+    for bad in ["/files/nope", "/files/../etc", &format!("/files/{}", "f".repeat(64))] {
+        let (s, _) = call(&node, reqwest::Method::GET, bad, None).await;
+        assert_eq!(s, 404, "{bad}");
+    }
+
+    // HTTP Range.
+    let ranged = |r: &'static str| {
+        let url = node.url(FILES, &format!("/files/{id}/content"));
+        async move { http().get(url).header("range", r).send().await.unwrap() }
+    };
+    let r = ranged("bytes=10-19").await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], format!("bytes 10-19/{}", png.len()).as_str());
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &png[10..20]);
+    let r = ranged("bytes=-16").await;
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &png[png.len() - 16..]);
+    let r = ranged("bytes=99999999-").await;
+    assert_eq!(r.status(), 416);
+    assert_eq!(content(&node, &id).await, png);
+
+    // Thumbnails, sized as ffprobe reads them; asked again, the stored derivation answers.
+    let t = run(&node, &id, json!({"op": "thumbnail", "sizes": [512, 128], "format": "png"})).await;
+    assert_eq!(t["state"], "succeeded", "{t}");
+    let outs = t["result"]["outputs"].as_array().unwrap();
+    let mut sizes = Vec::new();
+    for o in outs {
+        let bytes = content(&node, o["id"].as_str().unwrap()).await;
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        let probed = ffprobe_size(&bytes);
+        assert_eq!(probed, (o["width"].as_u64().unwrap(), o["height"].as_u64().unwrap()));
+        sizes.push(probed);
+    }
+    assert_eq!(sizes, [(128, 85), (512, 341)]);
+    let (s, cached) = call(
+        &node,
+        reqwest::Method::POST,
+        &format!("/files/{id}/jobs"),
+        Some(json!({"op": "thumbnail", "sizes": [128, 512], "format": "png", "fit": "contain"})),
+    )
+    .await;
+    assert_eq!(
+        (s, cached["state"].as_str(), cached["cached"].as_bool()),
+        (200, Some("succeeded"), Some(true)),
+        "{cached}"
+    );
+    assert_eq!(cached["result"], t["result"]);
+    for (format, magic) in [("jpeg", &b"\xff\xd8\xff"[..]), ("webp", &b"RIFF"[..])] {
+        let c = run(&node, &id, json!({"op": "thumbnail", "sizes": [200], "fit": "cover", "format": format})).await;
+        let o = &c["result"]["outputs"][0];
+        let bytes = content(&node, o["id"].as_str().unwrap()).await;
+        assert!(bytes.starts_with(magic), "{format}");
+        assert_eq!(ffprobe_size(&bytes), (200, 200), "{format} cover");
+        assert_eq!(o["media_type"], format!("image/{format}"));
+    }
+
+    // EXIF agrees with exiftool; orientation 6 turns the thumbnail upright (portrait).
+    let (camera, oracle) = camera_jpeg(6);
+    let (_, cf) = upload(&node, camera, "image/jpeg").await;
+    let cid = cf["id"].as_str().unwrap().to_owned();
+    let m = run(&node, &cid, json!({"op": "metadata"})).await;
+    let meta = &m["result"]["metadata"];
+    let exif = &meta["exif"];
+    assert_eq!(exif["make"], oracle["Make"], "{meta}");
+    assert_eq!(exif["model"], oracle["Model"]);
+    assert_eq!(exif["orientation"], oracle["Orientation"]);
+    assert_eq!(
+        exif["datetime_original"].as_str().map(|d| d.replace('-', ":")),
+        oracle["DateTimeOriginal"].as_str().map(str::to_owned)
+    );
+    for (ours, theirs) in [("lat", "GPSLatitude"), ("lon", "GPSLongitude"), ("altitude", "GPSAltitude")] {
+        let (a, b) = (exif["gps"][ours].as_f64().unwrap(), oracle[theirs].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-5, "{ours}: {a} vs exiftool {b}");
+    }
+    assert_eq!((meta["width"].as_u64(), meta["height"].as_u64()), (Some(640), Some(480)));
+    assert_eq!((meta["upright"]["width"].as_u64(), meta["upright"]["height"].as_u64()), (Some(480), Some(640)));
+    let upright = run(&node, &cid, json!({"op": "thumbnail", "sizes": [160], "format": "png"})).await;
+    let o = &upright["result"]["outputs"][0];
+    assert_eq!(ffprobe_size(&content(&node, o["id"].as_str().unwrap()).await), (120, 160));
+
+    // Hostile files: each job ends with its code, the node stays up.
+    let mut truncated = image(400, 300, image::ImageFormat::Png);
+    truncated.truncate(truncated.len() / 3);
+    for (name, bytes, code) in [("bomb", bomb(), "too_large"), ("truncated", truncated, "corrupt")] {
+        let (s, f) = upload(&node, bytes, "image/png").await;
+        assert_eq!(s, 201, "{name}: {f}");
+        let j =
+            run(&node, f["id"].as_str().unwrap(), json!({"op": "thumbnail", "sizes": [128], "format": "png"})).await;
+        assert_eq!((j["state"].as_str(), j["error"]["code"].as_str()), (Some("failed"), Some(code)), "{name}: {j}");
+    }
+    let (s, _) = call(&node, reqwest::Method::GET, "/health", None).await;
+    assert_eq!(s, 200);
+
+    // Operations: unknown or malformed → 422; not built → 501; not applicable → 415.
+    let (_, text) = upload(&node, b"just some notes\n".to_vec(), "text/plain").await;
+    let tid = text["id"].as_str().unwrap();
+    for (file, op, status, code) in [
+        (id.as_str(), json!({"op": "sharpen"}), 422, "invalid_operation"),
+        (id.as_str(), json!({"op": "thumbnail", "sizes": [0]}), 422, "invalid_operation"),
+        (id.as_str(), json!({"op": "thumbnail", "sizes": [128], "extra": 1}), 422, "invalid_operation"),
+        (id.as_str(), json!({"op": "audio", "format": "opus"}), 501, "not_built"),
+        (tid, json!({"op": "thumbnail", "sizes": [128]}), 415, "unsupported_media"),
+    ] {
+        let (s, e) = call(&node, reqwest::Method::POST, &format!("/files/{file}/jobs"), Some(op.clone())).await;
+        assert_eq!((s, e["code"].as_str()), (status, Some(code)), "{op}: {e}");
+    }
+    let (s, e) =
+        call(&node, reqwest::Method::POST, &format!("/files/{}/jobs", "a".repeat(64)), Some(json!({"op": "metadata"})))
+            .await;
+    assert_eq!((s, e["code"].as_str()), (404, Some("not_found")));
+
+    // The job WebSocket: the states as they change, ending with the result.
+    let (_, job) = call(
+        &node,
+        reqwest::Method::POST,
+        &format!("/files/{id}/jobs"),
+        Some(json!({"op": "thumbnail", "sizes": [300], "format": "jpeg"})),
+    )
+    .await;
+    let url = format!("ws://{}:{FILES}/ws/jobs/{}", node.address.ip, job["id"].as_str().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut states = Vec::new();
+    while let Some(Ok(msg)) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.unwrap() {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            states.push(v["state"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(states.last().map(String::as_str), Some("succeeded"), "{states:?}");
+
+    // Deleting a file removes its derivations and their outputs.
+    let out = outs[0]["id"].as_str().unwrap().to_owned();
+    let (s, _) = call(&node, reqwest::Method::DELETE, &format!("/files/{id}"), None).await;
+    assert_eq!(s, 204);
+    for gone in [format!("/files/{id}"), format!("/files/{out}")] {
+        let (s, _) = call(&node, reqwest::Method::GET, &gone, None).await;
+        assert_eq!(s, 404, "{gone}");
+    }
+    let (s, _) = call(&node, reqwest::Method::DELETE, &format!("/files/{id}"), None).await;
+    assert_eq!(s, 404);
+}
+
+fn s3_options() -> NodeOptions {
+    let (endpoint, key, secret) = infra::s3();
+    NodeOptions::default()
+        .env("LOOM_OBJECT_STORE", "s3")
+        .env("LOOM_S3_ENDPOINT", endpoint)
+        .env("LOOM_S3_BUCKET", infra::S3_BUCKET)
+        .env("LOOM_S3_ACCESS_KEY", key)
+        .env("LOOM_S3_SECRET_KEY", secret)
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_s3_store_share_files_jobs_and_derivations() {
+    let a = LoomNode::start_ready("files-s3-a", s3_options()).await;
+    let b = LoomNode::start_ready("files-s3-b", s3_options()).await;
+    let png = image(1000, 700, image::ImageFormat::Png);
+    let (s, f) = upload(&a, png.clone(), "image/png").await;
+    assert_eq!(s, 201, "{f}");
+    let id = f["id"].as_str().unwrap().to_owned();
+    let (s, seen) = call(&b, reqwest::Method::GET, &format!("/files/{id}"), None).await;
+    assert_eq!((s, &seen["id"]), (200, &f["id"]));
+    assert_eq!(content(&b, &id).await, png);
+
+    let op = json!({"op": "thumbnail", "sizes": [256], "format": "webp"});
+    let made = run(&a, &id, op.clone()).await;
+    assert_eq!((made["state"].as_str(), made["cached"].as_bool()), (Some("succeeded"), Some(false)), "{made}");
+    // The job made on a is readable on b; the same ask on b is answered from the derivation.
+    let (s, same) = call(&b, reqwest::Method::GET, &format!("/jobs/{}", made["id"].as_str().unwrap()), None).await;
+    assert_eq!((s, &same["result"]), (200, &made["result"]));
+    let (s, reused) = call(&b, reqwest::Method::POST, &format!("/files/{id}/jobs"), Some(op)).await;
+    assert_eq!((s, reused["cached"].as_bool()), (200, Some(true)), "{reused}");
+    assert_eq!(reused["result"], made["result"]);
+    let out = made["result"]["outputs"][0]["id"].as_str().unwrap();
+    assert_eq!(ffprobe_size(&content(&b, out).await), (256, 179));
+    let (s, _) = call(&b, reqwest::Method::DELETE, &format!("/files/{id}"), None).await;
+    assert_eq!(s, 204);
+    let (s, _) = call(&a, reqwest::Method::GET, &format!("/files/{id}"), None).await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_429_with_retry_after_and_accepted_jobs_finish() {
+    let node = LoomNode::start_ready(
+        "files-queue",
+        NodeOptions::default().env("LOOM_FILES_WORKERS", "1").env("LOOM_FILES_QUEUE", "2"),
+    )
+    .await;
+    let (_, f) = upload(&node, image(3000, 2000, image::ImageFormat::Png), "image/png").await;
+    let id = f["id"].as_str().unwrap().to_owned();
+    let asks = (0..12).map(|i| {
+        let url = node.url(FILES, &format!("/files/{id}/jobs"));
+        async move {
+            let resp = http()
+                .post(url)
+                .json(&json!({"op": "thumbnail", "sizes": [100 + i], "format": "png"}))
+                .send()
+                .await
+                .unwrap();
+            let retry = resp.headers().get("retry-after").is_some();
+            (resp.status().as_u16(), retry, resp.json::<Value>().await.unwrap())
+        }
+    });
+    let answers = futures::future::join_all(asks).await;
+    let refused: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 429).collect();
+    let accepted: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 202).collect();
+    eprintln!("12 concurrent jobs on 1 worker, queue 2: {} accepted, {} refused", accepted.len(), refused.len());
+    assert!(!refused.is_empty(), "{answers:?}");
+    assert!(refused.iter().all(|(_, retry, e)| *retry && e["code"] == "queue_full"));
+    assert_eq!(accepted.len() + refused.len(), 12);
+    for (_, _, job) in accepted {
+        let jid = job["id"].as_str().unwrap().to_owned();
+        eventually("accepted job to succeed", Duration::from_secs(60), || {
+            let jid = jid.clone();
+            let node = &node;
+            async move {
+                let (_, j) = call(node, reqwest::Method::GET, &format!("/jobs/{jid}"), None).await;
+                (j["state"] == "succeeded").then_some(())
+            }
+        })
+        .await;
+    }
+}
