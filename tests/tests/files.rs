@@ -312,7 +312,8 @@ async fn uploads_thumbnails_metadata_and_hostile_files_on_the_local_store() {
         (id.as_str(), json!({"op": "sharpen"}), 422, "invalid_operation"),
         (id.as_str(), json!({"op": "thumbnail", "sizes": [0]}), 422, "invalid_operation"),
         (id.as_str(), json!({"op": "thumbnail", "sizes": [128], "extra": 1}), 422, "invalid_operation"),
-        (id.as_str(), json!({"op": "audio", "format": "opus"}), 501, "not_built"),
+        (id.as_str(), json!({"op": "audio", "format": "opus"}), 415, "unsupported_media"),
+        (id.as_str(), json!({"op": "frames", "every": "1s"}), 415, "unsupported_media"),
         (tid, json!({"op": "thumbnail", "sizes": [128]}), 415, "unsupported_media"),
     ] {
         let (s, e) = call(&node, reqwest::Method::POST, &format!("/files/{file}/jobs"), Some(op.clone())).await;
@@ -434,4 +435,254 @@ async fn a_full_queue_answers_429_with_retry_after_and_accepted_jobs_finish() {
         })
         .await;
     }
+}
+
+/// Runs ffmpeg to make test media (`-f lavfi` sources); returns the file's bytes.
+fn ffmpeg(dir: &std::path::Path, name: &str, args: &[&str]) -> Vec<u8> {
+    let path = dir.join(name);
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(args)
+        .arg(&path)
+        .output()
+        .expect("ffmpeg runs (scripts/infra.sh installs it)");
+    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read(path).unwrap()
+}
+
+/// ffprobe's JSON for bytes.
+fn ffprobe(bytes: &[u8]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("media");
+    std::fs::write(&path, bytes).unwrap();
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_format", "-show_streams", "-of", "json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn seconds(v: &Value) -> f64 {
+    v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(f64::NAN)
+}
+
+/// A two-page PDF with a title, written by hand (objects, xref with real offsets, trailer).
+fn pdf(pages: &[&str], title: &str) -> Vec<u8> {
+    let n = pages.len();
+    let mut objects = vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {n} >>",
+            (0..n).map(|i| format!("{} 0 R", 4 + 2 * i)).collect::<Vec<_>>().join(" ")
+        ),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
+    ];
+    for (i, text) in pages.iter().enumerate() {
+        objects.push(format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+            5 + 2 * i
+        ));
+        let stream = format!("BT /F1 24 Tf 72 700 Td ({text}) Tj ET");
+        objects.push(format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()));
+    }
+    objects.push(format!("<< /Title ({title}) /Producer (loom tests) >>"));
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for off in offsets {
+        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R /Info {} 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1,
+            objects.len()
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+#[tokio::test]
+async fn video_audio_and_pdf_jobs_agree_with_ffprobe_and_the_documents() {
+    let node = LoomNode::start_ready("files-media", NodeOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tone = format!("sine=frequency={}:duration=6", 400 + salt() as u32);
+    // 6 s of 320×240 video, a keyframe every second, with a tone; the moov atom at the end
+    // (ffmpeg's default for MP4).
+    let video = ffmpeg(
+        dir.path(),
+        "clip.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25:duration=6",
+            "-f",
+            "lavfi",
+            "-i",
+            &tone,
+            "-c:v",
+            "libx264",
+            "-g",
+            "25",
+            "-keyint_min",
+            "25",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ],
+    );
+    let (s, v) = upload(&node, video.clone(), "video/mp4").await;
+    assert_eq!((s, v["media_type"].as_str()), (201, Some("video/mp4")), "{v}");
+    let vid = v["id"].as_str().unwrap().to_owned();
+
+    // Metadata equals ffprobe's reading of the same bytes.
+    let oracle = ffprobe(&video);
+    let m = run(&node, &vid, json!({"op": "metadata"})).await;
+    let meta = &m["result"]["metadata"];
+    assert_eq!(m["state"], "succeeded", "{m}");
+    assert!((seconds(&meta["duration"]) - seconds(&oracle["format"]["duration"])).abs() < 1e-6, "{meta}");
+    let codecs = |v: &Value, key: &str| {
+        v.as_array().unwrap().iter().map(|s| s[key].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(codecs(&meta["streams"], "codec"), codecs(&oracle["streams"], "codec_name"));
+    assert_eq!(meta["streams"][0]["width"], 320);
+    assert_eq!(meta["streams"][0]["fps"], 25.0);
+
+    // A representative frame as the thumbnail.
+    let t = run(&node, &vid, json!({"op": "thumbnail", "sizes": [128], "format": "png"})).await;
+    let o = &t["result"]["outputs"][0];
+    assert_eq!(ffprobe_size(&content(&node, o["id"].as_str().unwrap()).await), (128, 96), "{t}");
+
+    // Frames: by interval, at times, keyframes; a time past the end fails out_of_range.
+    let every = run(&node, &vid, json!({"op": "frames", "every": "2s"})).await;
+    let outs = every["result"]["outputs"].as_array().unwrap();
+    assert!((3..=4).contains(&outs.len()), "{every}");
+    for (i, o) in outs.iter().enumerate() {
+        assert_eq!(o["start"].as_f64(), Some(2.0 * i as f64));
+        assert_eq!(ffprobe_size(&content(&node, o["id"].as_str().unwrap()).await), (320, 240));
+    }
+    let at = run(&node, &vid, json!({"op": "frames", "at": ["00:00:03.5", "1s"], "format": "png"})).await;
+    let starts: Vec<f64> =
+        at["result"]["outputs"].as_array().unwrap().iter().map(|o| o["start"].as_f64().unwrap()).collect();
+    assert_eq!(starts, [1.0, 3.5], "{at}");
+    let keys = run(&node, &vid, json!({"op": "frames", "keyframes": true})).await;
+    let key_starts: Vec<f64> =
+        keys["result"]["outputs"].as_array().unwrap().iter().map(|o| o["start"].as_f64().unwrap()).collect();
+    assert_eq!(key_starts.len(), 6, "{keys}");
+    for (i, t) in key_starts.iter().enumerate() {
+        assert!((t - i as f64).abs() < 0.05, "keyframe {i} at {t}");
+    }
+    let past = run(&node, &vid, json!({"op": "frames", "at": ["00:00:30"]})).await;
+    assert_eq!(
+        (past["state"].as_str(), past["error"]["code"].as_str()),
+        (Some("failed"), Some("out_of_range")),
+        "{past}"
+    );
+
+    // Audio out of the video, converted; ffprobe reads the codec and the duration.
+    for (format, codec) in [("opus", "opus"), ("mp3", "mp3"), ("wav", "pcm_s16le"), ("flac", "flac")] {
+        let a = run(&node, &vid, json!({"op": "audio", "format": format, "sample_rate": 48000, "channels": 1})).await;
+        let o = &a["result"]["outputs"][0];
+        let probed = ffprobe(&content(&node, o["id"].as_str().unwrap()).await);
+        assert_eq!(probed["streams"][0]["codec_name"], codec, "{format}");
+        assert_eq!(probed["streams"][0]["channels"], 1, "{format}");
+        assert!((seconds(&probed["format"]["duration"]) - 6.0).abs() < 0.1, "{format}: {probed}");
+        assert!((o["duration"].as_f64().unwrap() - 6.0).abs() < 0.1, "{a}");
+    }
+
+    // Chunking: fixed 2 s chunks; at silences of a tone that pauses every 3 s.
+    let c = run(&node, &vid, json!({"op": "audio", "format": "wav", "chunk": {"seconds": 2}})).await;
+    let chunks = c["result"]["outputs"].as_array().unwrap();
+    assert_eq!(chunks.len(), 3, "{c}");
+    for (i, ch) in chunks.iter().enumerate() {
+        assert!((ch["start"].as_f64().unwrap() - 2.0 * i as f64).abs() < 0.05, "{ch}");
+        assert!((ch["duration"].as_f64().unwrap() - 2.0).abs() < 0.05, "{ch}");
+        let probed = ffprobe(&content(&node, ch["id"].as_str().unwrap()).await);
+        let d = seconds(&probed["format"]["duration"]);
+        assert!((d - ch["duration"].as_f64().unwrap()).abs() < 0.03, "chunk {i}: ffprobe {d} vs {ch}");
+    }
+    let speech = ffmpeg(
+        dir.path(),
+        "pauses.wav",
+        &["-f", "lavfi", "-i", "aevalsrc=if(lt(mod(t\\,3)\\,2)\\,0.5*sin(2*PI*440*t)\\,0):s=44100:d=8"],
+    );
+    let (_, sp) = upload(&node, speech, "audio/wav").await;
+    let sil = run(
+        &node,
+        sp["id"].as_str().unwrap(),
+        json!({"op": "audio", "format": "flac", "chunk": {"silence": {"db": -40, "min": "0.5s"}}}),
+    )
+    .await;
+    let chunks = sil["result"]["outputs"].as_array().unwrap();
+    let starts: Vec<f64> = chunks.iter().map(|c| c["start"].as_f64().unwrap()).collect();
+    assert_eq!(starts.len(), 3, "{sil}");
+    for (got, want) in starts.iter().zip([0.0, 2.5, 5.5]) {
+        assert!((got - want).abs() < 0.1, "chunk starts {starts:?}");
+    }
+    let total: f64 = chunks.iter().map(|c| c["duration"].as_f64().unwrap()).sum();
+    assert!((total - 8.0).abs() < 0.1, "{total}");
+
+    // No stream of the kind asked for.
+    let mute = ffmpeg(
+        dir.path(),
+        "mute.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=10:duration=2",
+            "-an",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    );
+    let (_, mv) = upload(&node, mute, "video/mp4").await;
+    let na = run(&node, mv["id"].as_str().unwrap(), json!({"op": "audio", "format": "mp3"})).await;
+    assert_eq!(na["error"]["code"], "no_stream", "{na}");
+    let (_, truncated) = upload(&node, video[..video.len() / 2].to_vec(), "video/mp4").await;
+    let tr = run(&node, truncated["id"].as_str().unwrap(), json!({"op": "metadata"})).await;
+    assert_eq!((tr["state"].as_str(), tr["error"]["code"].as_str()), (Some("failed"), Some("corrupt")), "{tr}");
+
+    // PDF: text per page, info, the first page as a thumbnail.
+    let doc = pdf(&["Hello from page one", "Second page says goodbye"], "Loom test document");
+    let (s, d) = upload(&node, doc, "application/pdf").await;
+    assert_eq!((s, d["media_type"].as_str()), (201, Some("application/pdf")), "{d}");
+    let did = d["id"].as_str().unwrap().to_owned();
+    let text = run(&node, &did, json!({"op": "text"})).await;
+    let r = &text["result"];
+    assert_eq!(r["page_count"], 2, "{text}");
+    assert_eq!(r["pages"][0]["text"].as_str().unwrap().trim(), "Hello from page one");
+    assert_eq!(r["pages"][1]["text"].as_str().unwrap().trim(), "Second page says goodbye");
+    assert_eq!(r["metadata"]["title"], "Loom test document");
+    let info = run(&node, &did, json!({"op": "metadata"})).await;
+    assert_eq!(
+        (info["result"]["metadata"]["pages"].as_u64(), info["result"]["metadata"]["encrypted"].as_bool()),
+        (Some(2), Some(false))
+    );
+    let page = run(&node, &did, json!({"op": "thumbnail", "sizes": [200], "format": "png"})).await;
+    let o = &page["result"]["outputs"][0];
+    let (w, h) = ffprobe_size(&content(&node, o["id"].as_str().unwrap()).await);
+    assert_eq!((w, h), (155, 200), "a letter page 612 × 792 scaled into 200 px: {page}");
+    let (_, broken) = upload(&node, b"%PDF-1.4\nnot really a pdf at all".to_vec(), "application/pdf").await;
+    let b = run(&node, broken["id"].as_str().unwrap(), json!({"op": "text"})).await;
+    assert_eq!((b["state"].as_str(), b["error"]["code"].as_str()), (Some("failed"), Some("corrupt")), "{b}");
+    let (_, plain) = upload(&node, "plain words, città\n".as_bytes().to_vec(), "text/plain").await;
+    let pt = run(&node, plain["id"].as_str().unwrap(), json!({"op": "text"})).await;
+    assert_eq!(pt["result"]["pages"][0]["text"], "plain words, città\n");
+    let (s, _) = call(&node, reqwest::Method::GET, "/health", None).await;
+    assert_eq!(s, 200);
 }

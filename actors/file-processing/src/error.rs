@@ -22,6 +22,8 @@ pub enum FileError {
     QueueFull(usize),
     #[error("{0} is not built yet")]
     NotBuilt(String),
+    #[error("{0}")]
+    ToolUnavailable(String),
     #[error("the job already ended ({0})")]
     Ended(&'static str),
     #[error("object store: {0}")]
@@ -39,6 +41,7 @@ impl ServiceError for FileError {
             FileError::QueueFull(_) => ErrorKind::TooManyRequests,
             FileError::NotBuilt(_) => ErrorKind::NotImplemented,
             FileError::Ended(_) => ErrorKind::Conflict,
+            FileError::ToolUnavailable(_) => ErrorKind::Unavailable,
             FileError::Store(_) => ErrorKind::Unavailable,
         }
     }
@@ -54,6 +57,7 @@ impl ServiceError for FileError {
             FileError::QueueFull(_) => "queue_full",
             FileError::NotBuilt(_) => "not_built",
             FileError::Ended(_) => "job_ended",
+            FileError::ToolUnavailable(_) => "tool_unavailable",
             FileError::Store(_) => "store_unavailable",
         }
     }

@@ -23,6 +23,7 @@ use crate::error::{Failure, FileError};
 use crate::imaging::{self, Limits};
 use crate::ops::{Op, PIPELINE_VERSION};
 use crate::store::{Derivation, FileRecord, FileStore};
+use crate::{media, probe};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,7 +72,7 @@ pub struct Job {
 
 #[derive(RactorMessage)]
 pub enum WorkerMsg {
-    Run { job: Job, spec: Op },
+    Run { job: Job, spec: Op, media_type: String },
 }
 
 /// What the workers and the API share.
@@ -80,6 +81,8 @@ pub struct Shared {
     pub limits: Limits,
     pub timeout: Duration,
     pub node: String,
+    /// Where jobs copy sources for the tools (`<data_dir>/files-scratch`).
+    pub scratch: std::path::PathBuf,
     /// Jobs queued or running on this node.
     in_flight: AtomicUsize,
     queue: usize,
@@ -88,12 +91,20 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(store: FileStore, limits: Limits, timeout: Duration, node: String, queue: usize) -> Shared {
+    pub fn new(
+        store: FileStore,
+        limits: Limits,
+        timeout: Duration,
+        node: String,
+        scratch: std::path::PathBuf,
+        queue: usize,
+    ) -> Shared {
         Shared {
             store,
             limits,
             timeout,
             node,
+            scratch,
             in_flight: AtomicUsize::new(0),
             queue,
             live: Mutex::default(),
@@ -142,25 +153,13 @@ pub struct Jobs {
     next: Arc<AtomicUsize>,
 }
 
-/// Which media an operation runs on in this build; other media are refused before queueing.
-fn check_media(op: &Op, file: &FileRecord) -> Result<(), FileError> {
-    let t = file.media_type.as_str();
-    if t.starts_with("image/") {
-        return Ok(());
-    }
-    if t.starts_with("video/") || t.starts_with("audio/") || t == "application/pdf" {
-        return Err(FileError::NotBuilt(format!("`{}` on {t}", op.name())));
-    }
-    Err(FileError::Unsupported(format!("`{}` does not apply to {t}", op.name())))
-}
-
 impl Jobs {
     pub fn new(shared: Arc<Shared>, workers: Vec<Handle<WorkerMsg>>) -> Jobs {
         Jobs { shared, workers: Arc::new(workers), next: Arc::default() }
     }
 
     pub async fn submit(&self, file: &FileRecord, op: Op) -> Result<Job, FileError> {
-        check_media(&op, file)?;
+        check_media(&op, &file.media_type)?;
         let now = loom_storage::documents::now_ms();
         let mut job = Job {
             id: uuid::Uuid::now_v7().to_string(),
@@ -197,7 +196,10 @@ impl Jobs {
         let n = self.workers.len().max(1);
         for i in 0..n {
             let worker = &self.workers[(self.next.fetch_add(1, Ordering::Relaxed) + i) % n];
-            if worker.cast(WorkerMsg::Run { job: job.clone(), spec: op.clone() }).is_ok() {
+            if worker
+                .cast(WorkerMsg::Run { job: job.clone(), spec: op.clone(), media_type: file.media_type.clone() })
+                .is_ok()
+            {
                 return Ok(job);
             }
         }
@@ -244,16 +246,16 @@ impl Actor for Worker {
         shared: &mut Arc<Shared>,
     ) -> Result<(), ActorProcessingErr> {
         self.mailbox.handled();
-        let WorkerMsg::Run { job, spec } = msg;
+        let WorkerMsg::Run { job, spec, media_type } = msg;
         let id = job.id.clone();
-        run(shared, job, spec).await;
+        run(shared, job, spec, &media_type).await;
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         shared.forget(&id);
         Ok(())
     }
 }
 
-async fn run(shared: &Shared, mut job: Job, spec: Op) {
+async fn run(shared: &Shared, mut job: Job, spec: Op, media_type: &str) {
     if shared.is_cancelled(&job.id) {
         return;
     }
@@ -262,7 +264,10 @@ async fn run(shared: &Shared, mut job: Job, spec: Op) {
     job.updated_ms = loom_storage::documents::now_ms();
     shared.save(&job).await;
     let started = std::time::Instant::now();
-    let outcome = execute(shared, &job.file, &spec).await;
+    let outcome = match tokio::time::timeout(shared.timeout, execute(shared, &job.file, media_type, &spec)).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure::new("timeout", format!("the job ran past {} s", shared.timeout.as_secs()))),
+    };
     metrics::histogram!(crate::metrics::JOB_SECONDS, "op" => job.op.clone()).record(started.elapsed().as_secs_f64());
     if shared.is_cancelled(&job.id) {
         return;
@@ -291,53 +296,259 @@ async fn run(shared: &Shared, mut job: Job, spec: Op) {
     shared.save(&job).await;
 }
 
-/// Where a computation's pixels come from: the CPU work, off the async threads.
-enum Computed {
-    Thumbnails(Vec<(Vec<u8>, u32, u32)>),
-    Metadata(Value),
+/// Runs CPU work off the async threads; a panic in it fails the job, not the worker.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Failure> + Send + 'static) -> Result<T, Failure> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(join) if join.is_panic() => {
+            Err(Failure::new("parser_crashed", "the decoder crashed on this file; the node is unaffected"))
+        }
+        Err(join) => Err(Failure::new("parser_crashed", join.to_string())),
+    }
 }
 
-async fn execute(shared: &Shared, file: &str, spec: &Op) -> Result<Value, Failure> {
-    let bytes = shared.store.bytes(file).await.map_err(|e| Failure::new("store_unavailable", e.to_string()))?;
+fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure::new("internal", e.to_string())
+}
+
+fn stored(e: FileError) -> Failure {
+    Failure::new("store_unavailable", e.to_string())
+}
+
+/// The job's scratch space: the source copied locally for the tools, and what they write.
+struct Scratch {
+    dir: tempfile::TempDir,
+    source: std::path::PathBuf,
+}
+
+async fn scratch(shared: &Shared, file: &str) -> Result<Scratch, Failure> {
+    std::fs::create_dir_all(&shared.scratch).map_err(internal)?;
+    let dir = tempfile::Builder::new().prefix("job-").tempdir_in(&shared.scratch).map_err(internal)?;
+    let source = dir.path().join("source");
+    shared.store.to_file(file, &source).await.map_err(stored)?;
+    Ok(Scratch { dir, source })
+}
+
+async fn execute(shared: &Shared, file: &str, media_type: &str, spec: &Op) -> Result<Value, Failure> {
+    let kind = Kind::of(media_type);
+    let deadline = shared.timeout;
     let limits = shared.limits;
-    let work = spec.clone();
-    let task = tokio::task::spawn_blocking(move || -> Result<Computed, Failure> {
-        match work {
-            Op::Thumbnail { sizes, fit, format } => {
-                let decoded = imaging::decode(&bytes, limits)?;
+    match spec {
+        Op::Thumbnail { sizes, fit, format } => {
+            let largest = sizes.iter().copied().max().unwrap_or(128);
+            let encoded: Vec<u8> = match kind {
+                Kind::Image => shared.store.bytes(file).await.map_err(stored)?.to_vec(),
+                Kind::Video => {
+                    let s = scratch(shared, file).await?;
+                    let m = media::probe(&s.source, deadline).await?;
+                    if !probe::has_stream(&m, "video") {
+                        return Err(Failure::new("no_stream", "the file has no video stream"));
+                    }
+                    let at = (media::duration(&m) * 0.1).min(10.0);
+                    media::frame(&s.source, at, true, deadline).await?
+                }
+                Kind::Pdf => {
+                    let s = scratch(shared, file).await?;
+                    media::pdf_page(&s.source, largest.max(256), s.dir.path(), deadline).await?
+                }
+                _ => return Err(Failure::new("unsupported_media", "no thumbnail for this type")),
+            };
+            let (sizes, fit, format) = (sizes.clone(), *fit, *format);
+            let thumbs = blocking(move || {
+                let decoded = imaging::decode(&encoded, limits)?;
                 let mut out = Vec::with_capacity(sizes.len());
                 for size in sizes {
                     let t = imaging::thumbnail(&decoded.image, size, fit);
                     out.push((imaging::encode(&t, format)?, t.width(), t.height()));
                 }
-                Ok(Computed::Thumbnails(out))
-            }
-            Op::Metadata {} => imaging::metadata(&bytes, limits).map(Computed::Metadata),
-        }
-    });
-    let computed = match tokio::time::timeout(shared.timeout, task).await {
-        Err(_) => return Err(Failure::new("timeout", format!("the job ran past {} s", shared.timeout.as_secs()))),
-        Ok(Err(join)) if join.is_panic() => {
-            return Err(Failure::new("parser_crashed", "the decoder crashed on this file; the node is unaffected"));
-        }
-        Ok(Err(join)) => return Err(Failure::new("parser_crashed", join.to_string())),
-        Ok(Ok(r)) => r?,
-    };
-    match (computed, spec) {
-        (Computed::Thumbnails(thumbs), Op::Thumbnail { format, .. }) => {
+                Ok(out)
+            })
+            .await?;
             let mut outputs = Vec::with_capacity(thumbs.len());
             for (bytes, width, height) in thumbs {
-                let meta = json!({"width": width, "height": height});
                 let rec = shared
                     .store
-                    .put_output(bytes, format.media_type(), file, meta)
+                    .put_output(bytes, format.media_type(), file, json!({"width": width, "height": height}))
                     .await
-                    .map_err(|e| Failure::new("store_unavailable", e.to_string()))?;
+                    .map_err(stored)?;
                 outputs.push(json!({"id": rec.id, "media_type": rec.media_type, "width": width, "height": height, "size": rec.size}));
             }
             Ok(json!({"outputs": outputs}))
         }
-        (Computed::Metadata(m), _) => Ok(json!({"metadata": m})),
-        (Computed::Thumbnails(_), _) => Err(Failure::new("internal", "mismatched result")),
+        Op::Metadata {} => {
+            let metadata = match kind {
+                Kind::Image => {
+                    let bytes = shared.store.bytes(file).await.map_err(stored)?;
+                    blocking(move || imaging::metadata(&bytes, limits)).await?
+                }
+                Kind::Video | Kind::Audio => media::probe(&scratch(shared, file).await?.source, deadline).await?,
+                Kind::Pdf => media::pdf_info(&scratch(shared, file).await?.source, deadline).await?,
+                _ => return Err(Failure::new("unsupported_media", "no metadata reader for this type")),
+            };
+            Ok(json!({"metadata": metadata}))
+        }
+        Op::Audio { format, sample_rate, channels, chunk } => {
+            let s = scratch(shared, file).await?;
+            let m = media::probe(&s.source, deadline).await?;
+            if !probe::has_stream(&m, "audio") {
+                return Err(Failure::new("no_stream", "the file has no audio stream"));
+            }
+            let chunks = media::audio(
+                &s.source,
+                *format,
+                *sample_rate,
+                *channels,
+                chunk.as_ref(),
+                media::duration(&m),
+                s.dir.path(),
+                deadline,
+            )
+            .await?;
+            let mut outputs = Vec::with_capacity(chunks.len());
+            for c in chunks {
+                let meta = json!({"start": c.start, "duration": c.duration});
+                let rec = shared.store.put_output(c.bytes, format.media_type(), file, meta).await.map_err(stored)?;
+                outputs.push(json!({"id": rec.id, "media_type": rec.media_type, "start": c.start, "duration": c.duration, "size": rec.size}));
+            }
+            Ok(json!({"outputs": outputs}))
+        }
+        Op::Text {} => match kind {
+            Kind::Pdf => {
+                let s = scratch(shared, file).await?;
+                let info = media::pdf_info(&s.source, deadline).await?;
+                let pages = media::pdf_text(&s.source, deadline).await?;
+                Ok(text_result(pages, info))
+            }
+            Kind::Text => {
+                let bytes = shared.store.bytes(file).await.map_err(stored)?;
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                Ok(text_result(vec![text], json!({"kind": "text"})))
+            }
+            _ => Err(Failure::new("unsupported_media", "no text extractor for this type")),
+        },
+        Op::Frames { frames, format } => {
+            let s = scratch(shared, file).await?;
+            let m = media::probe(&s.source, deadline).await?;
+            if !probe::has_stream(&m, "video") {
+                return Err(Failure::new("no_stream", "the file has no video stream"));
+            }
+            let pngs = media::frames(&s.source, frames, media::duration(&m), s.dir.path(), deadline).await?;
+            let format = *format;
+            let encoded = blocking(move || {
+                pngs.into_iter()
+                    .map(|(t, png)| {
+                        let d = imaging::decode(&png, limits)?;
+                        Ok((t, imaging::encode(&d.image, format)?, d.image.width(), d.image.height()))
+                    })
+                    .collect::<Result<Vec<_>, Failure>>()
+            })
+            .await?;
+            let mut outputs = Vec::with_capacity(encoded.len());
+            for (t, bytes, width, height) in encoded {
+                let meta = json!({"start": t, "width": width, "height": height});
+                let rec = shared.store.put_output(bytes, format.media_type(), file, meta).await.map_err(stored)?;
+                outputs.push(json!({"id": rec.id, "media_type": rec.media_type, "start": t, "width": width, "height": height, "size": rec.size}));
+            }
+            Ok(json!({"outputs": outputs}))
+        }
+    }
+}
+
+/// Most text characters a result carries; beyond, pages are cut and `truncated` is set.
+const MAX_TEXT_CHARS: usize = 10_000_000;
+
+fn text_result(pages: Vec<String>, metadata: Value) -> Value {
+    let mut budget = MAX_TEXT_CHARS;
+    let mut truncated = false;
+    let mut out = Vec::with_capacity(pages.len());
+    for (i, text) in pages.into_iter().enumerate() {
+        let n = text.chars().count();
+        let text = if n > budget {
+            truncated = true;
+            text.chars().take(budget).collect()
+        } else {
+            text
+        };
+        budget = budget.saturating_sub(n);
+        out.push(json!({"page": i + 1, "text": text}));
+    }
+    let characters: usize = out.iter().map(|p| p["text"].as_str().map_or(0, |t| t.chars().count())).sum();
+    json!({"page_count": out.len(), "pages": out, "characters": characters, "truncated": truncated, "metadata": metadata})
+}
+
+/// The families of media the operations tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Image,
+    Video,
+    Audio,
+    Pdf,
+    Text,
+    Other,
+}
+
+impl Kind {
+    pub fn of(media_type: &str) -> Kind {
+        match media_type {
+            t if t.starts_with("image/") => Kind::Image,
+            t if t.starts_with("video/") => Kind::Video,
+            t if t.starts_with("audio/") => Kind::Audio,
+            "application/pdf" => Kind::Pdf,
+            "text/plain" => Kind::Text,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// Which operations apply to which media, and the tools they need: refused before queueing
+/// (415 for media an operation does not apply to, 503 when a needed tool is missing here).
+pub fn check_media(op: &Op, media_type: &str) -> Result<(), FileError> {
+    use Kind::*;
+    let kind = Kind::of(media_type);
+    let applies = match op {
+        Op::Thumbnail { .. } => matches!(kind, Image | Video | Pdf),
+        Op::Metadata {} => matches!(kind, Image | Video | Audio | Pdf),
+        Op::Audio { .. } => matches!(kind, Video | Audio),
+        Op::Text {} => matches!(kind, Pdf | Text),
+        Op::Frames { .. } => matches!(kind, Video),
+    };
+    if !applies {
+        if media_type == "text/html" && matches!(op, Op::Text {}) {
+            return Err(FileError::NotBuilt("`text` from HTML".into()));
+        }
+        return Err(FileError::Unsupported(format!("`{}` does not apply to {media_type}", op.name())));
+    }
+    let tools: &[&str] = match (op, kind) {
+        (_, Video | Audio) => &["ffmpeg", "ffprobe"],
+        (Op::Thumbnail { .. }, Pdf) => &["pdftoppm"],
+        (_, Pdf) => &["pdfinfo", "pdftotext"],
+        _ => &[],
+    };
+    if let Some(missing) = tools.iter().find(|t| !crate::tools::available(t)) {
+        return Err(FileError::ToolUnavailable(format!("{missing} is not installed on this node")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_apply_to_their_media() {
+        let thumb = Op::Thumbnail { sizes: vec![128], fit: crate::ops::Fit::Contain, format: crate::ops::Format::Png };
+        let cases = [
+            (&thumb, "image/png", None),
+            (&thumb, "text/plain", Some("unsupported_media")),
+            (&thumb, "application/octet-stream", Some("unsupported_media")),
+            (&Op::Text {}, "text/html", Some("not_built")),
+            (&Op::Text {}, "image/png", Some("unsupported_media")),
+            (&Op::Text {}, "text/plain", None),
+            (&Op::Metadata {}, "image/jpeg", None),
+        ];
+        for (op, media_type, want) in cases {
+            let got = check_media(op, media_type).err().map(|e| loom_protocol::ServiceError::code(&e));
+            assert_eq!(got, want, "{} on {media_type}", op.name());
+        }
     }
 }

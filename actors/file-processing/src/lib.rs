@@ -7,13 +7,16 @@
 //! - `imaging.rs`: decoding under `image::Limits`, orientation, thumbnails, encoding, EXIF
 //!   metadata (synchronous, run in blocking tasks).
 //! - `store.rs`: files, derivations and job records on the object store; streaming uploads.
-//! - `jobs.rs`: submission, the worker actors, cancellation, the live job view.
+//! - `tools.rs`: ffmpeg/ffprobe and poppler as child processes (deadline, bounded output,
+//!   killed with their job); `media.rs`: probing, frames, audio conversion and chunking, PDF
+//!   info/text/page through them; `probe.rs`: pure readings of what the tools print.
+//! - `jobs.rs`: submission, the worker actors, cancellation, the live job view, and which
+//!   operation applies to which media.
 //! - `api.rs`: the routes; `error.rs`; `metrics.rs`.
 //!
-//! Not built yet, and answered as such (501 `not_built`): the `audio`, `text` and `frames`
-//! operations, thumbnails and metadata of video, audio and PDF, `POST /files/import`; not yet
-//! present: the Kafka bridge (`files.uploaded` → `files.processed`), worker processes with
-//! rlimits and quarantine.
+//! Not built yet, and answered as such (501 `not_built`): text from HTML, `POST /files/import`;
+//! not yet present: the Kafka bridge (`files.uploaded` → `files.processed`), rlimits on the
+//! child processes, quarantine.
 //!
 //! ```text
 //! files supervisor
@@ -26,10 +29,13 @@ mod api;
 pub mod error;
 pub mod imaging;
 mod jobs;
+mod media;
 mod metrics;
 pub mod ops;
+pub mod probe;
 pub mod sniff;
 mod store;
+mod tools;
 
 use std::sync::Arc;
 
@@ -51,8 +57,14 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     let f = &ctx.config.files;
     let limits = imaging::Limits { max_dimension: f.max_image_dimension, max_alloc: f.max_image_alloc };
     let store = store::FileStore::new(ctx.stores.objects.clone());
-    let shared =
-        Arc::new(jobs::Shared::new(store.clone(), limits, f.job_timeout.get(), ctx.node.name.clone(), f.queue));
+    let shared = Arc::new(jobs::Shared::new(
+        store.clone(),
+        limits,
+        f.job_timeout.get(),
+        ctx.node.name.clone(),
+        ctx.config.node.data_dir.join("files-scratch"),
+        f.queue,
+    ));
     let mut children = parts.children;
     let mut workers = Vec::with_capacity(f.workers);
     for i in 0..f.workers {

@@ -226,6 +226,17 @@ impl FileStore {
         }
     }
 
+    /// Copies the file to a local path, streaming (for the tools, which read files).
+    pub async fn to_file(&self, id: &str, path: &std::path::Path) -> Result<(), FileError> {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = self.content(id, None).await?;
+        let mut out = tokio::fs::File::create(path).await.map_err(store_err)?;
+        while let Some(chunk) = stream.next().await {
+            out.write_all(&chunk.map_err(store_err)?).await.map_err(store_err)?;
+        }
+        out.flush().await.map_err(store_err)
+    }
+
     /// A byte range of the file (`None`: all of it) as a stream.
     pub async fn content(
         &self,
