@@ -125,21 +125,31 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
     };
     // Clustered on a node-local database, cluster-wide writes would reach only this node: they
     // are refused (409) and the rest of the node works. A shared PostgreSQL lifts it.
-    let refuse_cluster_writes = config.cluster.is_clustered() && stores.database.backend() == "sqlite";
-    if refuse_cluster_writes {
+    let node_local = |d: loom_service::Dependency| match d {
+        loom_service::Dependency::Database => stores.database.backend() == "sqlite",
+        loom_service::Dependency::ObjectStore => stores.objects.backend() == "local",
+        loom_service::Dependency::Cache => stores.cache.backend() != "redis",
+    };
+    if config.cluster.is_clustered() && node_local(loom_service::Dependency::Database) {
         warn!(
             "clustered on a node-local database: cluster-wide writes (rules, policies, schemas, jobs, monitors, \
              devices) answer 409 cluster_store_required; set LOOM_DATABASE_URL=postgres://… on every node"
         );
     }
-    let settings = |id, cluster_wide, max_body: Option<usize>| HttpSettings {
+    if config.cluster.is_clustered() && node_local(loom_service::Dependency::ObjectStore) {
+        warn!(
+            "clustered on a node-local object store: file uploads, jobs and deletions answer 409 \
+             cluster_store_required; set LOOM_OBJECT_STORE=s3 (one bucket for every node)"
+        );
+    }
+    let settings = |id, def: &loom_service::ServiceDef| HttpSettings {
         service: id,
-        body_limit_bytes: max_body.unwrap_or(config.http.body_limit_bytes),
+        body_limit_bytes: (def.max_body)(&config).unwrap_or(config.http.body_limit_bytes),
         request_timeout: config.http.request_timeout.get(),
         max_concurrent_requests: config.http.max_concurrent_requests,
         auth: Auth::from_config(&config.auth),
         fault_injection: config.node.fault_injection,
-        cluster_wide_refused: refuse_cluster_writes.then_some(cluster_wide),
+        cluster_wide_refused: (config.cluster.is_clustered() && node_local(def.state_in)).then_some(def.cluster_wide),
     };
     let stop_timeout = config.node.shutdown_timeout.get();
     let mut defs = services::all();
@@ -165,7 +175,7 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
         let parts = (def.build)(&ctx);
         control.attach_core(id, parts.core.clone());
         let ops = ServiceOps::new(&def, ctx.clone(), &parts, id == node_metrics_host);
-        let router = service_router(settings(id, def.cluster_wide, (def.max_body)(&config)), parts.routes, ops.clone());
+        let router = service_router(settings(id, &def), parts.routes, ops.clone());
         service_specs.push(service_supervisor(&ctx, parts.children, board.clone(), stop_timeout));
         ports.push(Port { id, listener, router, ops });
     }

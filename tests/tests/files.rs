@@ -686,3 +686,190 @@ async fn video_audio_and_pdf_jobs_agree_with_ffprobe_and_the_documents() {
     let (s, _) = call(&node, reqwest::Method::GET, "/health", None).await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test]
+async fn cancellation_timeouts_and_quarantine() {
+    let node = LoomNode::start_ready(
+        "files-limits",
+        NodeOptions::default()
+            .env("LOOM_FILES_WORKERS", "1")
+            .env("LOOM_FILES_JOB_TIMEOUT", "2s")
+            .env("LOOM_FILES_QUARANTINE_AFTER", "2"),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let size = format!("testsrc2=size=640x480:rate=25:duration={}", 20 + salt() as u32 % 5);
+    let long = ffmpeg(
+        dir.path(),
+        "long.mp4",
+        &["-f", "lavfi", "-i", &size, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"],
+    );
+    let (_, f) = upload(&node, long, "video/mp4").await;
+    let id = f["id"].as_str().unwrap().to_owned();
+    let slow = |every: &str| json!({"op": "frames", "every": every, "format": "png"});
+
+    // A running job and a queued one behind it, both cancelled; a finished job cannot be.
+    let (_, running) = call(&node, reqwest::Method::POST, &format!("/files/{id}/jobs"), Some(slow("0.1s"))).await;
+    let (_, queued) = call(&node, reqwest::Method::POST, &format!("/files/{id}/jobs"), Some(slow("0.2s"))).await;
+    for job in [&queued, &running] {
+        let path = format!("/jobs/{}", job["id"].as_str().unwrap());
+        let (s, j) = call(&node, reqwest::Method::DELETE, &path, None).await;
+        assert_eq!((s, j["state"].as_str()), (200, Some("cancelled")), "{j}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for job in [&queued, &running] {
+        let (_, j) = call(&node, reqwest::Method::GET, &format!("/jobs/{}", job["id"].as_str().unwrap()), None).await;
+        assert_eq!(j["state"], "cancelled", "a cancelled job stays cancelled: {j}");
+        assert!(j.get("result").is_none(), "{j}");
+    }
+    let (_, small) = upload(&node, image(64, 64, image::ImageFormat::Png), "image/png").await;
+    let done = run(&node, small["id"].as_str().unwrap(), json!({"op": "metadata"})).await;
+    let (s, e) = call(&node, reqwest::Method::DELETE, &format!("/jobs/{}", done["id"].as_str().unwrap()), None).await;
+    assert_eq!((s, e["code"].as_str()), (409, Some("job_ended")));
+
+    // Past files.job_timeout the job fails `timeout`; two of those quarantine the file.
+    for every in ["0.1s", "0.15s"] {
+        let j = run(&node, &id, slow(every)).await;
+        assert_eq!((j["state"].as_str(), j["error"]["code"].as_str()), (Some("failed"), Some("timeout")), "{j}");
+    }
+    let (s, e) =
+        call(&node, reqwest::Method::POST, &format!("/files/{id}/jobs"), Some(json!({"op": "metadata"}))).await;
+    assert_eq!((s, e["code"].as_str()), (422, Some("quarantined")), "{e}");
+    let (_, q) = call(&node, reqwest::Method::GET, "/quarantine", None).await;
+    let listed = q["files"].as_array().unwrap();
+    assert_eq!(
+        (listed.len(), listed[0]["id"].as_str(), listed[0]["strikes"].as_u64()),
+        (1, Some(id.as_str()), Some(2)),
+        "{q}"
+    );
+    let (s, _) = call(&node, reqwest::Method::DELETE, &format!("/admin/quarantine/{id}"), None).await;
+    assert_eq!(s, 204);
+    let m = run(&node, &id, json!({"op": "metadata"})).await;
+    assert_eq!(m["state"], "succeeded", "released: {m}");
+}
+
+/// The node's peak resident memory (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_corpus_of_hostile_files_ends_every_job_with_a_code_and_bounded_memory() {
+    use rand::{RngExt, SeedableRng};
+    let node =
+        LoomNode::start_ready("files-hostile", NodeOptions::default().env("LOOM_FILES_JOB_TIMEOUT", "20s")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("image/png", image(256, 192, image::ImageFormat::Png)),
+        ("image/jpeg", image(256, 192, image::ImageFormat::Jpeg)),
+        ("image/gif", image(128, 96, image::ImageFormat::Gif)),
+        ("image/tiff", image(128, 96, image::ImageFormat::Tiff)),
+        ("image/webp", image(128, 96, image::ImageFormat::WebP)),
+        (
+            "video/mp4",
+            ffmpeg(
+                dir.path(),
+                "s.mp4",
+                &[
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=size=160x120:rate=10:duration=2",
+                    "-c:v",
+                    "libx264",
+                    "-pix_fmt",
+                    "yuv420p",
+                ],
+            ),
+        ),
+        ("audio/wav", ffmpeg(dir.path(), "s.wav", &["-f", "lavfi", "-i", "sine=duration=1"])),
+        ("application/pdf", pdf(&["fuzz me"], "fuzz")),
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x100 + salt() as u64);
+    let mut corpus: Vec<(String, Vec<u8>)> = vec![("bomb".into(), bomb())];
+    for i in 0..210 {
+        let (kind, seed) = &seeds[i % seeds.len()];
+        let mut b = seed.clone();
+        match i % 5 {
+            0 => b.truncate(rng.random_range(1..b.len())),
+            1 => {
+                for _ in 0..rng.random_range(1..20) {
+                    let at = rng.random_range(0..b.len());
+                    b[at] = rng.random();
+                }
+            }
+            2 => {
+                // The header kept, the rest noise.
+                let keep = 32.min(b.len());
+                for x in b.iter_mut().skip(keep) {
+                    *x = rng.random();
+                }
+            }
+            3 => {
+                // A slice of the middle duplicated (length fields now lie).
+                let (a, z) = (rng.random_range(0..b.len() / 2), rng.random_range(b.len() / 2..b.len()));
+                let dup = b[a..z].to_vec();
+                b.splice(a..a, dup);
+            }
+            _ => {
+                // A polyglot: another kind's header in front.
+                let other = &seeds[(i + 3) % seeds.len()].1;
+                let mut p = other[..other.len().min(64)].to_vec();
+                p.extend_from_slice(&b);
+                b = p;
+            }
+        }
+        corpus.push((format!("{kind}#{i}"), b));
+    }
+    let allowed = [
+        "too_large",
+        "corrupt",
+        "unsupported_media",
+        "encrypted",
+        "no_stream",
+        "out_of_range",
+        "parser_crashed",
+        "timeout",
+    ];
+    let mut codes: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut jobs = 0;
+    for (name, bytes) in &corpus {
+        let (s, f) = upload(&node, bytes.clone(), "application/octet-stream").await;
+        assert!(s == 201 || s == 400, "{name}: upload {s} {f}");
+        if s != 201 {
+            continue;
+        }
+        let fid = f["id"].as_str().unwrap();
+        for op in [json!({"op": "thumbnail", "sizes": [64], "format": "png"}), json!({"op": "metadata"})] {
+            let (s, j) = call(&node, reqwest::Method::POST, &format!("/files/{fid}/jobs"), Some(op.clone())).await;
+            if s == 415 || s == 422 {
+                *codes.entry(format!("refused:{}", j["code"].as_str().unwrap())).or_default() += 1;
+                continue;
+            }
+            assert!(s == 200 || s == 202, "{name} {op}: {s} {j}");
+            let j = run(&node, fid, op.clone()).await;
+            jobs += 1;
+            let key = match j["state"].as_str() {
+                Some("succeeded") => "succeeded".to_owned(),
+                Some("failed") => {
+                    let code = j["error"]["code"].as_str().unwrap_or("none").to_owned();
+                    assert!(allowed.contains(&code.as_str()), "{name} {op}: {j}");
+                    code
+                }
+                other => panic!("{name} {op}: ended {other:?}"),
+            };
+            *codes.entry(key).or_default() += 1;
+        }
+    }
+    let (s, _) = call(&node, reqwest::Method::GET, "/health", None).await;
+    assert_eq!(s, 200, "the node is up after the corpus");
+    let peak = peak_rss_kib(node.pid());
+    eprintln!("{} hostile files, {jobs} jobs: {codes:?}; node peak RSS {} MiB", corpus.len(), peak / 1024);
+    assert!(corpus.len() >= 200);
+    assert!(peak < 1024 * 1024, "peak RSS {} MiB over the 1 GiB bound", peak / 1024);
+}

@@ -9,12 +9,13 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::http::Method;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
-use loom_http::{ApiError, ApiJson, Problem};
+use loom_http::{ApiError, ApiJson, Problem, writes_under};
 use serde_json::{Value, json};
 
 use crate::error::FileError;
@@ -31,6 +32,11 @@ pub struct Api {
     pub limits: Limits,
 }
 
+/// Every write: files, jobs, quarantine releases — all state lives in the object store.
+pub fn cluster_wide(method: &Method, path: &str) -> bool {
+    ["/files", "/jobs", "/admin/quarantine"].iter().any(|p| writes_under(method, path, p))
+}
+
 /// `json_limit` bounds every route but the upload (the port's limit is `files.max_upload`).
 pub fn routes(api: Api, json_limit: usize) -> Router {
     let upload = Router::new().route("/files", post(upload)).with_state(api.clone());
@@ -41,6 +47,8 @@ pub fn routes(api: Api, json_limit: usize) -> Router {
         .route("/files/{id}/jobs", post(submit))
         .route("/jobs/{id}", get(read_job).delete(cancel_job))
         .route("/ws/jobs/{id}", get(ws_job))
+        .route("/quarantine", get(quarantine))
+        .route("/admin/quarantine/{id}", axum::routing::delete(release))
         .layer(DefaultBodyLimit::max(json_limit))
         .with_state(api);
     upload.merge(rest)
@@ -219,6 +227,19 @@ async fn read_job(State(api): State<Api>, Path(id): Path<String>) -> Result<Json
 async fn cancel_job(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let job = api.jobs.cancel(&id).await?;
     Ok(Json(serde_json::to_value(job).unwrap_or(Value::Null)))
+}
+
+async fn quarantine(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
+    let files = api.store.quarantined(1000).await?;
+    Ok(Json(json!({"files": files})))
+}
+
+async fn release(State(api): State<Api>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    if api.store.release(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(FileError::NotFound(format!("quarantine entry {id}")).into())
+    }
 }
 
 async fn ws_job(State(api): State<Api>, Path(id): Path<String>, ws: WebSocketUpgrade) -> Result<Response, ApiError> {

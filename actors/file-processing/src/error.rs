@@ -24,6 +24,8 @@ pub enum FileError {
     NotBuilt(String),
     #[error("{0}")]
     ToolUnavailable(String),
+    #[error("file {0} is quarantined after repeated parser crashes or timeouts (see GET /quarantine)")]
+    Quarantined(String),
     #[error("the job already ended ({0})")]
     Ended(&'static str),
     #[error("object store: {0}")]
@@ -42,6 +44,7 @@ impl ServiceError for FileError {
             FileError::NotBuilt(_) => ErrorKind::NotImplemented,
             FileError::Ended(_) => ErrorKind::Conflict,
             FileError::ToolUnavailable(_) => ErrorKind::Unavailable,
+            FileError::Quarantined(_) => ErrorKind::Unprocessable,
             FileError::Store(_) => ErrorKind::Unavailable,
         }
     }
@@ -58,6 +61,7 @@ impl ServiceError for FileError {
             FileError::NotBuilt(_) => "not_built",
             FileError::Ended(_) => "job_ended",
             FileError::ToolUnavailable(_) => "tool_unavailable",
+            FileError::Quarantined(_) => "quarantined",
             FileError::Store(_) => "store_unavailable",
         }
     }

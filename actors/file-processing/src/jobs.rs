@@ -83,6 +83,8 @@ pub struct Shared {
     pub node: String,
     /// Where jobs copy sources for the tools (`<data_dir>/files-scratch`).
     pub scratch: std::path::PathBuf,
+    /// Crashes or timeouts after which a file is quarantined.
+    pub quarantine_after: u32,
     /// Jobs queued or running on this node.
     in_flight: AtomicUsize,
     queue: usize,
@@ -98,6 +100,7 @@ impl Shared {
         node: String,
         scratch: std::path::PathBuf,
         queue: usize,
+        quarantine_after: u32,
     ) -> Shared {
         Shared {
             store,
@@ -105,6 +108,7 @@ impl Shared {
             timeout,
             node,
             scratch,
+            quarantine_after,
             in_flight: AtomicUsize::new(0),
             queue,
             live: Mutex::default(),
@@ -160,6 +164,9 @@ impl Jobs {
 
     pub async fn submit(&self, file: &FileRecord, op: Op) -> Result<Job, FileError> {
         check_media(&op, &file.media_type)?;
+        if self.shared.store.strikes(&file.id).await?.is_some_and(|s| s.quarantined) {
+            return Err(FileError::Quarantined(file.id.clone()));
+        }
         let now = loom_storage::documents::now_ms();
         let mut job = Job {
             id: uuid::Uuid::now_v7().to_string(),
@@ -289,6 +296,20 @@ async fn run(shared: &Shared, mut job: Job, spec: Op, media_type: &str) {
             job.result = Some(result);
         }
         Err(f) => {
+            if matches!(f.code.as_str(), "parser_crashed" | "timeout") {
+                match shared.store.strike(&job.file, &f.code, &job.op, shared.quarantine_after).await {
+                    Ok(s) if s.quarantined => {
+                        tracing::warn!(
+                            file = job.file,
+                            strikes = s.strikes,
+                            "file quarantined after repeated parser failures"
+                        );
+                        metrics::counter!(crate::metrics::QUARANTINED).increment(1);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(file = job.file, error = %e, "strike not recorded"),
+                }
+            }
             job.state = State::Failed;
             job.error = Some(f);
         }

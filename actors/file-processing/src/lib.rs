@@ -45,6 +45,8 @@ use loom_service::{Dependency, ServiceContext, ServiceDef, ServiceParts, actor_c
 pub fn definition() -> ServiceDef {
     ServiceDef {
         dependencies: &[Dependency::ObjectStore],
+        cluster_wide: api::cluster_wide,
+        state_in: Dependency::ObjectStore,
         max_body: |c| Some(usize::try_from(c.files.max_upload).unwrap_or(usize::MAX).max(c.http.body_limit_bytes)),
         build,
         ..ServiceDef::foundation_only(ServiceId::FileProcessing, env!("CARGO_PKG_VERSION"))
@@ -55,6 +57,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     metrics::describe();
     let parts = ServiceParts::foundation_only(ctx);
     let f = &ctx.config.files;
+    tools::set_tool_memory(f.tool_memory);
     let limits = imaging::Limits { max_dimension: f.max_image_dimension, max_alloc: f.max_image_alloc };
     let store = store::FileStore::new(ctx.stores.objects.clone());
     let shared = Arc::new(jobs::Shared::new(
@@ -64,6 +67,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         ctx.node.name.clone(),
         ctx.config.node.data_dir.join("files-scratch"),
         f.queue,
+        f.quarantine_after,
     ));
     let mut children = parts.children;
     let mut workers = Vec::with_capacity(f.workers);

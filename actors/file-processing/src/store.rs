@@ -7,6 +7,7 @@
 //! derived/<source>/<key>    a derivation's result (key: ops::Op::derivation_key)
 //! jobs/<uuid>.json          a job's record, rewritten on every state change
 //! staging/<uuid>            an upload in flight, moved to files/<sha256> once hashed
+//! quarantine/<sha256>.json  parser crashes and timeouts of a file (quarantined at N)
 //! ```
 //!
 //! Uploads stream: chunks are hashed and written as a multipart upload as they arrive, so a
@@ -44,6 +45,17 @@ pub struct FileRecord {
     /// Set on outputs of a derivation: the source file's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub derived_from: Option<String>,
+}
+
+/// A file's record of crashing parsers.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Strikes {
+    pub id: String,
+    pub strikes: u32,
+    pub quarantined: bool,
+    /// The last few failures (code and operation), newest last.
+    pub failures: Vec<Value>,
+    pub updated_ms: i64,
 }
 
 /// What a finished derivation produced (stored once, returned to every later asker).
@@ -280,11 +292,66 @@ impl FileStore {
             }
             let _ = self.store().delete(&key).await;
         }
+        let _ = self.store().delete(&Self::strikes_key(id)).await;
         self.store().delete(&record_key(id)).await.map_err(store_err)?;
         match self.store().delete(&file_key(id)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
             Err(e) => Err(store_err(e)),
         }
+    }
+
+    fn strikes_key(id: &str) -> Path {
+        Path::from(format!("quarantine/{id}.json"))
+    }
+
+    pub async fn strikes(&self, id: &str) -> Result<Option<Strikes>, FileError> {
+        if !valid_id(id) {
+            return Ok(None);
+        }
+        self.get_json(&Self::strikes_key(id)).await
+    }
+
+    /// Counts one more crash or timeout of `id`; quarantined at `after`.
+    pub async fn strike(&self, id: &str, code: &str, op: &str, after: u32) -> Result<Strikes, FileError> {
+        let mut s = self.strikes(id).await?.unwrap_or_else(|| Strikes { id: id.to_owned(), ..Strikes::default() });
+        s.strikes += 1;
+        s.quarantined = s.strikes >= after;
+        s.failures.push(serde_json::json!({"code": code, "op": op}));
+        let excess = s.failures.len().saturating_sub(10);
+        s.failures.drain(..excess);
+        s.updated_ms = loom_storage::documents::now_ms();
+        self.put_json(&Self::strikes_key(id), &s).await?;
+        Ok(s)
+    }
+
+    /// The quarantined files (at most `max`).
+    pub async fn quarantined(&self, max: usize) -> Result<Vec<Strikes>, FileError> {
+        let mut keys = Vec::new();
+        let mut list = self.store().list(Some(&Path::from("quarantine")));
+        while let Some(meta) = list.next().await {
+            keys.push(meta.map_err(store_err)?.location);
+        }
+        drop(list);
+        let mut out = Vec::new();
+        for key in keys {
+            if let Some(s) = self.get_json::<Strikes>(&key).await?.filter(|s| s.quarantined) {
+                out.push(s);
+                if out.len() >= max {
+                    break;
+                }
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Releases a file from quarantine (its strikes are forgotten).
+    pub async fn release(&self, id: &str) -> Result<bool, FileError> {
+        if self.strikes(id).await?.is_none() {
+            return Ok(false);
+        }
+        self.store().delete(&Self::strikes_key(id)).await.map_err(store_err)?;
+        Ok(true)
     }
 
     pub async fn job(&self, id: &str) -> Result<Option<crate::jobs::Job>, FileError> {

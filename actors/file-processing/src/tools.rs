@@ -2,7 +2,9 @@
 //! `pdfinfo`/`pdftotext`/`pdftoppm` (Debian `poppler-utils`) — run as child processes, which
 //! is their isolation: a crash, a hang or a runaway allocation ends the child, never the node.
 //! Every run has no stdin, a deadline after which the child is killed, bounded captured output,
-//! and is killed when its job is dropped (`kill_on_drop`).
+//! is killed when its job is dropped (`kill_on_drop`), and runs under resource limits set by
+//! util-linux `prlimit` (address space `files.tool_memory`, CPU seconds = the deadline, no core
+//! dumps) — the workspace forbids `unsafe`, so no `pre_exec` `setrlimit` of our own.
 
 use std::ffi::OsStr;
 use std::process::Stdio;
@@ -46,13 +48,45 @@ async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(mut r: R, max: usize) -> 
     out
 }
 
-/// Runs `program args…` with a deadline; `Err` only for a missing tool or the deadline.
+/// The address-space limit of every tool run, in bytes (`files.tool_memory`); set once at start.
+static TOOL_MEMORY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+pub fn set_tool_memory(bytes: u64) {
+    let _ = TOOL_MEMORY.set(bytes);
+}
+
+fn command(program: &str, deadline: Duration) -> Command {
+    static PRLIMIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !*PRLIMIT.get_or_init(|| {
+        let here = available("prlimit");
+        if !here {
+            tracing::warn!("prlimit (util-linux) not found: media tools run without memory and CPU limits");
+        }
+        here
+    }) {
+        return Command::new(program);
+    }
+    let mut c = Command::new("prlimit");
+    let memory = TOOL_MEMORY.get().copied().unwrap_or(4 << 30);
+    c.arg(format!("--as={memory}"))
+        .arg(format!("--cpu={}", deadline.as_secs().max(1) + 1))
+        .arg("--core=0")
+        .arg("--")
+        .arg(program);
+    c
+}
+
+/// Runs `program args…` with a deadline; `Err` for a missing tool, the deadline, the CPU or
+/// memory limit, or a crash.
 pub async fn run<I, S>(program: &str, args: I, deadline: Duration) -> Result<Output, Failure>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut child = Command::new(program)
+    if !available(program) {
+        return Err(Failure::new("tool_unavailable", format!("{program} is not installed on this node")));
+    }
+    let mut child = command(program, deadline)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -78,21 +112,32 @@ where
         Some(t) => String::from_utf8_lossy(&t.await.unwrap_or_default()).into_owned(),
         None => String::new(),
     };
-    if is_signal(&status) {
-        return Err(Failure::new("parser_crashed", format!("{program} died of a signal: {}", last_line(&stderr))));
+    match signal(&status) {
+        Some(24) => return Err(Failure::new("timeout", format!("{program} used up its CPU time and was stopped"))),
+        Some(sig) => {
+            return Err(Failure::new(
+                "parser_crashed",
+                format!("{program} died of signal {sig}: {}", last_line(&stderr)),
+            ));
+        }
+        None => {}
+    }
+    let lower = stderr.to_ascii_lowercase();
+    if !status.success() && (lower.contains("cannot allocate memory") || lower.contains("out of memory")) {
+        return Err(Failure::new("too_large", format!("{program} ran out of its memory limit")));
     }
     Ok(Output { success: status.success(), stdout, stderr })
 }
 
 #[cfg(unix)]
-fn is_signal(status: &std::process::ExitStatus) -> bool {
+fn signal(status: &std::process::ExitStatus) -> Option<i32> {
     use std::os::unix::process::ExitStatusExt;
-    status.signal().is_some()
+    status.signal()
 }
 
 #[cfg(not(unix))]
-fn is_signal(_: &std::process::ExitStatus) -> bool {
-    false
+fn signal(_: &std::process::ExitStatus) -> Option<i32> {
+    None
 }
 
 /// The last non-empty line of a tool's stderr, for error messages (never file content).

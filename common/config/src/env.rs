@@ -65,6 +65,14 @@ env_table! {
         c.files.job_timeout = HumanDuration::parse(v)?;
         Ok(())
     },
+    "LOOM_FILES_TOOL_MEMORY" => "files.tool_memory": |c, v| {
+        c.files.tool_memory = v.parse().map_err(|_| format!("`{v}` is not a byte count"))?;
+        Ok(())
+    },
+    "LOOM_FILES_QUARANTINE_AFTER" => "files.quarantine_after": |c, v| {
+        c.files.quarantine_after = v.parse().map_err(|_| format!("`{v}` is not a count"))?;
+        Ok(())
+    },
     "LOOM_ENRICH_HOLIDAYS" => "enrichment.holidays": |c, v| {
         c.enrichment.holidays = Some(PathBuf::from(v));
         Ok(())

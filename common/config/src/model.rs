@@ -434,6 +434,10 @@ pub struct FilesSection {
     pub max_image_alloc: u64,
     /// A job running longer fails with `timeout` (`LOOM_FILES_JOB_TIMEOUT`).
     pub job_timeout: HumanDuration,
+    /// Address-space limit of each ffmpeg/poppler run, in bytes (`LOOM_FILES_TOOL_MEMORY`).
+    pub tool_memory: u64,
+    /// Parser crashes or timeouts after which a file is quarantined (`LOOM_FILES_QUARANTINE_AFTER`).
+    pub quarantine_after: u32,
 }
 
 impl Default for FilesSection {
@@ -445,6 +449,8 @@ impl Default for FilesSection {
             max_image_dimension: 16_384,
             max_image_alloc: 512 << 20,
             job_timeout: HumanDuration::from_secs(120),
+            tool_memory: 4 << 30,
+            quarantine_after: 3,
         }
     }
 }

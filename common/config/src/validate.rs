@@ -361,6 +361,12 @@ fn validate_files(c: &NodeConfig) -> Result<(), ConfigError> {
     if f.job_timeout.get().is_zero() {
         return Err(invalid("files.job_timeout", "must be positive"));
     }
+    if f.tool_memory < 64 << 20 {
+        return Err(invalid("files.tool_memory", "at least 64 MiB"));
+    }
+    if f.quarantine_after == 0 {
+        return Err(invalid("files.quarantine_after", "at least 1"));
+    }
     Ok(())
 }
 

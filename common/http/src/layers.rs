@@ -54,8 +54,9 @@ pub fn cluster_store_required() -> Problem {
     Problem::new(
         StatusCode::CONFLICT,
         "cluster_store_required",
-        "this node is clustered on a node-local database, so a cluster-wide write here would not reach the other \
-         nodes; point every node at one shared database (LOOM_DATABASE_URL=postgres://…) to write configuration",
+        "this node is clustered on a node-local store, so a cluster-wide write here would not reach the other \
+         nodes; point every node at one shared store (LOOM_DATABASE_URL=postgres://… for configuration, \
+         LOOM_OBJECT_STORE=s3 for files) to write",
     )
 }
 

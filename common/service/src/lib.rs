@@ -112,6 +112,9 @@ pub struct ServiceDef {
     /// Which requests write cluster-wide state; refused with 409 `cluster_store_required` on a
     /// node clustered without a shared database (see ARCHITECTURE.md, "one truth").
     pub cluster_wide: loom_http::ClusterWide,
+    /// Where the service keeps its cluster-wide state (the database unless it says otherwise):
+    /// the store whose being node-local makes `cluster_wide` writes answer 409.
+    pub state_in: Dependency,
     /// The port's request-body limit when the service needs more than `http.body_limit_bytes`
     /// (uploads); the service then bounds its other routes itself.
     pub max_body: fn(&NodeConfig) -> Option<usize>,
@@ -128,6 +131,7 @@ impl ServiceDef {
             dependencies: &[],
             observes: &[],
             cluster_wide: |_, _| false,
+            state_in: Dependency::Database,
             max_body: |_| None,
             build: ServiceParts::foundation_only,
         }
