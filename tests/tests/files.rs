@@ -873,3 +873,89 @@ async fn a_corpus_of_hostile_files_ends_every_job_with_a_code_and_bounded_memory
     assert!(corpus.len() >= 200);
     assert!(peak < 1024 * 1024, "peak RSS {} MiB over the 1 GiB bound", peak / 1024);
 }
+
+#[path = "support/kafka.rs"]
+mod kafka;
+
+#[tokio::test]
+async fn the_kafka_bridge_turns_requests_into_results_in_order() {
+    let p = kafka::prefix("files");
+    let (uploaded, processed) = (format!("{p}.uploaded"), format!("{p}.processed"));
+    loom_kafka::admin::ensure_topics(&kafka::kafka_section(), &[&uploaded, &processed], 1).await.unwrap();
+    let options = s3_options()
+        .env("LOOM_KAFKA_BROKERS", infra::kafka_brokers())
+        .env("LOOM_KAFKA_SESSION_TIMEOUT", "6s")
+        .env("LOOM_KAFKA_HEARTBEAT_INTERVAL", "500ms")
+        .env("LOOM_FILES_TOPICS", format!("{uploaded}:{processed}"))
+        .env("LOOM_FILES_GROUP", format!("{p}.group"));
+    let node = LoomNode::start_ready("files-kafka", options).await;
+
+    // One file uploaded through REST, one object put straight into the bucket.
+    let png = image(400, 300, image::ImageFormat::Png);
+    let (_, f) = upload(&node, png, "image/png").await;
+    let id = f["id"].as_str().unwrap().to_owned();
+    let (endpoint, key, secret) = infra::s3();
+    let objects = loom_storage::Objects::open(&loom_config::ObjectStoreSection {
+        backend: loom_config::ObjectBackend::S3,
+        endpoint: Some(endpoint),
+        bucket: Some(infra::S3_BUCKET.into()),
+        access_key: Some(loom_config::Secret::new(key)),
+        secret_key: Some(loom_config::Secret::new(secret)),
+        ..Default::default()
+    })
+    .unwrap();
+    let object = format!("incoming/{p}/cam.jpg");
+    let jpeg = image(320, 240, image::ImageFormat::Jpeg);
+    objects.put(&object, bytes::Bytes::from(jpeg.clone())).await.unwrap();
+
+    let producer = kafka::client_producer();
+    let thumb = json!({"op": "thumbnail", "sizes": [64], "format": "png"});
+    let requests = [
+        json!({"id": id, "ops": [thumb, {"op": "metadata"}, {"op": "sharpen"}]}).to_string(),
+        json!({"url": format!("s3://{}/{object}", infra::S3_BUCKET), "ops": [{"op": "metadata"}]}).to_string(),
+        "not json at all".to_owned(),
+        json!({"id": "f".repeat(64), "ops": []}).to_string(),
+    ];
+    for (i, r) in requests.iter().enumerate() {
+        kafka::produce(&producer, &uploaded, &format!("r{i}"), r.as_bytes()).await;
+    }
+    let out = eventually("4 results", Duration::from_secs(90), || {
+        let processed = processed.clone();
+        async move {
+            let out = kafka::read_all(&processed).await;
+            (out.len() >= 4).then_some(out)
+        }
+    })
+    .await;
+    let results: Vec<Value> =
+        out.iter().map(|r| serde_json::from_slice(r.payload.as_deref().unwrap()).unwrap()).collect();
+    let offsets: Vec<i64> = results.iter().map(|r| r["source"]["offset"].as_i64().unwrap()).collect();
+    assert_eq!(offsets, [0, 1, 2, 3], "one result per request, in order");
+    let first = &results[0];
+    assert_eq!(out[0].key.as_deref(), Some(id.as_bytes()));
+    assert_eq!(first["results"][0]["state"], "succeeded", "{first}");
+    assert_eq!(first["results"][0]["result"]["outputs"][0]["width"], 64);
+    assert_eq!(first["results"][1]["result"]["metadata"]["width"], 400);
+    assert_eq!(
+        (first["results"][2]["state"].as_str(), first["results"][2]["error"]["code"].as_str()),
+        (Some("refused"), Some("invalid_operation"))
+    );
+    let imported = &results[1];
+    assert_eq!(imported["file"]["id"], sha256(&jpeg), "{imported}");
+    assert_eq!(imported["file"]["name"], "cam.jpg");
+    assert_eq!(imported["results"][0]["result"]["metadata"]["width"], 320);
+    assert_eq!(results[2]["error"]["code"], "invalid_request");
+    assert_eq!(results[3]["error"]["code"], "not_found");
+    // The imported file is a file like any other.
+    assert_eq!(content(&node, &sha256(&jpeg)).await, jpeg);
+    let (s, v) = call(
+        &node,
+        reqwest::Method::POST,
+        "/files/import",
+        Some(json!({"url": format!("s3://{}/{object}", infra::S3_BUCKET)})),
+    )
+    .await;
+    assert_eq!((s, v["id"].as_str()), (201, Some(sha256(&jpeg).as_str())));
+    let (s, e) = call(&node, reqwest::Method::POST, "/files/import", Some(json!({"url": "s3://elsewhere/x"}))).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("invalid_request")));
+}

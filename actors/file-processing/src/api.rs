@@ -30,6 +30,8 @@ pub struct Api {
     pub jobs: Jobs,
     pub max_upload: u64,
     pub limits: Limits,
+    /// The S3 bucket `POST /files/import` reads from (`None` on the local store).
+    pub bucket: Option<String>,
 }
 
 /// Every write: files, jobs, quarantine releases — all state lives in the object store.
@@ -54,7 +56,7 @@ pub fn routes(api: Api, json_limit: usize) -> Router {
     upload.merge(rest)
 }
 
-fn summarize(limits: Limits) -> impl Fn(&str, &[u8]) -> Value {
+pub fn summarize(limits: Limits) -> impl Fn(&str, &[u8]) -> Value {
     move |media_type, head| match media_type.starts_with("image/").then(|| imaging::dimensions(head, limits)).flatten()
     {
         Some((w, h)) => json!({"width": w, "height": h}),
@@ -102,8 +104,36 @@ async fn upload(State(api): State<Api>, req: Request) -> Result<Response, ApiErr
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
 
-async fn import(ApiJson(_): ApiJson<Value>) -> Result<Response, ApiError> {
-    Err(FileError::NotBuilt("importing objects already in the store (POST /files/import)".into()).into())
+/// `s3://<the configured bucket>/<key>` → the object key; other URLs are refused with why.
+pub fn object_key(url: &str, bucket: Option<&str>) -> Result<String, FileError> {
+    let Some(bucket) = bucket else {
+        return Err(FileError::Invalid(
+            "import reads the configured S3 store; this node stores objects locally".into(),
+        ));
+    };
+    let rest = url.strip_prefix("s3://").ok_or_else(|| FileError::Invalid("the url must be s3://bucket/key".into()))?;
+    let (b, key) = rest.split_once('/').ok_or_else(|| FileError::Invalid("the url must be s3://bucket/key".into()))?;
+    if b != bucket {
+        return Err(FileError::Invalid(format!("only objects in this node's bucket `{bucket}` can be imported")));
+    }
+    if key.is_empty() || key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        return Err(FileError::Invalid("the object key is empty or has empty, `.` or `..` segments".into()));
+    }
+    Ok(key.to_owned())
+}
+
+impl Api {
+    /// An import by URL, for the REST route and the Kafka bridge.
+    pub async fn import_url(&self, url: &str) -> Result<crate::store::FileRecord, FileError> {
+        let key = object_key(url, self.bucket.as_deref())?;
+        self.store.import(&key, self.max_upload, summarize(self.limits)).await
+    }
+}
+
+async fn import(State(api): State<Api>, ApiJson(body): ApiJson<Value>) -> Result<Response, ApiError> {
+    let url = body.get("url").and_then(Value::as_str).ok_or_else(|| FileError::Invalid("`url` is required".into()))?;
+    let record = api.import_url(url).await?;
+    Ok((StatusCode::CREATED, Json(record)).into_response())
 }
 
 async fn read_file(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -284,6 +314,26 @@ async fn follow(mut socket: WebSocket, api: Arc<Api>, id: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn import_urls_name_an_object_of_this_bucket() {
+        let cases = [
+            ("s3://b/cams/1.jpg", Some("b"), Ok("cams/1.jpg")),
+            ("s3://other/x", Some("b"), Err("invalid_request")),
+            ("s3://b/", Some("b"), Err("invalid_request")),
+            ("s3://b/a/../etc", Some("b"), Err("invalid_request")),
+            ("s3://b//x", Some("b"), Err("invalid_request")),
+            ("https://b/x", Some("b"), Err("invalid_request")),
+            ("s3://b/x", None, Err("invalid_request")),
+        ];
+        for (url, bucket, want) in cases {
+            let got = object_key(url, bucket);
+            match want {
+                Ok(k) => assert_eq!(got.unwrap(), k, "{url}"),
+                Err(code) => assert_eq!(loom_protocol::ServiceError::code(&got.unwrap_err()), code, "{url}"),
+            }
+        }
+    }
 
     #[test]
     fn ranges_follow_rfc_9110() {

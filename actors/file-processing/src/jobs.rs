@@ -215,6 +215,26 @@ impl Jobs {
         Err(FileError::QueueFull(self.shared.queue))
     }
 
+    /// Waits for a job to end (its live view on this node, else the store), at most `limit`.
+    pub async fn wait(&self, id: &str, limit: Duration) -> Result<Job, FileError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let job = self.shared.store.job(id).await?.ok_or_else(|| FileError::NotFound(format!("job {id}")))?;
+            if job.state.ended() {
+                return Ok(job);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(FileError::Store(format!("job {id} did not end within {} s", limit.as_secs())));
+            }
+            match self.shared.follow(id) {
+                Some(mut rx) => {
+                    let _ = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
+                }
+                None => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
     /// Cancels a queued or running job of this node; a job that ended answers 409.
     pub async fn cancel(&self, id: &str) -> Result<Job, FileError> {
         let mut job = self.shared.store.job(id).await?.ok_or_else(|| FileError::NotFound(format!("job {id}")))?;

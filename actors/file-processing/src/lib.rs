@@ -12,23 +12,24 @@
 //!   info/text/page through them; `probe.rs`: pure readings of what the tools print.
 //! - `jobs.rs`: submission, the worker actors, cancellation, the live job view, and which
 //!   operation applies to which media.
+//! - `kafka.rs`: the bridge from `files.uploaded` requests to `files.processed` results.
 //! - `api.rs`: the routes; `error.rs`; `metrics.rs`.
 //!
-//! Not built yet, and answered as such (501 `not_built`): text from HTML, `POST /files/import`;
-//! not yet present: the Kafka bridge (`files.uploaded` → `files.processed`), rlimits on the
-//! child processes, quarantine.
+//! Not built yet, and answered as such (501 `not_built`): text from HTML.
 //!
 //! ```text
 //! files supervisor
 //! ├── core
-//! └── worker-0 … worker-N   (Worker: one job at a time; the decode runs in a blocking task
-//!                            under files.job_timeout)
+//! ├── worker-0 … worker-N   (Worker: one job at a time; the decode runs in a blocking task,
+//! │                          tools as child processes, all under files.job_timeout)
+//! └── kafka-consumer        (with files.topics: the group member, a partition actor each)
 //! ```
 
 mod api;
 pub mod error;
 pub mod imaging;
 mod jobs;
+mod kafka;
 mod media;
 mod metrics;
 pub mod ops;
@@ -78,6 +79,49 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         workers.push(handle);
         children.push(spec);
     }
-    let api = api::Api { store, jobs: jobs::Jobs::new(shared, workers), max_upload: f.max_upload, limits };
-    ServiceParts { children, routes: parts.routes.merge(api::routes(api, ctx.config.http.body_limit_bytes)), ..parts }
+    let objects = &ctx.config.storage.objects;
+    let bucket =
+        (objects.backend == loom_config::ObjectBackend::S3).then(|| objects.bucket.clone().unwrap_or_default());
+    let api = api::Api { store, jobs: jobs::Jobs::new(shared, workers), max_upload: f.max_upload, limits, bucket };
+    let (children, probes) = bridge(ctx, &api, children);
+    let routes = parts.routes.merge(api::routes(api, ctx.config.http.body_limit_bytes));
+    ServiceParts { children, routes, probes, ..parts }
+}
+
+/// With `kafka.brokers` and `files.topics` set: a supervised consumer-group member turning
+/// requests into jobs, and the `kafka:reachable` readiness probe.
+fn bridge(
+    ctx: &ServiceContext,
+    api: &api::Api,
+    mut children: Vec<loom_supervisors::ChildSpec>,
+) -> (Vec<loom_supervisors::ChildSpec>, Vec<loom_service::Probe>) {
+    let config = &ctx.config;
+    let Some(topics) = config.files.topics.clone().filter(|_| config.kafka.enabled()) else {
+        return (children, Vec::new());
+    };
+    let producer = match loom_kafka::Producer::new(&config.kafka, ServiceId::FileProcessing.name()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "Kafka producer could not be created; the files bridge is off");
+            return (children, Vec::new());
+        }
+    };
+    let processor = kafka::UploadedProcessor {
+        api: api.clone(),
+        producer: producer.clone(),
+        processed: topics.processed.clone(),
+        wait: config.files.job_timeout.get() * 2 + std::time::Duration::from_secs(30),
+    };
+    let subscription = loom_kafka::Subscription {
+        service: ServiceId::FileProcessing.name(),
+        group: config.files.group.clone(),
+        topics: vec![topics.uploaded.clone()],
+        kafka: config.kafka.clone(),
+        processor: Arc::new(processor),
+        transactional: false,
+    };
+    let status = Arc::new(loom_kafka::consumer::SubscriptionStatus::default());
+    children.push(loom_kafka::service::member_child(ctx, subscription, status));
+    let probe = loom_kafka::service::kafka_probe(producer, config.kafka.brokers.len());
+    (children, vec![probe])
 }

@@ -164,6 +164,28 @@ impl FileStore {
         result
     }
 
+    /// Brings an object already in the store (`key`) in as a file: streamed and hashed like an
+    /// upload; the object itself is left where it is.
+    pub async fn import(
+        &self,
+        key: &str,
+        max: u64,
+        summarize: impl Fn(&str, &[u8]) -> Value,
+    ) -> Result<FileRecord, FileError> {
+        let path = Path::parse(key).map_err(|e| FileError::Invalid(format!("object key: {e}")))?;
+        let meta = match self.store().head(&path).await {
+            Ok(m) => m,
+            Err(object_store::Error::NotFound { .. }) => return Err(FileError::NotFound(format!("object {key}"))),
+            Err(e) => return Err(store_err(e)),
+        };
+        if meta.size > max {
+            return Err(FileError::TooLarge(max));
+        }
+        let stream = self.store().get(&path).await.map_err(store_err)?.into_stream();
+        let name = path.filename().map(str::to_owned);
+        self.upload(stream, None, name, max, summarize).await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn settle(
         &self,

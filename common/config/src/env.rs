@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use loom_protocol::{Scope, ServiceId};
 
-use crate::{ConfigError, HumanDuration, NodeConfig, ObjectBackend, PrivacyStream, Secret, TokenConfig};
+use crate::{ConfigError, FilesTopics, HumanDuration, NodeConfig, ObjectBackend, PrivacyStream, Secret, TokenConfig};
 
 type Apply = fn(&mut NodeConfig, &str) -> Result<(), String>;
 
@@ -73,6 +73,17 @@ env_table! {
         c.files.quarantine_after = v.parse().map_err(|_| format!("`{v}` is not a count"))?;
         Ok(())
     },
+    "LOOM_FILES_TOPICS" => "files.topics": |c, v| {
+        c.files.topics = match v.split_once(':') {
+            _ if v.is_empty() => None,
+            Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(':') => {
+                Some(FilesTopics { uploaded: a.to_owned(), processed: b.to_owned() })
+            }
+            _ => return Err(format!("`{v}` must be `uploaded_topic:processed_topic`")),
+        };
+        Ok(())
+    },
+    "LOOM_FILES_GROUP" => "files.group": |c, v| { c.files.group = v.to_owned(); Ok(()) },
     "LOOM_ENRICH_HOLIDAYS" => "enrichment.holidays": |c, v| {
         c.enrichment.holidays = Some(PathBuf::from(v));
         Ok(())

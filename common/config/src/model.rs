@@ -438,6 +438,18 @@ pub struct FilesSection {
     pub tool_memory: u64,
     /// Parser crashes or timeouts after which a file is quarantined (`LOOM_FILES_QUARANTINE_AFTER`).
     pub quarantine_after: u32,
+    /// The Kafka bridge (`LOOM_FILES_TOPICS="files.uploaded:files.processed"`): requests read
+    /// from the first topic, results written to the second. Unset: off.
+    pub topics: Option<FilesTopics>,
+    /// The bridge's consumer group (`LOOM_FILES_GROUP`).
+    pub group: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesTopics {
+    pub uploaded: String,
+    pub processed: String,
 }
 
 impl Default for FilesSection {
@@ -451,6 +463,8 @@ impl Default for FilesSection {
             job_timeout: HumanDuration::from_secs(120),
             tool_memory: 4 << 30,
             quarantine_after: 3,
+            topics: None,
+            group: "loom-file-processing".into(),
         }
     }
 }
