@@ -41,7 +41,7 @@ install_tools() {
   # Headless browser for the dashboard test (tests/tests/dashboard.rs).
   apt_install chromium:chromium
   # Oracles and test media for File Processing (tests/tests/files.rs): ffmpeg/ffprobe, exiftool.
-  apt_install ffmpeg:ffmpeg ffprobe:ffmpeg exiftool:libimage-exiftool-perl pdftotext:poppler-utils
+  apt_install ffmpeg:ffmpeg ffprobe:ffmpeg exiftool:libimage-exiftool-perl pdftotext:poppler-utils vipsthumbnail:libvips-tools
   [ -x "$PG_BIN/initdb" ] || apt_install initdb:postgresql-15
   # The MAC vendor list Device Identity loads (a data package: no command to probe for).
   [ -f /usr/share/ieee-data/oui.txt ] || apt_install ieee-data-file:ieee-data

@@ -80,6 +80,77 @@ pub fn decode(bytes: &[u8], limits: Limits) -> Result<Decoded, Failure> {
     Ok(Decoded { image, format, orientation: orientation.to_exif() })
 }
 
+/// [`decode`] for a thumbnail whose largest box is `size` in `fit`: a JPEG is decoded straight
+/// at the smallest DCT scale (1/8, 1/4, 1/2 or 1, `jpeg-decoder`) that still covers the box —
+/// libvips' shrink-on-load — so a 12-MP photo costs a fraction of a full decode. Other formats,
+/// and JPEGs `jpeg-decoder` refuses, take the full decode.
+pub fn decode_for_box(bytes: &[u8], limits: Limits, size: u32, fit: Fit) -> Result<Decoded, Failure> {
+    if !bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        return decode(bytes, limits);
+    }
+    match decode_jpeg_scaled(bytes, limits, size, fit) {
+        Ok(Some(d)) => Ok(d),
+        Ok(None) => decode(bytes, limits),
+        Err(f) => Err(f),
+    }
+}
+
+fn decode_jpeg_scaled(bytes: &[u8], limits: Limits, size: u32, fit: Fit) -> Result<Option<Decoded>, Failure> {
+    let mut d = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    if d.read_info().is_err() {
+        // Let the full decoder name what is wrong.
+        return Ok(None);
+    }
+    let Some(info) = d.info() else { return Ok(None) };
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    if w > limits.max_dimension || h > limits.max_dimension {
+        return Err(Failure::new("too_large", format!("a {w} × {h} image exceeds files.max_image_dimension")));
+    }
+    let side = match fit {
+        Fit::Contain => w.max(h),
+        Fit::Cover => w.min(h).max(1),
+    };
+    if size >= side {
+        return Ok(None);
+    }
+    // Proportional, so reaching the request on one axis means reaching it on both.
+    let req = |x: u32| u16::try_from((u64::from(size) * u64::from(x)).div_ceil(u64::from(side))).unwrap_or(u16::MAX);
+    let Ok((sw, sh)) = d.scale(req(w), req(h)) else { return Ok(None) };
+    let (sw, sh) = (u32::from(sw), u32::from(sh));
+    let bytes_per_pixel: u64 = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => 1,
+        jpeg_decoder::PixelFormat::L16 => 2,
+        jpeg_decoder::PixelFormat::RGB24 => 3,
+        jpeg_decoder::PixelFormat::CMYK32 => 4,
+    };
+    if u64::from(sw) * u64::from(sh) * bytes_per_pixel > limits.max_alloc {
+        return Err(Failure::new("too_large", "the scaled image exceeds files.max_image_alloc"));
+    }
+    d.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc).unwrap_or(usize::MAX));
+    let Ok(pixels) = d.decode() else { return Ok(None) };
+    let image = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => image::GrayImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageLuma8),
+        jpeg_decoder::PixelFormat::RGB24 => image::RgbImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageRgb8),
+        // 16-bit grey and CMYK are rare in photos: the full decoder handles them.
+        _ => None,
+    };
+    let Some(mut image) = image else { return Ok(None) };
+    let orientation = exif_orientation(bytes);
+    image.apply_orientation(Orientation::from_exif(orientation).unwrap_or(Orientation::NoTransforms));
+    Ok(Some(Decoded { image, format: ImageFormat::Jpeg, orientation }))
+}
+
+/// The EXIF orientation (1-8), 1 when absent.
+fn exif_orientation(bytes: &[u8]) -> u8 {
+    exif::Reader::new()
+        .read_from_container(&mut Cursor::new(bytes))
+        .ok()
+        .and_then(|e| e.get_field(exif::Tag::Orientation, exif::In::PRIMARY).and_then(|f| f.value.get_uint(0)))
+        .and_then(|o| u8::try_from(o).ok())
+        .filter(|o| (1..=8).contains(o))
+        .unwrap_or(1)
+}
+
 /// One thumbnail of `size` (the box's side) in `fit`.
 pub fn thumbnail(img: &DynamicImage, size: u32, fit: Fit) -> DynamicImage {
     match fit {
@@ -243,6 +314,33 @@ mod tests {
             let back = decode(&bytes, LIMITS).unwrap();
             assert_eq!((back.image.width(), back.image.height()), (64, 43), "{format:?}");
         }
+    }
+
+    #[test]
+    fn jpeg_shrink_on_load_gives_the_same_sizes_as_the_full_decode() {
+        let img = image::RgbImage::from_fn(2000, 1500, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+        let jpeg = encode(&DynamicImage::ImageRgb8(img), Format::Jpeg).unwrap();
+        for (size, fit) in
+            [(256, Fit::Contain), (128, Fit::Cover), (700, Fit::Contain), (1999, Fit::Cover), (64, Fit::Contain)]
+        {
+            let scaled = decode_for_box(&jpeg, LIMITS, size, fit).unwrap();
+            let full = decode(&jpeg, LIMITS).unwrap();
+            let (a, b) = (thumbnail(&scaled.image, size, fit), thumbnail(&full.image, size, fit));
+            assert_eq!((a.width(), a.height()), (b.width(), b.height()), "{size} {fit:?}");
+            // Decoded no smaller than the box needs.
+            let need = if fit == Fit::Contain {
+                scaled.image.width().max(scaled.image.height())
+            } else {
+                scaled.image.width().min(scaled.image.height())
+            };
+            assert!(
+                need >= size.min(1500),
+                "{size} {fit:?}: decoded {}x{}",
+                scaled.image.width(),
+                scaled.image.height()
+            );
+        }
+        assert!(decode_for_box(&jpeg, Limits { max_dimension: 1000, max_alloc: 1 << 30 }, 128, Fit::Contain).is_err());
     }
 
     #[test]

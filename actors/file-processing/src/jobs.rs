@@ -396,7 +396,7 @@ async fn execute(shared: &Shared, file: &str, media_type: &str, spec: &Op) -> Re
             };
             let (sizes, fit, format) = (sizes.clone(), *fit, *format);
             let thumbs = blocking(move || {
-                let decoded = imaging::decode(&encoded, limits)?;
+                let decoded = imaging::decode_for_box(&encoded, limits, largest, fit)?;
                 let mut out = Vec::with_capacity(sizes.len());
                 for size in sizes {
                     let t = imaging::thumbnail(&decoded.image, size, fit);
