@@ -149,7 +149,9 @@ async fn run(config: NodeConfig, source: String, started: Instant) -> Result<(),
         max_concurrent_requests: config.http.max_concurrent_requests,
         auth: Auth::from_config(&config.auth),
         fault_injection: config.node.fault_injection,
-        cluster_wide_refused: (config.cluster.is_clustered() && node_local(def.state_in)).then_some(def.cluster_wide),
+        cluster_wide: def.cluster_wide,
+        refuse_cluster_wide: config.cluster.is_clustered() && node_local(def.state_in),
+        description: def.description,
     };
     let stop_timeout = config.node.shutdown_timeout.get();
     let mut defs = services::all();

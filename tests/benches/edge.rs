@@ -128,9 +128,11 @@ async fn main() {
         max_concurrent_requests: 1024,
         auth: Auth::default(),
         fault_injection: false,
-        cluster_wide_refused: None,
+        cluster_wide: |_, _| false,
+        refuse_cluster_wide: false,
+        description: "bench",
     };
-    let edge = serve(service_router(settings, Router::new().route("/hello", get(hello)), Arc::new(NoOps))).await;
+    let edge = serve(service_router(settings, Router::new().route("/hello", get(hello)).into(), Arc::new(NoOps))).await;
 
     let b = load::drive(&bare, None, CONCURRENCY, HTTP_DURATION).await;
     let e = load::drive(&edge, None, CONCURRENCY, HTTP_DURATION).await;

@@ -39,7 +39,11 @@ use loom_protocol::ServiceId;
 use loom_service::{ServiceContext, ServiceDef, ServiceParts, actor_child};
 
 pub fn definition() -> ServiceDef {
-    ServiceDef { build, ..ServiceDef::foundation_only(ServiceId::ContextEnrichment, env!("CARGO_PKG_VERSION")) }
+    ServiceDef {
+        build,
+        description: env!("CARGO_PKG_DESCRIPTION"),
+        ..ServiceDef::foundation_only(ServiceId::ContextEnrichment, env!("CARGO_PKG_VERSION"))
+    }
 }
 
 fn build(ctx: &ServiceContext) -> ServiceParts {
@@ -75,5 +79,5 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
             .min(ctx.config.http.request_timeout.get() / 2),
     };
     let api = api::Api { data, day_parts: ctx.config.enrichment.day_parts, stats: Arc::default(), weather };
-    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), ..parts }
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api).into()), ..parts }
 }

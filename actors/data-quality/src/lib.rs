@@ -50,6 +50,7 @@ pub fn definition() -> ServiceDef {
         dependencies: &[Dependency::Database],
         cluster_wide: api::cluster_wide,
         build,
+        description: env!("CARGO_PKG_DESCRIPTION"),
         ..ServiceDef::foundation_only(ServiceId::DataQuality, env!("CARGO_PKG_VERSION"))
     }
 }
@@ -121,5 +122,5 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         children.push(spec);
     }
     let api = api::Api { book, ingest, store, schemas, kafka };
-    ServiceParts { children, routes: parts.routes.merge(api::routes(api)).merge(dashboard::routes()), ..parts }
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api).into()).merge(dashboard::routes().into()), ..parts }
 }

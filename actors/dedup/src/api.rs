@@ -6,9 +6,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use loom_http::writes_under;
+use axum::Json;
+use loom_http::{ApiRouter, routes, writes_under};
 use loom_http::{ApiError, ApiJson};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -37,13 +36,13 @@ pub fn cluster_wide(method: &Method, path: &str) -> bool {
     writes_under(method, path, "/policies")
 }
 
-pub fn routes(api: Api) -> Router {
-    Router::new()
-        .route("/policies", get(list).post(create))
-        .route("/policies/{id}", get(read).put(replace).delete(remove))
-        .route("/policies/{id}/stats", get(stats))
-        .route("/policies/{id}/state", delete(clear_state))
-        .route("/check", post(check))
+pub fn routes(api: Api) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, replace, remove))
+        .routes(routes!(stats))
+        .routes(routes!(clear_state))
+        .routes(routes!(check))
         .with_state(api)
 }
 
@@ -54,6 +53,8 @@ async fn entry(api: &Api, id: &str) -> std::result::Result<crate::part::PolicyEn
     api.book.get_fresh(id).await?.ok_or_else(|| DedupError::NotFound(format!("policy '{id}'")))
 }
 
+/// The installed policies and the book's revision.
+#[utoipa::path(get, path = "/policies", responses((status = 200, description = "`{revision, policies: [...]}`", body = Object)))]
 async fn list(State(api): State<Api>) -> Result<Json<Value>> {
     Ok(Json(json!({ "revision": api.book.revision(), "policies": api.book.stored().await.map_err(DedupError::from)? })))
 }
@@ -71,6 +72,9 @@ async fn prepare(api: &Api, spec: &PolicySpec) -> std::result::Result<(), DedupE
     Ok(())
 }
 
+/// Creates a policy (409 `conflict` when the id exists; PUT replaces).
+#[utoipa::path(post, path = "/policies", request_body(content = Object, description = "A policy spec: `id`, `key` pointers, `window`, `store`, optional `source` topics, fuzzy options (README, Data Deduplication)"),
+    responses((status = 201, description = "the stored policy with its version", body = Object)))]
 async fn create(State(api): State<Api>, ApiJson(spec): ApiJson<PolicySpec>) -> Result<Response> {
     if api.book.stored().await.map_err(DedupError::from)?.iter().any(|p| p.spec.id == spec.id) {
         return Err(DedupError::Conflict(format!(
@@ -84,12 +88,17 @@ async fn create(State(api): State<Api>, ApiJson(spec): ApiJson<PolicySpec>) -> R
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
+/// One policy.
+#[utoipa::path(get, path = "/policies/{id}", params(("id" = String, Path, description = "policy id")), responses((status = 200, description = "the stored policy", body = Object)))]
 async fn read(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
     let p = api.book.stored().await.map_err(DedupError::from)?.into_iter().find(|p| p.spec.id == id);
     let p = p.ok_or_else(|| DedupError::NotFound(format!("policy '{id}'")))?;
     Ok(Json(serde_json::to_value(p).unwrap_or_default()))
 }
 
+/// Creates or replaces a policy; the body's `id` must be the path's.
+#[utoipa::path(put, path = "/policies/{id}", params(("id" = String, Path, description = "policy id")), request_body(content = Object, description = "A policy spec"),
+    responses((status = 200, description = "the stored policy with its new version", body = Object)))]
 async fn replace(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -102,6 +111,8 @@ async fn replace(
     Ok(Json(serde_json::to_value(api.book.put(spec).await?).unwrap_or_default()))
 }
 
+/// Deletes a policy and its REST keys (stream checkpoints stay; see README).
+#[utoipa::path(delete, path = "/policies/{id}", params(("id" = String, Path, description = "policy id")), responses((status = 204, description = "deleted")))]
 async fn remove(State(api): State<Api>, Path(id): Path<String>) -> Result<StatusCode> {
     api.book.delete(&id).await.map_err(DedupError::from)?;
     // REST keys go with the policy; stream checkpoints stay, so a policy created again under
@@ -116,6 +127,10 @@ struct CheckQuery {
     dry_run: Option<bool>,
 }
 
+/// Checks events against a policy: each is `unique` or `duplicate` (with the first sighting); `dry_run` leaves the state unchanged.
+#[utoipa::path(post, path = "/check", params(("dry_run" = Option<bool>, Query, description = "check without recording")),
+    request_body(content = Object, description = "`{\"policy\": id, \"events\": [object, ...]}` (at most 10,000 events)"),
+    responses((status = 200, description = "one verdict per event", body = Object)))]
 async fn check(
     State(api): State<Api>,
     Query(q): Query<CheckQuery>,
@@ -141,6 +156,8 @@ async fn check(
     Ok(Json(api.checker.call(&policy, Request::Check { events, dry_run }).await?))
 }
 
+/// A policy's counters, partitions, state size, checkpoints and stream status on this node.
+#[utoipa::path(get, path = "/policies/{id}/stats", params(("id" = String, Path, description = "policy id")), responses((status = 200, description = "counters and state", body = Object)))]
 async fn stats(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
     let entry = entry(&api, &id).await?;
     let (total, parts, state) = api.stats.get(&id);
@@ -168,6 +185,8 @@ async fn stats(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Va
     })))
 }
 
+/// Forgets every key a policy has seen (REST and stream parts).
+#[utoipa::path(delete, path = "/policies/{id}/state", params(("id" = String, Path, description = "policy id")), responses((status = 200, description = "what was cleared", body = Object)))]
 async fn clear_state(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
     entry(&api, &id).await?;
     let mut out = api.checker.call(&id, Request::Clear).await?;

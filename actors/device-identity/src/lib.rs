@@ -49,6 +49,7 @@ pub fn definition() -> ServiceDef {
         dependencies: &[Dependency::Database],
         cluster_wide: api::cluster_wide,
         build,
+        description: env!("CARGO_PKG_DESCRIPTION"),
         ..ServiceDef::foundation_only(ServiceId::DeviceIdentity, env!("CARGO_PKG_VERSION"))
     }
 }
@@ -80,7 +81,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     let writes = routing::serve(&ctx.cluster, devices.clone());
     let erasure = erasure::serve(&ctx.cluster, devices.clone());
     let app = api::App { devices, writes, erasure };
-    ServiceParts { routes: parts.routes.merge(api::routes(app)), ..parts }
+    ServiceParts { routes: parts.routes.merge(api::routes(app).into()), ..parts }
 }
 
 /// The master key: configured; else, on SQLite, the node-local key file; else none (with the

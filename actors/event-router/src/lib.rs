@@ -35,6 +35,7 @@ pub fn definition() -> ServiceDef {
         dependencies: &[Dependency::Database],
         cluster_wide: api::cluster_wide,
         build,
+        description: env!("CARGO_PKG_DESCRIPTION"),
         ..ServiceDef::foundation_only(ServiceId::EventRouter, env!("CARGO_PKG_VERSION"))
     }
 }
@@ -102,5 +103,5 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         sources: config.router.sources.clone(),
         group: config.router.group.clone(),
     };
-    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), probes, ..parts }
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api).into()), probes, ..parts }
 }

@@ -50,6 +50,7 @@ pub fn definition() -> ServiceDef {
         state_in: Dependency::ObjectStore,
         max_body: |c| Some(usize::try_from(c.files.max_upload).unwrap_or(usize::MAX).max(c.http.body_limit_bytes)),
         build,
+        description: env!("CARGO_PKG_DESCRIPTION"),
         ..ServiceDef::foundation_only(ServiceId::FileProcessing, env!("CARGO_PKG_VERSION"))
     }
 }
@@ -84,7 +85,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         (objects.backend == loom_config::ObjectBackend::S3).then(|| objects.bucket.clone().unwrap_or_default());
     let api = api::Api { store, jobs: jobs::Jobs::new(shared, workers), max_upload: f.max_upload, limits, bucket };
     let (children, probes) = bridge(ctx, &api, children);
-    let routes = parts.routes.merge(api::routes(api, ctx.config.http.body_limit_bytes));
+    let routes = parts.routes.merge(api::routes(api, ctx.config.http.body_limit_bytes).into());
     ServiceParts { children, routes, probes, ..parts }
 }
 

@@ -47,6 +47,7 @@ pub fn definition() -> ServiceDef {
     ServiceDef {
         observes: &[Dependency::Database, Dependency::Cache, Dependency::ObjectStore],
         build,
+        description: env!("CARGO_PKG_DESCRIPTION"),
         ..ServiceDef::foundation_only(ServiceId::HealthAggregator, env!("CARGO_PKG_VERSION"))
     }
 }
@@ -76,10 +77,10 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     let api = api::ApiState { aggregator: aggregator.clone(), store, live };
     let routes = parts
         .routes
-        .merge(cluster::routes(ctx))
-        .merge(stream::routes(ctx, aggregator, liveness))
-        .merge(api::routes(api))
-        .merge(remediation_api::routes(remedy))
-        .merge(dashboard::routes());
+        .merge(cluster::routes(ctx).into())
+        .merge(stream::routes(ctx, aggregator, liveness).into())
+        .merge(api::routes(api).into())
+        .merge(remediation_api::routes(remedy).into())
+        .merge(dashboard::routes().into());
     ServiceParts { routes, ..parts }
 }

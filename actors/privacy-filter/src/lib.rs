@@ -42,6 +42,7 @@ pub fn definition() -> ServiceDef {
         dependencies: &[Dependency::Database],
         cluster_wide: api::cluster_wide,
         build,
+        description: env!("CARGO_PKG_DESCRIPTION"),
         ..ServiceDef::foundation_only(ServiceId::PrivacyFilter, env!("CARGO_PKG_VERSION"))
     }
 }
@@ -86,7 +87,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         erasures,
     };
     let (children, probes) = stream_mode(ctx, &api, parts.children);
-    ServiceParts { routes: parts.routes.merge(api::routes(api)), children, probes, ..parts }
+    ServiceParts { routes: parts.routes.merge(api::routes(api).into()), children, probes, ..parts }
 }
 
 /// With `kafka.brokers` and `privacy.streams` set: a supervised consumer-group member filtering

@@ -33,6 +33,7 @@ pub fn definition() -> ServiceDef {
         dependencies: &[Dependency::Database],
         cluster_wide: api::cluster_wide,
         build,
+        description: env!("CARGO_PKG_DESCRIPTION"),
         ..ServiceDef::foundation_only(ServiceId::SchemaRegistry, env!("CARGO_PKG_VERSION"))
     }
 }
@@ -55,7 +56,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     let api = api::Api { registry, writer: writer::Writer { handle } };
     let mut children = parts.children;
     children.push(spec);
-    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), ..parts }
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api).into()), ..parts }
 }
 
 /// Drops cached subjects other nodes changed (best effort; the cache TTL covers misses).

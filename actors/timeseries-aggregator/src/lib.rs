@@ -44,6 +44,7 @@ pub fn definition() -> ServiceDef {
         dependencies: &[Dependency::Database],
         cluster_wide: api::cluster_wide,
         build,
+        description: env!("CARGO_PKG_DESCRIPTION"),
         ..ServiceDef::foundation_only(ServiceId::TimeseriesAggregator, env!("CARGO_PKG_VERSION"))
     }
 }
@@ -105,5 +106,5 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         side = Some(s);
     }
     let api = api::Api { book, feed, hub, stats, kafka, pg, side };
-    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), probes, ..parts }
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api).into()), probes, ..parts }
 }

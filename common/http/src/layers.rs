@@ -16,6 +16,7 @@ use loom_telemetry::names;
 use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, info, info_span};
 
+use crate::openapi::{self, ApiRouter, SpecInfo};
 use crate::ops::{self, OpsProvider};
 use crate::{Auth, Problem};
 
@@ -28,10 +29,13 @@ pub struct HttpSettings {
     pub max_concurrent_requests: usize,
     pub auth: Auth,
     pub fault_injection: bool,
-    /// Set when the node is clustered on a node-local database: the service's predicate for
-    /// cluster-wide writes (rules, policies, schemas, …), which then answer 409
-    /// `cluster_store_required` instead of diverging silently from the other nodes.
-    pub cluster_wide_refused: Option<ClusterWide>,
+    /// The service's predicate for cluster-wide writes (rules, policies, schemas, …).
+    pub cluster_wide: ClusterWide,
+    /// Set when the node is clustered on a node-local store: cluster-wide writes then answer
+    /// 409 `cluster_store_required` instead of diverging silently from the other nodes.
+    pub refuse_cluster_wide: bool,
+    /// The port's description in its OpenAPI document.
+    pub description: &'static str,
 }
 
 /// Whether a request writes cluster-wide state (a service's rules, policies, schemas, jobs,
@@ -65,13 +69,21 @@ struct Edge {
     permits: Arc<Semaphore>,
 }
 
-/// Builds a service port's full router: the ops routes, the service's own routes, a JSON 404
+/// Builds a service port's full router: the ops routes, the service's own routes, the port's
+/// OpenAPI document (`/openapi.json`) and docs page (`/docs`) generated from both, a JSON 404
 /// fallback and the edge middleware.
-pub fn service_router(settings: HttpSettings, routes: Router, ops: Arc<dyn OpsProvider>) -> Router {
+pub fn service_router(settings: HttpSettings, routes: ApiRouter, ops: Arc<dyn OpsProvider>) -> Router {
+    let cell = ops::SpecCell::default();
+    let (router, doc) = ops::routes(ops, settings.fault_injection, cell.clone()).merge(routes).split_for_parts();
+    let info = SpecInfo {
+        title: format!("Loom {} (port {})", settings.service.name(), settings.service.default_port()),
+        description: settings.description,
+        version: env!("CARGO_PKG_VERSION"),
+        cluster_wide: settings.cluster_wide,
+    };
+    let _ = cell.set(Arc::new(openapi::finish(doc, &info)));
     let edge = Arc::new(Edge { permits: Arc::new(Semaphore::new(settings.max_concurrent_requests)), settings });
-    Router::new()
-        .merge(ops::routes(ops, edge.settings.fault_injection))
-        .merge(routes)
+    router
         .fallback(|| async { Problem::for_status(StatusCode::NOT_FOUND) })
         .layer(DefaultBodyLimit::max(edge.settings.body_limit_bytes))
         .layer(middleware::from_fn_with_state(edge, edge_fn))
@@ -142,7 +154,7 @@ async fn handle(edge: &Edge, req: Request, next: Next) -> Response {
     if let Err(problem) = edge.settings.auth.authorize(req.headers(), req.method(), req.uri().path()) {
         return reject("unauthorized", problem);
     }
-    if edge.settings.cluster_wide_refused.is_some_and(|wide| wide(req.method(), req.uri().path())) {
+    if edge.settings.refuse_cluster_wide && (edge.settings.cluster_wide)(req.method(), req.uri().path()) {
         return reject("cluster_store_required", cluster_store_required());
     }
     let declared =

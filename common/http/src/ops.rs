@@ -1,25 +1,25 @@
 //! The four ops routes every port answers — `/health` (application/health+json), `/ready`,
 //! `/metrics` (Prometheus text), `/version` — plus `POST /admin/faults` when the node enables
-//! fault injection. What they report comes from an [`OpsProvider`] the service layer implements.
+//! fault injection, and the port's OpenAPI document (`/openapi.json`) and docs page (`/docs`).
+//! What they report comes from an [`OpsProvider`] the service layer implements.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use futures::future::BoxFuture;
 use loom_protocol::{CheckResult, Fault, HealthStatus, RequestId};
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiJson, Problem};
+use crate::{ApiJson, ApiRouter, Problem, routes};
 
 pub const HEALTH_JSON: &str = "application/health+json";
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `/version` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionInfo {
     pub service: String,
     pub version: String,
@@ -57,20 +57,37 @@ pub trait OpsProvider: Send + Sync + 'static {
 
 type Ops = Arc<dyn OpsProvider>;
 
-pub fn routes(ops: Ops, fault_injection: bool) -> axum::Router {
-    let router = Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/version", get(version));
-    let router = if fault_injection {
-        router.route("/admin/faults", post(inject))
-    } else {
-        router.route("/admin/faults", post(fault_injection_off))
-    };
-    router.with_state(ops)
+/// The port's finished OpenAPI document, set once the router is assembled.
+pub type SpecCell = Arc<OnceLock<Arc<serde_json::Value>>>;
+
+pub fn routes(ops: Ops, fault_injection: bool, spec: SpecCell) -> ApiRouter {
+    let router = ApiRouter::new().routes(routes!(health)).routes(routes!(ready)).routes(routes!(metrics)).routes(routes!(version));
+    let router = if fault_injection { router.routes(routes!(inject)) } else { router.routes(routes!(fault_injection_off)) };
+    router.with_state(ops).merge(ApiRouter::new().routes(routes!(openapi_json)).routes(routes!(docs)).with_state(spec))
 }
 
+/// The port's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "The OpenAPI 3.1 document of this port", content_type = "application/json", body = Object)))]
+async fn openapi_json(State(spec): State<SpecCell>) -> Response {
+    match spec.get() {
+        Some(doc) => Json(doc.as_ref().clone()).into_response(),
+        None => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "starting", "the document is being built").into_response(),
+    }
+}
+
+/// A human page rendering this port's OpenAPI document.
+#[utoipa::path(get, path = "/docs", responses((status = 200, description = "HTML rendering of /openapi.json", content_type = "text/html", body = String)))]
+async fn docs(State(spec): State<SpecCell>) -> Response {
+    match spec.get() {
+        Some(doc) => axum::response::Html(crate::openapi::docs_page(doc)).into_response(),
+        None => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "starting", "the document is being built").into_response(),
+    }
+}
+
+/// Liveness and the service's checks (RFC draft `application/health+json`); open without a token.
+#[utoipa::path(get, path = "/health", responses(
+    (status = 200, description = "pass or warn", content_type = "application/health+json", body = Object),
+    (status = 503, description = "fail", content_type = "application/health+json", body = Object)))]
 async fn health(State(ops): State<Ops>) -> Response {
     let report = ops.health().await;
     let version = ops.version();
@@ -96,6 +113,10 @@ async fn health(State(ops): State<Ops>) -> Response {
     response
 }
 
+/// Readiness for traffic: 200 `{"status":"ready"}`, else 503 with the reason; open without a token.
+#[utoipa::path(get, path = "/ready", responses(
+    (status = 200, description = "ready", body = Object),
+    (status = 503, description = "not ready, with the reason", body = Object)))]
 async fn ready(State(ops): State<Ops>) -> Response {
     match ops.ready().await {
         Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
@@ -106,16 +127,22 @@ async fn ready(State(ops): State<Ops>) -> Response {
     }
 }
 
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
 async fn metrics(State(ops): State<Ops>) -> Response {
     let mut response = ops.metrics().into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
     response
 }
 
+/// The build and node serving this port.
+#[utoipa::path(get, path = "/version", responses((status = 200, description = "build and node", body = VersionInfo)))]
 async fn version(State(ops): State<Ops>) -> Json<VersionInfo> {
     Json(ops.version())
 }
 
+/// Injects a fault into one of the service's actors (`node.fault_injection` on).
+#[utoipa::path(post, path = "/admin/faults", request_body = Object, responses((status = 202, description = "the fault was delivered")))]
 async fn inject(
     State(ops): State<Ops>,
     Extension(request_id): Extension<RequestId>,
@@ -124,6 +151,8 @@ async fn inject(
     ops.inject_fault(request_id, request).await.map(|()| StatusCode::ACCEPTED)
 }
 
+/// Fault injection is off on this node: 404 `fault_injection_disabled`.
+#[utoipa::path(post, path = "/admin/faults", responses((status = 404, description = "fault injection is off", content_type = "application/problem+json", body = Problem)))]
 async fn fault_injection_off() -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,

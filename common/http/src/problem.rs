@@ -30,7 +30,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
 }
 
 /// A problem details body. `code` is the stable machine-readable identifier clients match on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub type_uri: String,

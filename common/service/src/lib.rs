@@ -16,7 +16,6 @@ pub mod ops;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use axum::Router;
 use loom_config::NodeConfig;
 use loom_protocol::ServiceId;
 use loom_storage::Stores;
@@ -105,6 +104,9 @@ pub struct ServiceDef {
     pub id: ServiceId,
     /// The service crate's version (`env!("CARGO_PKG_VERSION")` of that crate).
     pub version: &'static str,
+    /// One paragraph on what the service does (the crate's `CARGO_PKG_DESCRIPTION`): the
+    /// introduction of its OpenAPI document.
+    pub description: &'static str,
     /// Stores the service uses; `/health` and `/ready` check exactly these.
     pub dependencies: &'static [Dependency],
     /// Stores the service watches without needing them: in `/health`, not in `/ready`.
@@ -128,6 +130,7 @@ impl ServiceDef {
         ServiceDef {
             id,
             version,
+            description: "",
             dependencies: &[],
             observes: &[],
             cluster_wide: |_, _| false,
@@ -147,7 +150,8 @@ pub type Probe = Arc<dyn Fn() -> loom_protocol::CheckResult + Send + Sync>;
 /// probe makes the service not ready).
 pub struct ServiceParts {
     pub children: Vec<ChildSpec>,
-    pub routes: Router,
+    /// The service's routes, each registered with its OpenAPI operation (`routes!`).
+    pub routes: loom_http::ApiRouter,
     pub core: core::CoreHandle,
     pub probes: Vec<Probe>,
 }
@@ -157,6 +161,6 @@ impl ServiceParts {
     /// routes. Unknown paths answer 404 problem+json.
     pub fn foundation_only(ctx: &ServiceContext) -> ServiceParts {
         let (core, spec) = core::core_child(ctx);
-        ServiceParts { children: vec![spec], routes: Router::new(), core, probes: Vec::new() }
+        ServiceParts { children: vec![spec], routes: loom_http::ApiRouter::new(), core, probes: Vec::new() }
     }
 }
