@@ -40,8 +40,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 ############################ runtime ############################
 FROM debian:bookworm-slim AS runtime
 
+# File Processing's tools: ffmpeg/ffprobe (audio, video), poppler (PDF info, text, pages);
+# util-linux provides prlimit, which bounds each tool's memory and CPU time.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && apt-get install -y --no-install-recommends ca-certificates curl ffmpeg poppler-utils util-linux \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system loom \
     && useradd --system --gid loom --home-dir /var/lib/loom --shell /usr/sbin/nologin loom \

@@ -41,7 +41,7 @@ install_tools() {
   # Headless browser for the dashboard test (tests/tests/dashboard.rs).
   apt_install chromium:chromium
   # Oracles and test media for File Processing (tests/tests/files.rs): ffmpeg/ffprobe, exiftool.
-  apt_install ffmpeg:ffmpeg ffprobe:ffmpeg exiftool:libimage-exiftool-perl pdftotext:poppler-utils vipsthumbnail:libvips-tools
+  apt_install ffmpeg:ffmpeg ffprobe:ffmpeg exiftool:libimage-exiftool-perl pdftotext:poppler-utils vipsthumbnail:libvips-tools qpdf:qpdf
   [ -x "$PG_BIN/initdb" ] || apt_install initdb:postgresql-15
   # The MAC vendor list Device Identity loads (a data package: no command to probe for).
   [ -f /usr/share/ieee-data/oui.txt ] || apt_install ieee-data-file:ieee-data
@@ -64,6 +64,11 @@ install_tools() {
   if ! "$TOOLS/pyenv/bin/python" -c 'import scipy' 2>/dev/null; then
     log "installing scipy 1.17 (the oracle of the quality service's statistics)"
     "$TOOLS/pyenv/bin/pip" install -q 'scipy==1.17.*' >/dev/null
+  fi
+  # The OpenAPI documents of the ten ports are validated against the OpenAPI 3.1 meta-schema.
+  if ! "$TOOLS/pyenv/bin/python" -c 'import openapi_spec_validator' 2>/dev/null; then
+    log "installing openapi-spec-validator 0.7 (checks every port's OpenAPI 3.1 document)"
+    "$TOOLS/pyenv/bin/pip" install -q 'openapi-spec-validator==0.7.*' >/dev/null
   fi
   # Context Enrichment's reference data and oracles: the holiday table is generated from the
   # `holidays` package (versioned in the file); timezonefinder and astral check time zones and

@@ -677,6 +677,35 @@ async fn video_audio_and_pdf_jobs_agree_with_ffprobe_and_the_documents() {
     let o = &page["result"]["outputs"][0];
     let (w, h) = ffprobe_size(&content(&node, o["id"].as_str().unwrap()).await);
     assert_eq!((w, h), (155, 200), "a letter page 612 × 792 scaled into 200 px: {page}");
+    // Encrypted with qpdf: a user password makes text `encrypted`; an owner password alone
+    // still opens (and the metadata says encrypted).
+    let dir = tempfile::tempdir().unwrap();
+    let plain_pdf = dir.path().join("plain.pdf");
+    std::fs::write(&plain_pdf, pdf(&["Locked words"], "Locked")).unwrap();
+    for (user, want_text) in [("secret-user", None), ("", Some("Locked words"))] {
+        let locked = dir.path().join("locked.pdf");
+        let ok = std::process::Command::new("qpdf")
+            .args(["--encrypt", user, "owner-pass", "256", "--"])
+            .arg(&plain_pdf)
+            .arg(&locked)
+            .status()
+            .expect("qpdf (scripts/infra.sh installs it)");
+        assert!(ok.success());
+        let (_, l) = upload(&node, std::fs::read(&locked).unwrap(), "application/pdf").await;
+        let t = run(&node, l["id"].as_str().unwrap(), json!({"op": "text"})).await;
+        match want_text {
+            None => assert_eq!(
+                (t["state"].as_str(), t["error"]["code"].as_str()),
+                (Some("failed"), Some("encrypted")),
+                "{t}"
+            ),
+            Some(words) => {
+                assert_eq!(t["result"]["pages"][0]["text"].as_str().map(str::trim), Some(words), "{t}");
+                let m = run(&node, l["id"].as_str().unwrap(), json!({"op": "metadata"})).await;
+                assert_eq!(m["result"]["metadata"]["encrypted"], true, "{m}");
+            }
+        }
+    }
     let (_, broken) = upload(&node, b"%PDF-1.4\nnot really a pdf at all".to_vec(), "application/pdf").await;
     let b = run(&node, broken["id"].as_str().unwrap(), json!({"op": "text"})).await;
     assert_eq!((b["state"].as_str(), b["error"]["code"].as_str()), (Some("failed"), Some("corrupt")), "{b}");

@@ -49,3 +49,28 @@ fn no_machine_specific_absolute_paths() {
         }
     }
 }
+
+/// Every service route is registered through `routes!(handler)`, which reads the handler's
+/// `#[utoipa::path]`: a plain axum `.route(…)` would serve a path the port's OpenAPI document
+/// does not describe. The live half of this check is `tests/openapi.rs`.
+#[test]
+fn service_routes_are_registered_with_their_openapi_operation() {
+    let mut files = Vec::new();
+    for dir in ["actors", "common/http/src", "common/service/src"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    let mut plain = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        // Unit tests may build throwaway routers.
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (n, line) in code.lines().enumerate() {
+            // axum's registrations take the path literal first (`router.route(record, …)`
+            // elsewhere is the event router's own method).
+            if [".route(\"", ".nest(\"", ".route_service(\"", ".nest_service(\""].iter().any(|p| line.contains(p)) {
+                plain.push(format!("{}:{}: {}", file.strip_prefix(root()).unwrap().display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(plain.is_empty(), "routes registered without an OpenAPI operation:\n{}", plain.join("\n"));
+}

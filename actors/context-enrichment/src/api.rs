@@ -4,11 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use loom_http::{ApiError, ApiJson};
+use loom_http::{ApiError, ApiJson, ApiRouter, routes};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -90,13 +89,13 @@ async fn weather_of(w: &Weather, keys: Vec<Key>) -> HashMap<Key, Outcome> {
     out
 }
 
-pub fn routes(api: Api) -> Router {
-    Router::new()
-        .route("/enrich", post(enrich))
-        .route("/place", get(place))
-        .route("/time", get(time))
-        .route("/holidays", get(holidays))
-        .route("/stats", get(stats))
+pub fn routes(api: Api) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(enrich))
+        .routes(routes!(place))
+        .routes(routes!(time))
+        .routes(routes!(holidays))
+        .routes(routes!(stats))
         .with_state(api)
 }
 
@@ -135,6 +134,10 @@ fn include_of(list: Option<&[String]>) -> std::result::Result<Include, EnrichErr
     Ok(inc)
 }
 
+/// Enriches events with place, time and weather context, each group with its provenance.
+#[utoipa::path(post, path = "/enrich",
+    request_body(content = Object, description = "`{\"events\": [object, ...] (at most 10,000), \"include\"?: [\"place\",\"time\",\"weather\"], \"pointers\"?: {lat, lon, ts, subject}}`"),
+    responses((status = 200, description = "`{events: [...]}` each with a `context` object", body = Object)))]
 async fn enrich(State(api): State<Api>, ApiJson(body): ApiJson<EnrichBody>) -> Result<Json<Value>> {
     if body.events.len() > MAX_EVENTS {
         return Err(EnrichError::TooMany(MAX_EVENTS).into());
@@ -233,6 +236,11 @@ fn at_of(q: &PlaceQuery) -> std::result::Result<Option<(f64, f64)>, EnrichError>
     }
 }
 
+/// The nearest populated place (GeoNames cities) or the tenant's place that contains the point.
+#[utoipa::path(get, path = "/place", params(
+        ("lat" = Option<String>, Query, description = "latitude, decimal degrees"),
+        ("lon" = Option<String>, Query, description = "longitude, decimal degrees")),
+    responses((status = 200, description = "`{name, country_code, admin1, geonameid, distance_km, confidence, provenance}`", body = Object)))]
 async fn place(
     State(api): State<Api>,
     q: std::result::Result<Query<PlaceQuery>, QueryRejection>,
@@ -243,6 +251,12 @@ async fn place(
     Ok(Json(enrich::place_group(&places, lat, lon)))
 }
 
+/// Time context at a point and instant: zone, local time, day part, holiday, sunrise and sunset.
+#[utoipa::path(get, path = "/time", params(
+        ("lat" = Option<String>, Query, description = "latitude, decimal degrees"),
+        ("lon" = Option<String>, Query, description = "longitude, decimal degrees"),
+        ("ts" = Option<String>, Query, description = "RFC 3339 or epoch milliseconds; now when absent")),
+    responses((status = 200, description = "the `context.time` group", body = Object)))]
 async fn time(
     State(api): State<Api>,
     q: std::result::Result<Query<PlaceQuery>, QueryRejection>,
@@ -283,6 +297,12 @@ struct HolidayQuery {
     year: i32,
 }
 
+/// The public holidays of a country (and subdivision) in a year, from the shipped tables.
+#[utoipa::path(get, path = "/holidays", params(
+        ("country" = String, Query, description = "ISO 3166-1 alpha-2"),
+        ("subdivision" = Option<String>, Query, description = "ISO 3166-2 subdivision code"),
+        ("year" = i32, Query, description = "calendar year")),
+    responses((status = 200, description = "`{country, subdivision, year, covered, holidays: [{date, name}], provenance}`", body = Object)))]
 async fn holidays(
     State(api): State<Api>,
     q: std::result::Result<Query<HolidayQuery>, QueryRejection>,
@@ -307,6 +327,8 @@ async fn holidays(
     })))
 }
 
+/// Lookup counts, cache hit rates per source, provider calls and breaker state on this node.
+#[utoipa::path(get, path = "/stats", responses((status = 200, description = "counters", body = Object)))]
 async fn stats(State(api): State<Api>) -> Json<Value> {
     let s = &api.stats;
     let w = &api.weather.stats;

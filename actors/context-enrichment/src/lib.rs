@@ -79,5 +79,5 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
             .min(ctx.config.http.request_timeout.get() / 2),
     };
     let api = api::Api { data, day_parts: ctx.config.enrichment.day_parts, stats: Arc::default(), weather };
-    ServiceParts { children, routes: parts.routes.merge(api::routes(api).into()), ..parts }
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), ..parts }
 }

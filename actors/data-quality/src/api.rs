@@ -6,12 +6,11 @@ use axum::http::Method;
 use loom_http::writes_under;
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use loom_http::{ApiError, ApiJson};
+use loom_http::{ApiError, ApiJson, ApiRouter, routes};
 use loom_streams::time::{parse_request_time, rfc3339};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -39,16 +38,16 @@ pub fn cluster_wide(method: &Method, path: &str) -> bool {
     writes_under(method, path, "/monitors") && !path.ends_with("/records")
 }
 
-pub fn routes(api: Api) -> Router {
-    Router::new()
-        .route("/monitors", get(list).post(create))
-        .route("/monitors/{id}", get(read).put(replace).delete(remove))
-        .route("/monitors/{id}/records", post(records))
-        .route("/monitors/{id}/report", get(report))
-        .route("/monitors/{id}/drift", get(drift))
-        .route("/monitors/{id}/alerts", get(alerts))
-        .route("/profile", post(profile))
-        .route("/ws/monitors/{id}", get(crate::live::ws))
+pub fn routes(api: Api) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, replace, remove))
+        .routes(routes!(records))
+        .routes(routes!(report))
+        .routes(routes!(drift))
+        .routes(routes!(alerts))
+        .routes(routes!(profile))
+        .routes(routes!(crate::live::ws))
         .with_state(api)
 }
 
@@ -60,6 +59,8 @@ pub(crate) async fn entry(api: &Api, id: &str) -> std::result::Result<crate::mon
     api.book.get_fresh(id).await?.ok_or_else(|| QualityError::NotFound(format!("monitor '{id}'")))
 }
 
+/// The installed monitors and the book's revision.
+#[utoipa::path(get, path = "/monitors", responses((status = 200, description = "`{revision, monitors: [...]}`", body = Object)))]
 async fn list(State(api): State<Api>) -> Result<Json<Value>> {
     Ok(Json(json!({"revision": api.book.revision(), "monitors": api.book.stored().await.map_err(QualityError::from)?})))
 }
@@ -88,6 +89,9 @@ async fn prepare(api: &Api, spec: &MonitorSpec) -> std::result::Result<(), Quali
     Ok(())
 }
 
+/// Creates a monitor (409 `conflict` when the id exists; PUT replaces).
+#[utoipa::path(post, path = "/monitors", request_body(content = Object, description = "A monitor spec: `id`, `window`, optional `source` topic, `schema` subject, `time`, `group_by`, `fields` rules, `unique`, `freshness`, `reference`, `drift`, `anomaly`, `alerts` (README, Data Quality)"),
+    responses((status = 201, description = "the stored monitor with its version", body = Object)))]
 async fn create(State(api): State<Api>, ApiJson(spec): ApiJson<MonitorSpec>) -> Result<Response> {
     if api.book.stored().await.map_err(QualityError::from)?.iter().any(|m| m.spec.id == spec.id) {
         let id = &spec.id;
@@ -98,12 +102,17 @@ async fn create(State(api): State<Api>, ApiJson(spec): ApiJson<MonitorSpec>) -> 
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
+/// One monitor.
+#[utoipa::path(get, path = "/monitors/{id}", params(("id" = String, Path, description = "monitor id")), responses((status = 200, description = "the stored monitor", body = Object)))]
 async fn read(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
     let m = api.book.stored().await.map_err(QualityError::from)?.into_iter().find(|m| m.spec.id == id);
     let m = m.ok_or_else(|| QualityError::NotFound(format!("monitor '{id}'")))?;
     Ok(Json(serde_json::to_value(m).unwrap_or_default()))
 }
 
+/// Creates or replaces a monitor; the body's `id` must be the path's.
+#[utoipa::path(put, path = "/monitors/{id}", params(("id" = String, Path, description = "monitor id")), request_body(content = Object, description = "A monitor spec"),
+    responses((status = 200, description = "the stored monitor with its new version", body = Object)))]
 async fn replace(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -116,6 +125,8 @@ async fn replace(
     Ok(Json(serde_json::to_value(api.book.put(spec).await?).unwrap_or_default()))
 }
 
+/// Deletes a monitor and its stored windows.
+#[utoipa::path(delete, path = "/monitors/{id}", params(("id" = String, Path, description = "monitor id")), responses((status = 204, description = "deleted")))]
 async fn remove(State(api): State<Api>, Path(id): Path<String>) -> Result<StatusCode> {
     api.book.delete(&id).await.map_err(QualityError::from)?;
     api.store.delete(&id).await.map_err(QualityError::from)?;
@@ -139,6 +150,10 @@ fn records_of(body: Value) -> std::result::Result<Vec<Value>, QualityError> {
     Ok(records)
 }
 
+/// Feeds a batch of records to a monitor: each is profiled into its event-time window.
+#[utoipa::path(post, path = "/monitors/{id}/records", params(("id" = String, Path, description = "monitor id")),
+    request_body(content = Object, description = "`{\"records\": [object, ...]}` (at most 10,000 records, nothing else)"),
+    responses((status = 200, description = "`{accepted, refused, refusals: [{index, code, message}], windows, monitor, version}` (plus `schema.unavailable` when the schema could not be fetched)", body = Object)))]
 async fn records(State(api): State<Api>, Path(id): Path<String>, ApiJson(body): ApiJson<Value>) -> Result<Json<Value>> {
     let records = records_of(body)?;
     entry(&api, &id).await?;
@@ -215,6 +230,12 @@ pub(crate) fn silent_devices(m: &Monitor, states: &[Vec<u8>]) -> Value {
     })
 }
 
+/// A monitor's per-window quality report over [from, to) (default: the 24 windows up to the newest) with device freshness.
+#[utoipa::path(get, path = "/monitors/{id}/report", params(("id" = String, Path, description = "monitor id"),
+        ("from" = Option<String>, Query, description = "start (RFC 3339 or unix milliseconds); default: 24 windows before `to`"),
+        ("to" = Option<String>, Query, description = "end, exclusive (RFC 3339 or unix milliseconds); default: after the newest window"),
+        ("group" = Option<String>, Query, description = "only this `group_by` group")),
+    responses((status = 200, description = "`{monitor, version, from, to, window_ms, windows: [...], freshness}`", body = Object)))]
 async fn report(State(api): State<Api>, Path(id): Path<String>, Query(q): Query<ReportQuery>) -> Result<Json<Value>> {
     let entry = entry(&api, &id).await?;
     let m = &entry.compiled;
@@ -237,8 +258,9 @@ async fn report(State(api): State<Api>, Path(id): Path<String>, Query(q): Query<
     })))
 }
 
-/// The monitor's alert state as its owner last stored it: open conditions, the latest
-/// transitions (newest last) and what still waits for the alert topic.
+/// The monitor's alert state as its owner last stored it: open conditions, the latest transitions and what still waits for the alert topic.
+#[utoipa::path(get, path = "/monitors/{id}/alerts", params(("id" = String, Path, description = "monitor id")),
+    responses((status = 200, description = "`{monitor, version, revision, health, topic, open: [...], overflow, recent: [...], pending, dropped}` (newest transition last)", body = Object)))]
 async fn alerts(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
     let entry = entry(&api, &id).await?;
     let Some(spec) = &entry.compiled.spec.alerts else {
@@ -294,6 +316,14 @@ fn merged<'a>(wins: impl Iterator<Item = &'a Win>) -> (WindowProfile, usize) {
     (out, n)
 }
 
+/// Per-field drift of a window (or a span) against the monitor's reference, or one given here.
+#[utoipa::path(get, path = "/monitors/{id}/drift", params(("id" = String, Path, description = "monitor id"),
+        ("window" = Option<String>, Query, description = "the window containing this time (RFC 3339 or unix milliseconds); default: the newest window"),
+        ("from" = Option<String>, Query, description = "span start, with `to` (instead of `window`)"),
+        ("to" = Option<String>, Query, description = "span end, exclusive, with `from`"),
+        ("group" = Option<String>, Query, description = "only this `group_by` group"),
+        ("reference" = Option<String>, Query, description = "`24h` (rolling, before the current span) or `<from>/<to>` (fixed); default: the monitor's")),
+    responses((status = 200, description = "`{monitor, version, group, current, reference, drift}`", body = Object)))]
 async fn drift(State(api): State<Api>, Path(id): Path<String>, Query(q): Query<DriftQuery>) -> Result<Json<Value>> {
     let entry = entry(&api, &id).await?;
     let mut m = entry.compiled.clone();
@@ -353,6 +383,9 @@ struct ProfileBody {
 }
 
 /// A one-off profile of a batch, without a monitor (nothing is stored).
+#[utoipa::path(post, path = "/profile",
+    request_body(content = Object, description = "`{\"records\": [object, ...], \"fields\": optional [JSON pointer, ...]}` (at most 10,000 records and 64 fields; default fields: the records' top-level keys)"),
+    responses((status = 200, description = "`{count, refused, fields: [...]}` (per-field summary and completeness)", body = Object)))]
 async fn profile(ApiJson(body): ApiJson<ProfileBody>) -> Result<Json<Value>> {
     if body.records.len() > MAX_RECORDS {
         return Err(QualityError::TooMany(MAX_RECORDS).into());

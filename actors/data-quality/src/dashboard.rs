@@ -5,16 +5,17 @@
 //! conditions (drifted fields, anomalous metrics, schema violations) of the newest window. The
 //! page builds its DOM with text nodes only.
 
-use axum::Router;
 use axum::response::Response;
-use axum::routing::get;
+use loom_http::{ApiRouter, routes};
 
 const PAGE: &str = include_str!("dashboard.html");
 
-pub fn routes() -> Router {
-    Router::new().route("/", get(page))
+pub fn routes() -> ApiRouter {
+    ApiRouter::new().routes(routes!(page))
 }
 
+/// The quality dashboard (one self-contained HTML page).
+#[utoipa::path(get, path = "/", responses((status = 200, description = "the dashboard page", content_type = "text/html", body = String)))]
 async fn page() -> Response {
     loom_http::page::html(PAGE)
 }

@@ -122,5 +122,5 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         children.push(spec);
     }
     let api = api::Api { book, ingest, store, schemas, kafka };
-    ServiceParts { children, routes: parts.routes.merge(api::routes(api).into()).merge(dashboard::routes().into()), ..parts }
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api)).merge(dashboard::routes()), ..parts }
 }

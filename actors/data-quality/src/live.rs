@@ -30,6 +30,9 @@ pub const MAX_PER_MESSAGE: u32 = 100;
 const SNAPSHOT: i64 = 24;
 const OVERLAP_MS: i64 = 2_000;
 
+/// Live windows of a monitor: a snapshot of the newest windows, then every changed window.
+#[utoipa::path(get, path = "/ws/monitors/{id}", params(("id" = String, Path, description = "monitor id")),
+    responses((status = 101, description = "WebSocket upgrade: JSON text frames, a `snapshot` then `windows` messages; closed with 1000 when the monitor is deleted")))]
 pub async fn ws(
     State(api): State<Api>,
     Path(id): Path<String>,

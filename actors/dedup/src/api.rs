@@ -2,13 +2,13 @@
 //! `POST /check` (and `?dry_run=true`), `GET /policies/{id}/stats` and
 //! `DELETE /policies/{id}/state`.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use loom_http::{ApiRouter, routes, writes_under};
 use loom_http::{ApiError, ApiJson};
+use loom_http::{ApiRouter, routes, writes_under};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -78,7 +78,7 @@ pub fn identifier_hash(key: &[u8], name: &str, value: &str) -> String {
 }
 
 /// What a parsed UUID is.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Parsed {
     pub uuid: String,
     pub version: usize,

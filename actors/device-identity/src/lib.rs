@@ -81,7 +81,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     let writes = routing::serve(&ctx.cluster, devices.clone());
     let erasure = erasure::serve(&ctx.cluster, devices.clone());
     let app = api::App { devices, writes, erasure };
-    ServiceParts { routes: parts.routes.merge(api::routes(app).into()), ..parts }
+    ServiceParts { routes: parts.routes.merge(api::routes(app)), ..parts }
 }
 
 /// The master key: configured; else, on SQLite, the node-local key file; else none (with the

@@ -9,13 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router as Routes};
-use loom_http::{ApiError, ApiJson};
+use loom_http::{ApiError, ApiJson, ApiRouter, routes};
 use loom_kafka::Record;
 use loom_kafka::admin::{Start, TopicReader};
 use loom_kafka::consumer::SubscriptionStatus;
@@ -50,28 +49,33 @@ pub fn cluster_wide(method: &Method, path: &str) -> bool {
     (writes_under(method, path, "/rules") && path != "/rules/test") || writes_under(method, path, "/replays")
 }
 
-pub fn routes(api: Api) -> Routes {
-    Routes::new()
-        .route("/rules", get(list_rules).post(create_rule))
-        .route("/rules/test", post(test_rules))
-        .route("/rules/{id}", get(get_rule).put(put_rule).delete(delete_rule))
-        .route("/route", post(route_events))
-        .route("/topics", get(topics))
-        .route("/stats", get(stats))
-        .route("/dlq", get(dlq))
-        .route("/replays", get(list_replays).post(create_replay))
-        .route("/replays/{id}", get(get_replay).delete(cancel_replay))
-        .route("/ws/replays/{id}", get(ws_replay))
+pub fn routes(api: Api) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list_rules, create_rule))
+        .routes(routes!(test_rules))
+        .routes(routes!(get_rule, put_rule, delete_rule))
+        .routes(routes!(route_events))
+        .routes(routes!(topics))
+        .routes(routes!(stats))
+        .routes(routes!(dlq))
+        .routes(routes!(list_replays, create_replay))
+        .routes(routes!(get_replay, cancel_replay))
+        .routes(routes!(ws_replay))
         .with_state(api)
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
 
+/// The stored rules and the rule-set version this node routes with.
+#[utoipa::path(get, path = "/rules", responses((status = 200, description = "`{version, rules: [{id, priority, enabled, match, actions, ..., version, revision, updated_ms}]}`", body = Object)))]
 async fn list_rules(State(api): State<Api>) -> Result<Json<Value>> {
     let rules = api.book.stored().await?;
     Ok(Json(json!({ "version": api.router.rules().version, "rules": rules })))
 }
 
+/// Creates a rule (409 `conflict` when the id exists; PUT replaces); literal `validate` subjects must exist.
+#[utoipa::path(post, path = "/rules", request_body(content = Object, description = "A rule: `id`, `priority`?, `enabled`?, `description`?, `match` (a CEL condition), `actions` (route, set, rename, remove, header, key, validate, drop), `continue`?"),
+    responses((status = 201, description = "the stored rule with its version, plus `warnings` when a `validate` subject could not be checked", body = Object)))]
 async fn create_rule(State(api): State<Api>, ApiJson(spec): ApiJson<RuleSpec>) -> Result<Response> {
     if api.book.store.rule(&spec.id).await.map_err(RouterError::from)?.is_some_and(|r| !r.deleted) {
         return Err(
@@ -122,12 +126,17 @@ fn with_warnings(stored: crate::rulebook::StoredRule, warnings: Vec<String>) -> 
     v
 }
 
+/// One rule.
+#[utoipa::path(get, path = "/rules/{id}", params(("id" = String, Path, description = "rule id")), responses((status = 200, description = "the stored rule", body = Object)))]
 async fn get_rule(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
     let rule = api.book.stored().await?.into_iter().find(|r| r.spec.id == id);
     let rule = rule.ok_or_else(|| RouterError::NotFound(format!("rule '{id}'")))?;
     Ok(Json(serde_json::to_value(rule).unwrap_or_default()))
 }
 
+/// Creates or replaces a rule; the body's `id` must be the path's.
+#[utoipa::path(put, path = "/rules/{id}", params(("id" = String, Path, description = "rule id")), request_body(content = Object, description = "A rule: `id`, `priority`?, `enabled`?, `description`?, `match` (a CEL condition), `actions` (route, set, rename, remove, header, key, validate, drop), `continue`?"),
+    responses((status = 200, description = "the stored rule with its new version, plus `warnings` when a `validate` subject could not be checked", body = Object)))]
 async fn put_rule(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -140,6 +149,8 @@ async fn put_rule(
     Ok(Json(with_warnings(api.book.put(spec).await?, warnings)))
 }
 
+/// Deletes a rule.
+#[utoipa::path(delete, path = "/rules/{id}", params(("id" = String, Path, description = "rule id")), responses((status = 204, description = "deleted")))]
 async fn delete_rule(State(api): State<Api>, Path(id): Path<String>) -> Result<StatusCode> {
     api.book.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -189,6 +200,10 @@ struct TestBody {
     events: Vec<InEvent>,
 }
 
+/// Evaluates events against the stored rules (or the rules given) without producing anything.
+#[utoipa::path(post, path = "/rules/test",
+    request_body(content = Object, description = "`{\"rules\"?: [rule, ...] (at most 1000), \"events\": [...]}`, each `{value, key?, headers?, topic?}`, 1 to 1000 events"),
+    responses((status = 200, description = "`{ruleset_version, results: [{decision: route|drop|no_match|fail, ...}]}`, one decision per event", body = Object)))]
 async fn test_rules(State(api): State<Api>, ApiJson(body): ApiJson<TestBody>) -> Result<Json<Value>> {
     check_events(&body.events)?;
     let set = match body.rules {
@@ -219,6 +234,10 @@ struct RouteBody {
     events: Vec<InEvent>,
 }
 
+/// Routes events through the current rules as if consumed from Kafka: outputs are produced, failures dead-lettered.
+#[utoipa::path(post, path = "/route",
+    request_body(content = Object, description = "`{\"events\": [...]}`, each `{value, key?, headers?, topic?}`, 1 to 1000 events"),
+    responses((status = 200, description = "`{ruleset_version, results: [...]}`: per event its decision with `delivered` (topic, partition, offset) and `dead_lettered`, or `{decision: \"not_delivered\", code, message}` when nothing durable happened (retry that event)", body = Object)))]
 async fn route_events(State(api): State<Api>, ApiJson(body): ApiJson<RouteBody>) -> Result<Json<Value>> {
     check_events(&body.events)?;
     if api.router.producer.is_none() {
@@ -238,6 +257,8 @@ async fn route_events(State(api): State<Api>, ApiJson(body): ApiJson<RouteBody>)
     Ok(Json(json!({ "ruleset_version": set.version, "results": results })))
 }
 
+/// The source topics, consumer group, DLQ topic, each rule's target topics and the events routed per topic.
+#[utoipa::path(get, path = "/topics", responses((status = 200, description = "`{sources, group, dlq, rules: [{rule, version, priority, enabled, match, topics}], routed_by_topic}`", body = Object)))]
 async fn topics(State(api): State<Api>) -> Json<Value> {
     let set = api.router.rules();
     let counts = api.router.per_topic.lock().map(|t| t.clone()).unwrap_or_default();
@@ -265,6 +286,8 @@ async fn topics(State(api): State<Api>) -> Json<Value> {
     }))
 }
 
+/// This node's routing counters, its Kafka producer and consumer state.
+#[utoipa::path(get, path = "/stats", responses((status = 200, description = "`{ruleset_version, rules, events, routed, outputs, dropped, dead_lettered, retried, kafka, consumer}`", body = Object)))]
 async fn stats(State(api): State<Api>) -> Json<Value> {
     let s = &api.router.stats;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -296,6 +319,16 @@ struct DlqQuery {
     limit: Option<usize>,
 }
 
+/// Browses the dead-letter topic, filtered by cause, rule and time (at most 200,000 records scanned per request).
+#[utoipa::path(get, path = "/dlq",
+    params(
+        ("cause" = Option<String>, Query, description = "only dead letters of this cause (the error class header)"),
+        ("rule" = Option<String>, Query, description = "only dead letters of this rule id"),
+        ("since_ms" = Option<i64>, Query, description = "start reading at this time (epoch ms); default the beginning"),
+        ("until_ms" = Option<i64>, Query, description = "only dead letters at or before this time (epoch ms)"),
+        ("limit" = Option<usize>, Query, description = "entries per page, 1 to 1000 (default 100)"),
+    ),
+    responses((status = 200, description = "`{entries: [{partition, offset, timestamp_ms, cause, message, rule, rule_version, source, attempts, first_failure_ms, key, value | value_base64, headers}], scanned, truncated}`", body = Object)))]
 async fn dlq(State(api): State<Api>, Query(q): Query<DlqQuery>) -> Result<Json<Value>> {
     let kafka = api.router.kafka.clone().ok_or(RouterError::KafkaOff)?;
     let limit = q.limit.unwrap_or(100);
@@ -372,21 +405,31 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// The latest 100 replay jobs.
+#[utoipa::path(get, path = "/replays", responses((status = 200, description = "`{replays: [{id, state, spec, progress, node, created_ms, error}]}`", body = Object)))]
 async fn list_replays(State(api): State<Api>) -> Result<Json<Value>> {
     let rows = api.replays.store.replays(100).await.map_err(RouterError::from)?;
     Ok(Json(json!({ "replays": rows.iter().map(view).collect::<Vec<_>>() })))
 }
 
+/// Starts a replay job: records of the DLQ or a topic, optionally filtered, back through the router or to a topic.
+#[utoipa::path(post, path = "/replays",
+    request_body(content = Object, description = "`{source: \"dlq\" | topic, target?: \"router\" (default) | topic, from_offset?, to_offset?, from_time?, to_time?, filter? (CEL), rate_per_sec? (1 to 100,000, default 1000), dry_run?}`"),
+    responses((status = 202, description = "the job, `running`: `{id, state, spec, progress, node, created_ms, error}`", body = Object)))]
 async fn create_replay(State(api): State<Api>, ApiJson(spec): ApiJson<ReplaySpec>) -> Result<Response> {
     let job = api.replays.create(spec).await?;
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
 }
 
+/// One replay job and its progress.
+#[utoipa::path(get, path = "/replays/{id}", params(("id" = String, Path, description = "replay job id (UUID)")), responses((status = 200, description = "`{id, state, spec, progress, node, created_ms, error}`", body = Object)))]
 async fn get_replay(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
     let row = api.replays.job(&id).await?;
     Ok(Json(serde_json::to_value(view(&row)).unwrap_or_default()))
 }
 
+/// Cancels a running replay job (409 `conflict` when it has already ended).
+#[utoipa::path(delete, path = "/replays/{id}", params(("id" = String, Path, description = "replay job id (UUID)")), responses((status = 200, description = "the job, now `cancelled`", body = Object)))]
 async fn cancel_replay(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
     let row = api.replays.job(&id).await?;
     if !api.replays.store.cancel_replay(&id).await.map_err(RouterError::from)? {
@@ -396,8 +439,12 @@ async fn cancel_replay(State(api): State<Api>, Path(id): Path<String>) -> Result
     Ok(Json(serde_json::to_value(view(&row)).unwrap_or_default()))
 }
 
-/// Streams a replay's progress (a JSON message when it changes, polled every 500 ms from the
-/// store, so any node can serve it) and closes once the job has ended.
+/// Streams a replay job's progress over a WebSocket until the job has ended.
+///
+/// A JSON message when it changes, polled every 500 ms from the store (so any node can serve
+/// it); the socket is closed once the job has ended.
+#[utoipa::path(get, path = "/ws/replays/{id}", params(("id" = String, Path, description = "replay job id (UUID)")),
+    responses((status = 101, description = "WebSocket upgrade: a JSON text frame with the job `{id, state, spec, progress, ...}` each time it changes, then a close once it is no longer running")))]
 async fn ws_replay(State(api): State<Api>, Path(id): Path<String>, ws: WebSocketUpgrade) -> Result<Response> {
     api.replays.job(&id).await?;
     Ok(ws.on_upgrade(move |socket| follow_replay(api, id, socket)))

@@ -103,5 +103,5 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         sources: config.router.sources.clone(),
         group: config.router.group.clone(),
     };
-    ServiceParts { children, routes: parts.routes.merge(api::routes(api).into()), probes, ..parts }
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), probes, ..parts }
 }

@@ -6,16 +6,15 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::Method;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use futures::StreamExt;
-use loom_http::{ApiError, ApiJson, Problem, writes_under};
+use loom_http::{ApiError, ApiJson, ApiRouter, Problem, routes, writes_under};
 use serde_json::{Value, json};
 
 use crate::error::FileError;
@@ -40,17 +39,17 @@ pub fn cluster_wide(method: &Method, path: &str) -> bool {
 }
 
 /// `json_limit` bounds every route but the upload (the port's limit is `files.max_upload`).
-pub fn routes(api: Api, json_limit: usize) -> Router {
-    let upload = Router::new().route("/files", post(upload)).with_state(api.clone());
-    let rest = Router::new()
-        .route("/files/import", post(import))
-        .route("/files/{id}", get(read_file).delete(delete_file))
-        .route("/files/{id}/content", get(content))
-        .route("/files/{id}/jobs", post(submit))
-        .route("/jobs/{id}", get(read_job).delete(cancel_job))
-        .route("/ws/jobs/{id}", get(ws_job))
-        .route("/quarantine", get(quarantine))
-        .route("/admin/quarantine/{id}", axum::routing::delete(release))
+pub fn routes(api: Api, json_limit: usize) -> ApiRouter {
+    let upload = ApiRouter::new().routes(routes!(upload)).with_state(api.clone());
+    let rest = ApiRouter::new()
+        .routes(routes!(import))
+        .routes(routes!(read_file, delete_file))
+        .routes(routes!(content))
+        .routes(routes!(submit))
+        .routes(routes!(read_job, cancel_job))
+        .routes(routes!(ws_job))
+        .routes(routes!(quarantine))
+        .routes(routes!(release))
         .layer(DefaultBodyLimit::max(json_limit))
         .with_state(api);
     upload.merge(rest)
@@ -64,6 +63,14 @@ pub fn summarize(limits: Limits) -> impl Fn(&str, &[u8]) -> Value {
     }
 }
 
+/// Uploads a file, streamed to the object store: a raw body with its `content-type` (name in `?name=` or `content-disposition`), or `multipart/form-data` with one file part. The id is the SHA-256 of the bytes; the same bytes give the same id.
+#[utoipa::path(post, path = "/files",
+    request_body(content(
+        (Vec<u8> = "application/octet-stream"),
+        (Vec<u8> = "multipart/form-data"),
+        (Vec<u8> = "*/*")),
+        description = "the file's bytes (at most files.max_upload)"),
+    responses((status = 201, description = "`{id, size, media_type, name?, declared_type?, metadata}`", body = Object)))]
 async fn upload(State(api): State<Api>, req: Request) -> Result<Response, ApiError> {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let Some(n) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -130,17 +137,24 @@ impl Api {
     }
 }
 
+/// Imports an object already in the configured bucket (`s3://bucket/key`) as a file.
+#[utoipa::path(post, path = "/files/import", request_body(content = Object, description = "`{\"url\": \"s3://bucket/key\"}`"),
+    responses((status = 201, description = "the file record", body = Object)))]
 async fn import(State(api): State<Api>, ApiJson(body): ApiJson<Value>) -> Result<Response, ApiError> {
     let url = body.get("url").and_then(Value::as_str).ok_or_else(|| FileError::Invalid("`url` is required".into()))?;
     let record = api.import_url(url).await?;
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
 
+/// A file's record: size, sniffed media type, name, summary metadata.
+#[utoipa::path(get, path = "/files/{id}", params(("id" = String, Path, description = "the file's SHA-256 (64 hex digits)")), responses((status = 200, description = "the file record", body = Object)))]
 async fn read_file(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let record = api.store.record(&id).await?.ok_or_else(|| FileError::NotFound(format!("file {id}")))?;
     Ok(Json(serde_json::to_value(record).unwrap_or(Value::Null)))
 }
 
+/// Deletes a file and every derivation made from it.
+#[utoipa::path(delete, path = "/files/{id}", params(("id" = String, Path, description = "the file's SHA-256 (64 hex digits)")), responses((status = 204, description = "deleted")))]
 async fn delete_file(State(api): State<Api>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     if api.store.delete(&id).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -180,6 +194,11 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<Range<u64>>
     Ok(Some(range))
 }
 
+/// A file's bytes with its media type; a single `Range: bytes=…` gives 206 (416 when unsatisfiable).
+#[utoipa::path(get, path = "/files/{id}/content", params(("id" = String, Path, description = "the file's SHA-256 (64 hex digits)")),
+    responses(
+        (status = 200, description = "the whole file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "the requested range", content_type = "application/octet-stream", body = Vec<u8>)))]
 async fn content(State(api): State<Api>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     let record = api.store.record(&id).await?.ok_or_else(|| FileError::NotFound(format!("file {id}")))?;
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -224,6 +243,12 @@ async fn content(State(api): State<Api>, Path(id): Path<String>, headers: Header
     Ok(response)
 }
 
+/// Submits an operation on a file (`thumbnail`, `metadata`, `audio`, `text`, `frames`; README, File Processing): 202 with a queued job, or 200 with the stored result of the same derivation. A full queue answers 429 with `Retry-After`.
+#[utoipa::path(post, path = "/files/{id}/jobs", params(("id" = String, Path, description = "the file's SHA-256 (64 hex digits)")),
+    request_body(content = Object, description = "`{\"op\": \"thumbnail\", \"sizes\": [128, 512], \"fit\": \"cover\", \"format\": \"webp\"}` and the other operations"),
+    responses(
+        (status = 202, description = "the queued job `{id, file, op, state, progress}`", body = Object),
+        (status = 200, description = "a succeeded job from the stored derivation (`cached: true`)", body = Object)))]
 async fn submit(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -249,21 +274,29 @@ async fn submit(
     }
 }
 
+/// A job: state, progress, result or error.
+#[utoipa::path(get, path = "/jobs/{id}", params(("id" = String, Path, description = "job id (UUID)")), responses((status = 200, description = "the job", body = Object)))]
 async fn read_job(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let job = api.store.job(&id).await?.ok_or_else(|| FileError::NotFound(format!("job {id}")))?;
     Ok(Json(serde_json::to_value(job).unwrap_or(Value::Null)))
 }
 
+/// Cancels a queued or running job (its child process is killed); 409 `job_ended` once it ended.
+#[utoipa::path(delete, path = "/jobs/{id}", params(("id" = String, Path, description = "job id (UUID)")), responses((status = 200, description = "the cancelled job", body = Object)))]
 async fn cancel_job(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let job = api.jobs.cancel(&id).await?;
     Ok(Json(serde_json::to_value(job).unwrap_or(Value::Null)))
 }
 
+/// Files quarantined after crashing or hanging a parser `files.quarantine_after` times.
+#[utoipa::path(get, path = "/quarantine", responses((status = 200, description = "`{files: [...]}`", body = Object)))]
 async fn quarantine(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
     let files = api.store.quarantined(1000).await?;
     Ok(Json(json!({"files": files})))
 }
 
+/// Releases a quarantined file so jobs may run on it again.
+#[utoipa::path(delete, path = "/admin/quarantine/{id}", params(("id" = String, Path, description = "the file's SHA-256 (64 hex digits)")), responses((status = 204, description = "released")))]
 async fn release(State(api): State<Api>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     if api.store.release(&id).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -272,6 +305,8 @@ async fn release(State(api): State<Api>, Path(id): Path<String>) -> Result<Statu
     }
 }
 
+/// Follows a job over a WebSocket: the job as JSON each time it changes, then the final state, then close.
+#[utoipa::path(get, path = "/ws/jobs/{id}", params(("id" = String, Path, description = "job id (UUID)")), responses((status = 101, description = "WebSocket upgrade: text frames carrying the job")))]
 async fn ws_job(State(api): State<Api>, Path(id): Path<String>, ws: WebSocketUpgrade) -> Result<Response, ApiError> {
     api.store.job(&id).await?.ok_or_else(|| FileError::NotFound(format!("job {id}")))?;
     Ok(ws.on_upgrade(move |socket| follow(socket, Arc::new(api), id)))

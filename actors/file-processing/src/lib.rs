@@ -85,7 +85,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         (objects.backend == loom_config::ObjectBackend::S3).then(|| objects.bucket.clone().unwrap_or_default());
     let api = api::Api { store, jobs: jobs::Jobs::new(shared, workers), max_upload: f.max_upload, limits, bucket };
     let (children, probes) = bridge(ctx, &api, children);
-    let routes = parts.routes.merge(api::routes(api, ctx.config.http.body_limit_bytes).into());
+    let routes = parts.routes.merge(api::routes(api, ctx.config.http.body_limit_bytes));
     ServiceParts { children, routes, probes, ..parts }
 }
 

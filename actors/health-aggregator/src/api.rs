@@ -5,11 +5,10 @@
 //! While the database is unreachable — it may be the incident — the open incidents and the
 //! records not yet written are served from memory with `"partial": true`.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use loom_http::Problem;
+use loom_http::{ApiRouter, Problem, routes};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -28,14 +27,12 @@ pub struct ApiState {
     pub live: SharedLive,
 }
 
-pub fn routes(state: ApiState) -> Router {
-    Router::new()
-        .route("/dependencies", get(dependencies))
-        .route("/incidents", get(list))
-        .route("/incidents/{id}", get(one))
-        .with_state(state)
+pub fn routes(state: ApiState) -> ApiRouter {
+    ApiRouter::new().routes(routes!(dependencies)).routes(routes!(list)).routes(routes!(one)).with_state(state)
 }
 
+/// The declared dependency graph with each component's status per node and the current root causes.
+#[utoipa::path(get, path = "/dependencies", responses((status = 200, description = "the graph (components, edges), statuses per node and root causes", body = Object)))]
 async fn dependencies(State(s): State<ApiState>) -> Json<Value> {
     Json(s.aggregator.dependencies())
 }
@@ -85,6 +82,13 @@ fn merge(q: &ListQuery, stored: Vec<Incident>, live: &SharedLive) -> Vec<Inciden
     out
 }
 
+/// This node's incident records, newest update first; served from memory with `partial: true` while the database is unreachable.
+#[utoipa::path(get, path = "/incidents", params(
+        ("state" = Option<String>, Query, description = "`open` or `resolved`"),
+        ("since" = Option<i64>, Query, description = "only incidents last updated at or after this time (unix milliseconds)"),
+        ("before" = Option<i64>, Query, description = "only incidents last updated before this time (unix milliseconds); the previous page's `next_before`"),
+        ("limit" = Option<u64>, Query, description = "page size, 1..=200 (default 50)")),
+    responses((status = 200, description = "`{incidents: [...], partial, limit, next_before}`", body = Object)))]
 async fn list(
     State(s): State<ApiState>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
@@ -103,6 +107,9 @@ async fn list(
     Ok(Json(json!({ "incidents": incidents, "partial": partial, "limit": q.limit, "next_before": next_before })))
 }
 
+/// One incident (the newest of the stored record and the in-memory state).
+#[utoipa::path(get, path = "/incidents/{id}", params(("id" = String, Path, description = "incident id")),
+    responses((status = 200, description = "the incident", body = Object)))]
 async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
     let pending = {
         let l = s.live.lock().unwrap_or_else(|e| e.into_inner());

@@ -3,13 +3,12 @@
 //! only with fault injection enabled, as test machinery — the keyed counter under
 //! `/cluster/debug/counter/{key}` that proves forwarding and hand-off across processes.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use loom_cluster::counter::{self, CounterClient, CounterRequest};
 use loom_cluster::{CallFailure, Cluster};
-use loom_http::{ApiJson, Problem};
+use loom_http::{ApiJson, ApiRouter, Problem, routes};
 use loom_protocol::ServiceId;
 use loom_service::ServiceContext;
 use serde::{Deserialize, Serialize};
@@ -24,18 +23,17 @@ struct ClusterState {
     counter: Option<CounterClient>,
 }
 
-pub fn routes(ctx: &ServiceContext) -> Router {
+pub fn routes(ctx: &ServiceContext) -> ApiRouter {
     let counter = ctx.config.node.fault_injection.then(|| counter::start(&ctx.cluster));
-    let mut router = Router::new()
-        .route("/cluster/members", get(members))
-        .route("/cluster/owner/{service}/{key}", get(owner))
-        .route("/cluster/owners", post(owners));
+    let mut router = ApiRouter::new().routes(routes!(members)).routes(routes!(owner)).routes(routes!(owners));
     if counter.is_some() {
-        router = router.route("/cluster/debug/counter/{key}", get(counter_get).post(counter_add));
+        router = router.routes(routes!(counter_get, counter_add));
     }
     router.with_state(ClusterState { cluster: ctx.cluster.clone(), counter })
 }
 
+/// This node's membership view: its name, whether it is clustered, and every member with its state.
+#[utoipa::path(get, path = "/cluster/members", responses((status = 200, description = "`{node, clustered, members: [...]}`", body = Object)))]
 async fn members(State(s): State<ClusterState>) -> Json<Value> {
     let view = s.cluster.members().await;
     Json(json!({
@@ -56,6 +54,11 @@ fn owner_of(cluster: &Cluster, service: ServiceId, key: &str) -> Result<String, 
     })
 }
 
+/// Which node owns `key` for `service` (404 `unknown_service`, 503 `no_owner` when no up member hosts it).
+#[utoipa::path(get, path = "/cluster/owner/{service}/{key}", params(
+        ("service" = String, Path, description = "service name, e.g. `dedup`"),
+        ("key" = String, Path, description = "the key")),
+    responses((status = 200, description = "`{service, key, owner}`", body = Object)))]
 async fn owner(
     State(s): State<ClusterState>,
     Path((name, key)): Path<(String, String)>,
@@ -78,6 +81,9 @@ struct OwnersReply {
     owners: Vec<(String, String)>,
 }
 
+/// Which node owns each of up to 10,000 keys for one service.
+#[utoipa::path(post, path = "/cluster/owners", request_body(content = Object, description = "`{\"service\": name, \"keys\": [string, ...]}` (at most 10,000 keys)"),
+    responses((status = 200, description = "`{service, owners: [[key, node], ...]}`", body = Object)))]
 async fn owners(
     State(s): State<ClusterState>,
     ApiJson(req): ApiJson<OwnersRequest>,
@@ -116,6 +122,10 @@ fn call_problem(e: CallFailure) -> Problem {
     Problem::new(status, e.code(), e.to_string())
 }
 
+/// Test machinery (fault injection only): adds `by` to the keyed counter on the node owning `key`.
+#[utoipa::path(post, path = "/cluster/debug/counter/{key}", params(("key" = String, Path, description = "counter key")),
+    request_body(content = Object, description = "`{\"by\": u64}`"),
+    responses((status = 200, description = "`{key, value, served_by, via}`", body = Object)))]
 async fn counter_add(
     State(s): State<ClusterState>,
     Path(key): Path<String>,
@@ -126,6 +136,9 @@ async fn counter_add(
     Ok(Json(json!({ "key": key, "value": served.value.value, "served_by": served.node, "via": s.cluster.node_name() })))
 }
 
+/// Test machinery (fault injection only): the keyed counter's value, read on the node owning `key`.
+#[utoipa::path(get, path = "/cluster/debug/counter/{key}", params(("key" = String, Path, description = "counter key")),
+    responses((status = 200, description = "`{key, value, served_by, via}`", body = Object)))]
 async fn counter_get(State(s): State<ClusterState>, Path(key): Path<String>) -> Result<Json<Value>, Problem> {
     let client = s.counter.ok_or_else(counter_off)?;
     let served = client.call(&key, CounterRequest::Get).await.map_err(call_problem)?;

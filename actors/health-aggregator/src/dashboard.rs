@@ -5,16 +5,17 @@
 //! page builds its DOM with text nodes only, and a content security policy keeps it to this
 //! origin.
 
-use axum::Router;
 use axum::response::Response;
-use axum::routing::get;
+use loom_http::{ApiRouter, routes};
 
 const PAGE: &str = include_str!("dashboard.html");
 
-pub fn routes() -> Router {
-    Router::new().route("/", get(page))
+pub fn routes() -> ApiRouter {
+    ApiRouter::new().routes(routes!(page))
 }
 
+/// The live health dashboard (one self-contained HTML page).
+#[utoipa::path(get, path = "/", responses((status = 200, description = "the dashboard page", content_type = "text/html", body = String)))]
 async fn page() -> Response {
     loom_http::page::html(PAGE)
 }
@@ -29,7 +30,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_page_is_self_contained_html() {
-        let r = routes().oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+        let r = axum::Router::from(routes()).oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
         // (what, must the page contain it)

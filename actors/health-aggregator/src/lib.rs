@@ -77,10 +77,10 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     let api = api::ApiState { aggregator: aggregator.clone(), store, live };
     let routes = parts
         .routes
-        .merge(cluster::routes(ctx).into())
-        .merge(stream::routes(ctx, aggregator, liveness).into())
-        .merge(api::routes(api).into())
-        .merge(remediation_api::routes(remedy).into())
-        .merge(dashboard::routes().into());
+        .merge(cluster::routes(ctx))
+        .merge(stream::routes(ctx, aggregator, liveness))
+        .merge(api::routes(api))
+        .merge(remediation_api::routes(remedy))
+        .merge(dashboard::routes());
     ServiceParts { routes, ..parts }
 }

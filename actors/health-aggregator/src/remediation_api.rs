@@ -7,11 +7,10 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use loom_http::{ApiJson, Problem};
+use loom_http::{ApiJson, ApiRouter, Problem, routes};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -21,12 +20,8 @@ use crate::remedy::{Refusal, Remedy};
 pub const DEFAULT_PAGE: u64 = 50;
 pub const MAX_PAGE: u64 = 200;
 
-pub fn routes(remedy: Arc<Remedy>) -> Router {
-    Router::new()
-        .route("/remediations", get(list))
-        .route("/circuits", get(circuits))
-        .route("/admin/remediations", post(trigger))
-        .with_state(remedy)
+pub fn routes(remedy: Arc<Remedy>) -> ApiRouter {
+    ApiRouter::new().routes(routes!(list)).routes(routes!(circuits)).routes(routes!(trigger)).with_state(remedy)
 }
 
 #[derive(Deserialize, Default)]
@@ -76,6 +71,17 @@ fn parse(p: ListParams) -> Result<ListQuery, Problem> {
     })
 }
 
+/// This node's remediation audit trail, newest first (`partial: true` when the database does not answer).
+#[utoipa::path(get, path = "/remediations", params(
+        ("node" = Option<String>, Query, description = "only actions on this node"),
+        ("service" = Option<String>, Query, description = "only actions on this service (component)"),
+        ("action" = Option<String>, Query, description = "`restart`, `open_circuit`, `not_ready` or `ready`"),
+        ("outcome" = Option<String>, Query, description = "`applied`, `rate_limited`, `failed`, `closed` or `released`"),
+        ("rule" = Option<String>, Query, description = "only actions decided by this rule"),
+        ("since" = Option<i64>, Query, description = "only actions at or after this time (unix milliseconds)"),
+        ("before" = Option<i64>, Query, description = "only actions before this time (unix milliseconds); the previous page's `next_before`"),
+        ("limit" = Option<u64>, Query, description = "page size, 1..=200 (default 50)")),
+    responses((status = 200, description = "`{remediations: [...], partial, limit, next_before}`", body = Object)))]
 async fn list(
     State(r): State<Arc<Remedy>>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
@@ -97,6 +103,8 @@ async fn list(
     Ok(Json(json!({ "remediations": actions, "partial": partial, "limit": q.limit, "next_before": next_before })))
 }
 
+/// The open circuits and the cool-down before one closes.
+#[utoipa::path(get, path = "/circuits", responses((status = 200, description = "`{circuits: [...], cool_down_ms}`", body = Object)))]
 async fn circuits(State(r): State<Arc<Remedy>>) -> Json<Value> {
     Json(json!({ "circuits": r.aggregator.circuits(), "cool_down_ms": r.cool_down_ms }))
 }
@@ -119,6 +127,10 @@ fn status_of(r: &Refusal) -> StatusCode {
     }
 }
 
+/// An operator's remediation action, under the rate limit and audited like the automated ones.
+#[utoipa::path(post, path = "/admin/remediations",
+    request_body(content = Object, description = "`{\"node\": name, \"service\": optional name, \"action\": \"restart\" | \"open_circuit\" | \"not_ready\" | \"ready\"}`"),
+    responses((status = 202, description = "the recorded action", body = Object)))]
 async fn trigger(
     State(r): State<Arc<Remedy>>,
     ApiJson(body): ApiJson<TriggerBody>,

@@ -16,14 +16,13 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use futures::{SinkExt, StreamExt};
 use loom_cluster::Cluster;
+use loom_http::{ApiRouter, routes};
 use loom_protocol::ServiceId;
 use loom_service::ServiceContext;
 use loom_supervisors::{ChildState, StatusBoard};
@@ -57,7 +56,7 @@ struct StreamState {
 }
 
 /// Starts the collectors feeding `aggregator` and returns the stream routes.
-pub fn routes(ctx: &ServiceContext, aggregator: Aggregator, liveness: Liveness) -> Router {
+pub fn routes(ctx: &ServiceContext, aggregator: Aggregator, liveness: Liveness) -> ApiRouter {
     let hub = aggregator.hub().clone();
     tokio::spawn(follow_membership(ctx.cluster.clone(), aggregator.clone()));
     let services: Vec<ServiceId> = ctx.config.services.enabled().into_iter().map(|(id, _)| id).collect();
@@ -68,10 +67,10 @@ pub fn routes(ctx: &ServiceContext, aggregator: Aggregator, liveness: Liveness) 
     }
     let state = StreamState { hub, sla: Arc::default() };
     tokio::spawn(sample_sla(ctx.cluster.node_name().to_owned(), state.clone()));
-    Router::new()
-        .route("/ws/health", get(ws_health))
-        .route("/health/cluster", get(cluster_health))
-        .route("/sla", get(sla_report))
+    ApiRouter::new()
+        .routes(routes!(ws_health))
+        .routes(routes!(cluster_health))
+        .routes(routes!(sla_report))
         .with_state(state)
 }
 
@@ -216,6 +215,13 @@ fn list(v: &Option<String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The live health stream: a snapshot (or the deltas missed since `since`), then every matching delta.
+#[utoipa::path(get, path = "/ws/health", params(
+        ("since" = Option<u64>, Query, description = "resume after this sequence number (deltas when still in the history, else a snapshot)"),
+        ("service" = Option<String>, Query, description = "comma list of components to follow"),
+        ("node" = Option<String>, Query, description = "comma list of nodes to follow"),
+        ("status" = Option<String>, Query, description = "comma list of statuses to follow")),
+    responses((status = 101, description = "WebSocket upgrade: a JSON snapshot or resume frame, then one JSON delta per text frame; a slow consumer is closed with 1008")))]
 async fn ws_health(State(s): State<StreamState>, Query(q): Query<StreamQuery>, ws: WebSocketUpgrade) -> Response {
     let filter = Filter { services: list(&q.service), nodes: list(&q.node), statuses: list(&q.status) };
     ws.on_upgrade(move |socket| serve(socket, s.hub, filter, q.since))
@@ -284,6 +290,10 @@ async fn pump(
     }
 }
 
+/// Cluster-wide health as seen by this node (`application/health+json`; checks and impacted components count as warn).
+#[utoipa::path(get, path = "/health/cluster", responses(
+    (status = 200, description = "pass or warn", content_type = "application/health+json", body = Object),
+    (status = 503, description = "fail", content_type = "application/health+json", body = Object)))]
 async fn cluster_health(State(s): State<StreamState>) -> Response {
     let (incidents, entries): (Vec<_>, Vec<_>) =
         s.hub.current().into_iter().partition(|d| d.service.starts_with("incident:"));
@@ -376,6 +386,8 @@ async fn sample_sla(me: String, state: StreamState) {
     }
 }
 
+/// Every service's SLA windows: availability and burn rate against the objective.
+#[utoipa::path(get, path = "/sla", responses((status = 200, description = "`{objective, sample_interval_secs, definition, services: {name: [window, ...]}}`", body = Object)))]
 async fn sla_report(State(s): State<StreamState>) -> axum::Json<serde_json::Value> {
     let now = unix_secs();
     let trackers = s.sla.lock().unwrap_or_else(|e| e.into_inner());

@@ -13,9 +13,8 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
-use loom_http::{ApiError, ApiJson};
+use axum::{Extension, Json};
+use loom_http::{ApiError, ApiJson, ApiRouter, routes};
 use loom_protocol::RequestId;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -56,21 +55,21 @@ pub fn cluster_wide(method: &Method, path: &str) -> bool {
     ["/policies", "/gdpr", "/admin/keys"].iter().any(|p| writes_under(method, path, p))
 }
 
-pub fn routes(api: Api) -> Router {
-    Router::new()
-        .route("/filter", post(filter))
-        .route("/analyze", post(analyze))
-        .route("/anonymize", post(anonymize))
-        .route("/deanonymize", post(deanonymize))
-        .route("/entities", get(entities))
-        .route("/supportedentities", get(entities))
-        .route("/policies", get(list_policies).post(create_policy))
-        .route("/policies/{name}", get(get_policy).put(put_policy).delete(delete_policy))
-        .route("/audit", get(audit_log))
-        .route("/gdpr/erasure", post(create_erasure))
-        .route("/gdpr/erasure/{id}", get(get_erasure))
-        .route("/admin/keys", get(list_keys))
-        .route("/admin/keys/rotate", post(rotate_key))
+pub fn routes(api: Api) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(filter))
+        .routes(routes!(analyze))
+        .routes(routes!(anonymize))
+        .routes(routes!(deanonymize))
+        .routes(routes!(entities))
+        .routes(routes!(supported_entities))
+        .routes(routes!(list_policies, create_policy))
+        .routes(routes!(get_policy, put_policy, delete_policy))
+        .routes(routes!(audit_log))
+        .routes(routes!(create_erasure))
+        .routes(routes!(get_erasure))
+        .routes(routes!(list_keys))
+        .routes(routes!(rotate_key))
         .with_state(api)
 }
 
@@ -249,6 +248,10 @@ pub(crate) fn policy_plan(api: &Api, p: &PolicySpec) -> std::result::Result<Plan
     })
 }
 
+/// Scans a JSON document field by field and anonymizes what it finds (by rule names and operators, or a named policy).
+#[utoipa::path(post, path = "/filter",
+    request_body(content = Object, description = "`{\"data\": <any JSON>, \"rules\"?: [rule], \"operator\"?, \"operators\"?: {ENTITY: operator}, \"skip\"?: [pointer], \"always\"?: {pointer: ENTITY}, \"score_threshold\"?, \"allow_list\"?, \"deny_list\"?, \"subject_id\"?, \"source\"?}`, or `{\"data\", \"policy\": name, \"subject_id\"?, \"source\"?}`"),
+    responses((status = 200, description = "`{data: filtered, findings: [{path, entity_type, start, end, score, operator}], counts, policy?: {name, version}}` (findings say where, never what)", body = Object)))]
 async fn filter(
     State(api): State<Api>,
     Extension(request_id): Extension<RequestId>,
@@ -439,6 +442,10 @@ fn ad_hoc(list: Vec<AdHoc>, deny: &mut Vec<String>) -> std::result::Result<Vec<R
     Ok(out)
 }
 
+/// Presidio analyzer: the PII entities found in a text, with character offsets and scores.
+#[utoipa::path(post, path = "/analyze",
+    request_body(content = Object, description = "Presidio's analyze request: `{\"text\", \"language\"?: \"en\", \"entities\"?, \"score_threshold\"?, \"ad_hoc_recognizers\"?, \"allow_list\"?, \"return_decision_process\"?, \"correlation_id\"?}`"),
+    responses((status = 200, description = "Presidio's recognizer results: `[{entity_type, start, end, score, analysis_explanation, recognition_metadata}]`", body = Object)))]
 async fn analyze(State(api): State<Api>, ApiJson(body): ApiJson<AnalyzeBody>) -> Result<Json<Value>> {
     if body.language != "en" {
         return Err(FilterError::Invalid(format!("language '{}' is not supported (en)", body.language)).into());
@@ -486,6 +493,10 @@ struct AnonymizeBody {
     analyzer_results: Vec<AnalyzerResult>,
 }
 
+/// Presidio anonymizer: applies operators to the given analyzer results' spans (higher score wins on overlap); audited.
+#[utoipa::path(post, path = "/anonymize",
+    request_body(content = Object, description = "Presidio's anonymize request: `{\"text\", \"anonymizers\"?: {ENTITY | \"DEFAULT\": operator}, \"analyzer_results\"?: [{start, end, entity_type, score}]}`"),
+    responses((status = 200, description = "`{text, items: [{start, end, entity_type, text, operator}]}`", body = Object)))]
 async fn anonymize(
     State(api): State<Api>,
     Extension(request_id): Extension<RequestId>,
@@ -561,8 +572,10 @@ struct DeanonymizeBody {
 static TOKENS: std::sync::LazyLock<regex::Regex> =
     std::sync::LazyLock::new(|| regex::Regex::new(TOKEN_PATTERN).expect("token pattern compiles"));
 
-/// Admin scope: turns `encrypt` tokens back into values; a token whose key was destroyed (an
-/// erased subject) stays as it is and is listed under `unrecoverable`.
+/// Turns `encrypt` tokens back into values; a token whose key was destroyed (erased subject) stays and is listed under `unrecoverable`.
+#[utoipa::path(post, path = "/deanonymize",
+    request_body(content = Object, description = "Presidio's deanonymize request: `{\"text\", \"deanonymizers\"?: {ENTITY: {\"type\": \"decrypt\"}}, \"anonymizer_results\"?: [{start, end, entity_type}]}` (a decrypt `key` is refused: keys are managed); without spans every token in the text is decrypted"),
+    responses((status = 200, description = "`{text, items: [{start, end, entity_type, text, operator}], unrecoverable: [{start, end, entity_type, code, reason}]}`", body = Object)))]
 async fn deanonymize(
     State(api): State<Api>,
     Extension(request_id): Extension<RequestId>,
@@ -625,10 +638,16 @@ async fn deanonymize(
 
 // --- policies ---
 
+/// The named anonymization policies.
+#[utoipa::path(get, path = "/policies", responses((status = 200, description = "`{policies: [{name, ..., version, updated_ms}]}`", body = Object)))]
 async fn list_policies(State(api): State<Api>) -> Result<Json<Value>> {
     Ok(Json(json!({ "policies": api.policies.list().await? })))
 }
 
+/// Creates a policy (409 `conflict` when the name exists; PUT replaces).
+#[utoipa::path(post, path = "/policies",
+    request_body(content = Object, description = "A policy: `{\"name\", \"entities\"?, \"default_operator\"?, \"operators\"?: {ENTITY: op}, \"fields\"?: {pointer: op}, \"skip\"?, \"always\"?, \"score_threshold\"?, \"allow_list\"?, \"deny_list\"?}`"),
+    responses((status = 201, description = "the stored policy with its version", body = Object)))]
 async fn create_policy(State(api): State<Api>, ApiJson(spec): ApiJson<PolicySpec>) -> Result<Response> {
     if api.policies.get(&spec.name).await.is_ok() {
         return Err(FilterError::Conflict(format!(
@@ -641,11 +660,18 @@ async fn create_policy(State(api): State<Api>, ApiJson(spec): ApiJson<PolicySpec
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
+/// One policy.
+#[utoipa::path(get, path = "/policies/{name}", params(("name" = String, Path, description = "policy name")),
+    responses((status = 200, description = "the stored policy with its version", body = Object)))]
 async fn get_policy(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<Value>> {
     let p = api.policies.get(&name).await?;
     Ok(Json(serde_json::to_value(&*p).unwrap_or_default()))
 }
 
+/// Creates or replaces a policy (a new version); the body's `name` must be the path's.
+#[utoipa::path(put, path = "/policies/{name}", params(("name" = String, Path, description = "policy name")),
+    request_body(content = Object, description = "A policy (see `POST /policies`)"),
+    responses((status = 200, description = "the stored policy with its new version", body = Object)))]
 async fn put_policy(
     State(api): State<Api>,
     Path(name): Path<String>,
@@ -657,6 +683,9 @@ async fn put_policy(
     Ok(Json(serde_json::to_value(api.policies.put(spec, &api.custom_entities()).await?).unwrap_or_default()))
 }
 
+/// Deletes a policy.
+#[utoipa::path(delete, path = "/policies/{name}", params(("name" = String, Path, description = "policy name")),
+    responses((status = 204, description = "deleted")))]
 async fn delete_policy(State(api): State<Api>, Path(name): Path<String>) -> Result<StatusCode> {
     api.policies.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -676,6 +705,18 @@ struct AuditParams {
     limit: Option<u64>,
 }
 
+/// The audit log of anonymization decisions (never a value), newest first, paged by `before_id`.
+#[utoipa::path(get, path = "/audit",
+    params(
+        ("entity" = Option<String>, Query, description = "only this entity type"),
+        ("policy" = Option<String>, Query, description = "only decisions of this policy"),
+        ("request_id" = Option<String>, Query, description = "only this request's decisions"),
+        ("since_ms" = Option<i64>, Query, description = "from this time (ms since the epoch)"),
+        ("until_ms" = Option<i64>, Query, description = "up to this time (ms since the epoch)"),
+        ("before_id" = Option<i64>, Query, description = "entries older than this id (the previous page's `next_before_id`)"),
+        ("limit" = Option<u64>, Query, description = "entries per page, 1..=1000 (default 100)"),
+    ),
+    responses((status = 200, description = "`{entries: [...], next_before_id}` (`null` on the last page)", body = Object)))]
 async fn audit_log(State(api): State<Api>, Query(p): Query<AuditParams>) -> Result<Json<Value>> {
     let limit = p.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_AUDIT_PAGE {
@@ -703,12 +744,21 @@ struct ErasureBody {
     subject_id: String,
 }
 
+/// Starts the GDPR erasure of a data subject across the cluster (keys, pseudonyms, audit rows, other services).
+#[utoipa::path(post, path = "/gdpr/erasure", request_body(content = Object, description = "`{\"subject_id\"}`"),
+    responses(
+        (status = 202, description = "a new erasure job", body = Object),
+        (status = 200, description = "the subject's open job, already running", body = Object),
+    ))]
 async fn create_erasure(State(api): State<Api>, ApiJson(body): ApiJson<ErasureBody>) -> Result<Response> {
     let (row, created) = api.erasures.create(&body.subject_id).await?;
     let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((status, Json(erasure::view(&row))).into_response())
 }
 
+/// An erasure job: its state, participants and, once finished, its receipt.
+#[utoipa::path(get, path = "/gdpr/erasure/{id}", params(("id" = String, Path, description = "erasure job id")),
+    responses((status = 200, description = "`{id, state, subject_index, node, created_ms, finished_ms, participants, receipt?}`", body = Object)))]
 async fn get_erasure(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
     let row = api.store.erasure(&id).await.map_err(FilterError::from)?;
     let row = row.ok_or_else(|| FilterError::NotFound(format!("erasure job '{id}'")))?;
@@ -717,6 +767,8 @@ async fn get_erasure(State(api): State<Api>, Path(id): Path<String>) -> Result<J
 
 // --- keys ---
 
+/// The versions of the global managed key (never the material).
+#[utoipa::path(get, path = "/admin/keys", responses((status = 200, description = "`{keys: [{id, scope, version, created_ms, destroyed_ms}]}`", body = Object)))]
 async fn list_keys(State(api): State<Api>) -> Result<Json<Value>> {
     let keys = api.store.keys_of_scope(GLOBAL).await.map_err(FilterError::from)?;
     let list: Vec<Value> = keys
@@ -729,16 +781,24 @@ async fn list_keys(State(api): State<Api>) -> Result<Json<Value>> {
     Ok(Json(json!({ "keys": list })))
 }
 
-/// Adds the next version of the global key: new hashes, pseudonyms and tokens use it; tokens of
-/// older versions still decrypt.
+/// Adds the next version of the global key: new hashes, pseudonyms and tokens use it; older tokens still decrypt.
+#[utoipa::path(post, path = "/admin/keys/rotate", responses((status = 200, description = "`{id, scope, version}` of the new key", body = Object)))]
 async fn rotate_key(State(api): State<Api>) -> Result<Json<Value>> {
     let key = api.keys.rotate(GLOBAL).await?;
     api.erasures.cluster.publish(crate::keys::KEYS_TOPIC, b"rotated");
     Ok(Json(json!({"id": key.id, "scope": key.scope, "version": key.version})))
 }
 
+/// The entity types the analyzer detects (built-in and configured custom ones).
+#[utoipa::path(get, path = "/entities", responses((status = 200, description = "entity type names, e.g. `[\"EMAIL_ADDRESS\", ...]`", body = Vec<String>)))]
 async fn entities(State(api): State<Api>) -> Json<Value> {
     let mut all: Vec<String> = ALL_ENTITIES.iter().map(|e| (*e).to_owned()).collect();
     all.extend(api.custom_entities().into_iter().filter(|e| !ALL_ENTITIES.contains(&e.as_str())));
     Json(json!(all))
+}
+
+/// Presidio's name for `GET /entities`: the entity types the analyzer detects.
+#[utoipa::path(get, path = "/supportedentities", responses((status = 200, description = "entity type names, e.g. `[\"EMAIL_ADDRESS\", ...]`", body = Vec<String>)))]
+async fn supported_entities(state: State<Api>) -> Json<Value> {
+    entities(state).await
 }

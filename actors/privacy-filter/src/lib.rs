@@ -87,7 +87,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         erasures,
     };
     let (children, probes) = stream_mode(ctx, &api, parts.children);
-    ServiceParts { routes: parts.routes.merge(api::routes(api).into()), children, probes, ..parts }
+    ServiceParts { routes: parts.routes.merge(api::routes(api)), children, probes, ..parts }
 }
 
 /// With `kafka.brokers` and `privacy.streams` set: a supervised consumer-group member filtering

@@ -3,20 +3,18 @@
 //! bodies, plus Loom's `/validate` and `/validate/batch`. Handlers parse, call the registry (reads)
 //! or the writer (writes), and shape the answer; the logic lives in `registry.rs`.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use loom_http::writes_under;
+use loom_http::{ApiRouter, routes, writes_under};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::compat::Incompatibility;
-use crate::error::{CONTENT_TYPE, RegistryError};
+use crate::error::{CONTENT_TYPE, ConfluentError, RegistryError};
 use crate::model::{Compatibility, Mode, SchemaRequest};
 use crate::registry::{Registered, Registry, VersionSel};
 use crate::store::ConfigField;
@@ -76,32 +74,56 @@ pub fn cluster_wide(method: &Method, path: &str) -> bool {
     registers || other || writes_under(method, path, "/mode")
 }
 
-pub fn routes(api: Api) -> Router {
-    Router::new()
-        .route("/", get(|| async { ok(json!({})) }))
-        .route("/subjects", get(subjects))
-        .route("/subjects/{subject}", post(lookup).delete(delete_subject))
-        .route("/subjects/{subject}/versions", get(versions).post(register))
-        .route("/subjects/{subject}/versions/{version}", get(version).delete(delete_version))
-        .route("/subjects/{subject}/versions/{version}/schema", get(version_schema))
-        .route("/subjects/{subject}/versions/{version}/referencedby", get(referenced_by))
-        .route("/schemas/types", get(|| async { ok(json!(["JSON"])) }))
-        .route("/schemas/ids/{id}", get(schema_by_id))
-        .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
-        .route("/schemas/ids/{id}/subjects", get(subjects_of_id))
-        .route("/schemas/ids/{id}/versions", get(versions_of_id))
-        .route("/config", get(get_global_config).put(put_global_config))
-        .route("/config/{subject}", get(get_config).put(put_config).delete(delete_config))
-        .route("/mode", get(get_global_mode).put(put_global_mode))
-        .route("/mode/{subject}", get(get_mode).put(put_mode).delete(delete_mode))
-        .route("/compatibility/subjects/{subject}/versions", post(compat_all))
-        .route("/compatibility/subjects/{subject}/versions/{version}", post(compat_one))
-        .route("/subjects/{subject}/history", get(history))
-        .route("/docs/{subject}", get(docs_latest))
-        .route("/docs/{subject}/{version}", get(docs_version))
-        .route("/validate", post(validate))
-        .route("/validate/batch", post(validate_batch))
-        .with_state(api)
+pub fn routes(api: Api) -> ApiRouter {
+    router().with_state(api)
+}
+
+/// Every route with its OpenAPI operation, before the state is given.
+fn router() -> ApiRouter<Api> {
+    ApiRouter::new()
+        .routes(routes!(root))
+        .routes(routes!(subjects))
+        .routes(routes!(lookup, delete_subject))
+        .routes(routes!(versions, register))
+        .routes(routes!(version, delete_version))
+        .routes(routes!(version_schema))
+        .routes(routes!(referenced_by))
+        .routes(routes!(schema_types))
+        .routes(routes!(schema_by_id))
+        .routes(routes!(raw_schema_by_id))
+        .routes(routes!(subjects_of_id))
+        .routes(routes!(versions_of_id))
+        .routes(routes!(get_global_config, put_global_config))
+        .routes(routes!(get_config, put_config, delete_config))
+        .routes(routes!(get_global_mode, put_global_mode))
+        .routes(routes!(get_mode, put_mode, delete_mode))
+        .routes(routes!(compat_all))
+        .routes(routes!(compat_one))
+        .routes(routes!(history))
+        .routes(routes!(docs_latest))
+        .routes(routes!(docs_version))
+        .routes(routes!(validate))
+        .routes(routes!(validate_batch))
+}
+
+/// Confluent's root: an empty object, for clients probing the registry.
+#[utoipa::path(get, path = "/",
+    responses(
+        (status = 200, description = "`{}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
+async fn root() -> Response {
+    ok(json!({}))
+}
+
+/// The schema types this registry accepts: only JSON.
+#[utoipa::path(get, path = "/schemas/types",
+    responses(
+        (status = 200, description = "`[\"JSON\"]`", body = Vec<String>, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
+async fn schema_types() -> Response {
+    ok(json!(["JSON"]))
 }
 
 fn registered_json(r: &Registered) -> Value {
@@ -114,21 +136,69 @@ fn registered_json(r: &Registered) -> Value {
     v
 }
 
+/// The subjects with at least one live version (with `deleted`, soft-deleted ones too).
+#[utoipa::path(get, path = "/subjects",
+    params(
+        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`, `True`, `1` or `yes`)"),
+    ),
+    responses(
+        (status = 200, description = "subject names", body = Vec<String>, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn subjects(State(api): State<Api>, Query(f): Query<Flags>) -> Result<Response> {
     Ok(ok(json!(api.registry.store.subjects(f.deleted).await?)))
 }
 
+/// The version numbers of a subject.
+#[utoipa::path(get, path = "/subjects/{subject}/versions",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`, `True`, `1` or `yes`)"),
+    ),
+    responses(
+        (status = 200, description = "version numbers, ascending", body = Vec<i32>, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40401: subject not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn versions(State(api): State<Api>, Path(subject): Path<String>, Query(f): Query<Flags>) -> Result<Response> {
     let rows = api.registry.live_versions(&subject, f.deleted).await?;
     Ok(ok(json!(rows.iter().map(|r| r.version).collect::<Vec<_>>())))
 }
 
+/// Registers a schema under a subject (idempotent: an already registered schema answers its id).
+#[utoipa::path(post, path = "/subjects/{subject}/versions",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+    ),
+    request_body(description = "`{schema, schemaType: \"JSON\", references?}` (the Content-Type header is not checked)", content((SchemaRequest = "application/vnd.schemaregistry.v1+json"), (SchemaRequest = "application/json"))),
+    responses(
+        (status = 200, description = "`{id}`: the global id of the schema", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 400, description = "error_code 400: the body is not the expected JSON", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 409, description = "error_code 409: incompatible with earlier versions under the subject's compatibility level (or `cluster_store_required`, problem+json: a clustered node with a node-local store)", content((ConfluentError = "application/vnd.schemaregistry.v1+json"), (loom_http::Problem = "application/problem+json"))),
+        (status = 422, description = "error_code 42201: invalid schema (not JSON, not JSON Schema, schemaType not JSON, a missing reference); 42205: the subject is read-only", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 503, description = "error_code 50002: the registry is busy or restarting; retry", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn register(State(api): State<Api>, Path(subject): Path<String>, body: Bytes) -> Result<Response> {
     let req: SchemaRequest = parse(&body)?;
     let id = api.writer.register(subject, req).await?;
     Ok(ok(json!({ "id": id })))
 }
 
+/// Finds the version of a subject holding a schema.
+#[utoipa::path(post, path = "/subjects/{subject}",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`, `True`, `1` or `yes`)"),
+    ),
+    request_body(description = "`{schema, schemaType: \"JSON\", references?}`", content((SchemaRequest = "application/vnd.schemaregistry.v1+json"), (SchemaRequest = "application/json"))),
+    responses(
+        (status = 200, description = "`{subject, version, id, schemaType: \"JSON\", schema, references?}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 400, description = "error_code 400: the body is not the expected JSON", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40401: subject not found; 40403: the schema is not registered under the subject", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42201: invalid schema", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn lookup(
     State(api): State<Api>,
     Path(subject): Path<String>,
@@ -139,6 +209,19 @@ async fn lookup(
     Ok(ok(registered_json(&api.registry.lookup(&subject, &req, f.deleted).await?)))
 }
 
+/// One version of a subject.
+#[utoipa::path(get, path = "/subjects/{subject}/versions/{version}",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+        ("version" = String, Path, description = "version number (1 to 2^31-1), or `latest` (or `-1`)"),
+        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`, `True`, `1` or `yes`)"),
+    ),
+    responses(
+        (status = 200, description = "`{subject, version, id, schemaType: \"JSON\", schema, references?}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40401: subject not found; 40402: version not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42202: invalid version", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn version(
     State(api): State<Api>,
     Path((subject, v)): Path<(String, String)>,
@@ -147,6 +230,19 @@ async fn version(
     Ok(ok(registered_json(&api.registry.version(&subject, VersionSel::parse(&v)?, f.deleted).await?)))
 }
 
+/// The schema of one version of a subject, unwrapped.
+#[utoipa::path(get, path = "/subjects/{subject}/versions/{version}/schema",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+        ("version" = String, Path, description = "version number (1 to 2^31-1), or `latest` (or `-1`)"),
+        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`, `True`, `1` or `yes`)"),
+    ),
+    responses(
+        (status = 200, description = "the JSON Schema itself", body = Value, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40401: subject not found; 40402: version not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42202: invalid version", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn version_schema(
     State(api): State<Api>,
     Path((subject, v)): Path<(String, String)>,
@@ -156,11 +252,36 @@ async fn version_schema(
     Ok(ok(serde_json::from_str(&found.schema).map_err(|e| RegistryError::Store(e.to_string()))?))
 }
 
+/// The ids of the schemas referencing one version of a subject.
+#[utoipa::path(get, path = "/subjects/{subject}/versions/{version}/referencedby",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+        ("version" = String, Path, description = "version number (1 to 2^31-1), or `latest` (or `-1`)"),
+    ),
+    responses(
+        (status = 200, description = "schema ids, ascending", body = Vec<i32>, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40401: subject not found; 40402: version not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42202: invalid version", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn referenced_by(State(api): State<Api>, Path((subject, v)): Path<(String, String)>) -> Result<Response> {
     let found = api.registry.version(&subject, VersionSel::parse(&v)?, false).await?;
     Ok(ok(json!(api.registry.store.referenced_by(&subject, found.version).await?)))
 }
 
+/// Soft-deletes a subject, or with `permanent` hard-deletes a soft-deleted one.
+#[utoipa::path(delete, path = "/subjects/{subject}",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+        ("permanent" = Option<bool>, Query, description = "hard-delete what was soft-deleted before (`true`, `True`, `1` or `yes`)"),
+    ),
+    responses(
+        (status = 200, description = "the version numbers deleted", body = Vec<i32>, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40401: subject not found; 40404: already soft-deleted (use `permanent`); 40405: `permanent` on a subject not soft-deleted first", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42205: the subject is read-only", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 503, description = "error_code 50002: the registry is busy or restarting; retry", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn delete_subject(
     State(api): State<Api>,
     Path(subject): Path<String>,
@@ -169,6 +290,20 @@ async fn delete_subject(
     Ok(ok(json!(api.writer.delete_subject(subject, f.permanent).await?)))
 }
 
+/// Soft-deletes one version, or with `permanent` hard-deletes a soft-deleted one.
+#[utoipa::path(delete, path = "/subjects/{subject}/versions/{version}",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+        ("version" = String, Path, description = "version number (1 to 2^31-1), or `latest` (or `-1`)"),
+        ("permanent" = Option<bool>, Query, description = "hard-delete what was soft-deleted before (`true`, `True`, `1` or `yes`)"),
+    ),
+    responses(
+        (status = 200, description = "the version number deleted", body = i32, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40401: subject not found; 40402: version not found (or already soft-deleted); 40407: `permanent` on a version not soft-deleted first", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42202: invalid version; 42205: the subject is read-only", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 503, description = "error_code 50002: the registry is busy or restarting; retry", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn delete_version(
     State(api): State<Api>,
     Path((subject, v)): Path<(String, String)>,
@@ -181,6 +316,16 @@ fn parse_id(id: &str) -> Result<i32> {
     id.parse::<i32>().ok().filter(|i| *i > 0).ok_or(RegistryError::SchemaNotFound)
 }
 
+/// A schema by its global id.
+#[utoipa::path(get, path = "/schemas/ids/{id}",
+    params(
+        ("id" = i32, Path, description = "global schema id"),
+    ),
+    responses(
+        (status = 200, description = "`{schemaType: \"JSON\", schema, references?}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40403: schema not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn schema_by_id(State(api): State<Api>, Path(id): Path<String>) -> Result<Response> {
     let schema = api.registry.schema_row(parse_id(&id)?).await?;
     let mut v = json!({ "schemaType": "JSON", "schema": schema.schema });
@@ -191,6 +336,16 @@ async fn schema_by_id(State(api): State<Api>, Path(id): Path<String>) -> Result<
     Ok(ok(v))
 }
 
+/// A schema by its global id, unwrapped.
+#[utoipa::path(get, path = "/schemas/ids/{id}/schema",
+    params(
+        ("id" = i32, Path, description = "global schema id"),
+    ),
+    responses(
+        (status = 200, description = "the JSON Schema itself", body = Value, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40403: schema not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn raw_schema_by_id(State(api): State<Api>, Path(id): Path<String>) -> Result<Response> {
     let schema = api.registry.schema_row(parse_id(&id)?).await?;
     Ok(ok(serde_json::from_str(&schema.schema).map_err(|e| RegistryError::Store(e.to_string()))?))
@@ -210,21 +365,44 @@ async fn uses(api: &Api, id: &str, include_deleted: bool) -> Result<Vec<(String,
         .collect())
 }
 
+/// The subjects using a schema.
+#[utoipa::path(get, path = "/schemas/ids/{id}/subjects",
+    params(
+        ("id" = i32, Path, description = "global schema id"),
+        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`, `True`, `1` or `yes`)"),
+    ),
+    responses(
+        (status = 200, description = "subject names", body = Vec<String>, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40403: schema not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn subjects_of_id(State(api): State<Api>, Path(id): Path<String>, Query(f): Query<Flags>) -> Result<Response> {
     let mut subjects: Vec<String> = uses(&api, &id, f.deleted).await?.into_iter().map(|(s, _)| s).collect();
     subjects.dedup();
     Ok(ok(json!(subjects)))
 }
 
+/// The (subject, version) pairs using a schema.
+#[utoipa::path(get, path = "/schemas/ids/{id}/versions",
+    params(
+        ("id" = i32, Path, description = "global schema id"),
+        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`, `True`, `1` or `yes`)"),
+    ),
+    responses(
+        (status = 200, description = "`[{subject, version}]`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40403: schema not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn versions_of_id(State(api): State<Api>, Path(id): Path<String>, Query(f): Query<Flags>) -> Result<Response> {
     let pairs: Vec<Value> =
         uses(&api, &id, f.deleted).await?.into_iter().map(|(s, v)| json!({"subject": s, "version": v})).collect();
     Ok(ok(json!(pairs)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ConfigBody {
+    /// NONE, BACKWARD, FORWARD, FULL or their `_TRANSITIVE` forms (any case).
     compatibility: Option<String>,
     /// Loom: STRICT (default) or LENIENT (optional properties may be added to open models).
     compatibility_policy: Option<String>,
@@ -278,22 +456,73 @@ async fn set_config(api: &Api, subject: String, body: &Bytes) -> Result<Response
     Ok(ok(out))
 }
 
+/// The global compatibility level (and Loom's compatibility policy when set).
+#[utoipa::path(get, path = "/config",
+    responses(
+        (status = 200, description = "`{compatibilityLevel, compatibilityPolicy?}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn get_global_config(State(api): State<Api>) -> Result<Response> {
     Ok(ok(config_json(&api, "", true).await?))
 }
 
+/// Sets the global compatibility level and/or policy.
+#[utoipa::path(put, path = "/config",
+    request_body(description = "`{compatibility?, compatibilityPolicy?}`: at least one", content((ConfigBody = "application/vnd.schemaregistry.v1+json"), (ConfigBody = "application/json"))),
+    responses(
+        (status = 200, description = "`{compatibility?, compatibilityPolicy?}`: what was set", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 400, description = "error_code 400: the body is not the expected JSON", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42203: invalid compatibility level or policy, or neither given", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 503, description = "error_code 50002: the registry is busy or restarting; retry", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn put_global_config(State(api): State<Api>, body: Bytes) -> Result<Response> {
     set_config(&api, String::new(), &body).await
 }
 
+/// A subject's compatibility level (and policy when set).
+#[utoipa::path(get, path = "/config/{subject}",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+        ("defaultToGlobal" = Option<bool>, Query, description = "fall back to the global setting when the subject has none (`true`, `True`, `1` or `yes`)"),
+    ),
+    responses(
+        (status = 200, description = "`{compatibilityLevel, compatibilityPolicy?}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40408: the subject has no compatibility level of its own (see `defaultToGlobal`)", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn get_config(State(api): State<Api>, Path(subject): Path<String>, Query(f): Query<Flags>) -> Result<Response> {
     Ok(ok(config_json(&api, &subject, f.default_to_global).await?))
 }
 
+/// Sets a subject's compatibility level and/or policy.
+#[utoipa::path(put, path = "/config/{subject}",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+    ),
+    request_body(description = "`{compatibility?, compatibilityPolicy?}`: at least one", content((ConfigBody = "application/vnd.schemaregistry.v1+json"), (ConfigBody = "application/json"))),
+    responses(
+        (status = 200, description = "`{compatibility?, compatibilityPolicy?}`: what was set", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 400, description = "error_code 400: the body is not the expected JSON", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42203: invalid compatibility level or policy, or neither given", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 503, description = "error_code 50002: the registry is busy or restarting; retry", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn put_config(State(api): State<Api>, Path(subject): Path<String>, body: Bytes) -> Result<Response> {
     set_config(&api, subject, &body).await
 }
 
+/// Removes a subject's compatibility level and policy (the global ones apply again).
+#[utoipa::path(delete, path = "/config/{subject}",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+    ),
+    responses(
+        (status = 200, description = "the previous `{compatibilityLevel, compatibilityPolicy?}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40408: the subject has no configuration of its own", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 503, description = "error_code 50002: the registry is busy or restarting; retry", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn delete_config(State(api): State<Api>, Path(subject): Path<String>) -> Result<Response> {
     // A subject with only a policy set has a config to delete too (its level then falls back).
     let has_policy = api.registry.store.config(&subject).await?.is_some_and(|c| c.policy.is_some());
@@ -303,8 +532,9 @@ async fn delete_config(State(api): State<Api>, Path(subject): Path<String>) -> R
     Ok(ok(previous))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ModeBody {
+    /// READWRITE, READONLY or READONLY_OVERRIDE (any case).
     mode: String,
 }
 
@@ -324,22 +554,73 @@ async fn set_mode(api: &Api, subject: String, body: &Bytes) -> Result<Response> 
     Ok(ok(json!({ "mode": mode.name() })))
 }
 
+/// The global mode.
+#[utoipa::path(get, path = "/mode",
+    responses(
+        (status = 200, description = "`{mode}`: READWRITE, READONLY or READONLY_OVERRIDE", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn get_global_mode(State(api): State<Api>) -> Result<Response> {
     Ok(ok(mode_json(&api, "", true).await?))
 }
 
+/// Sets the global mode.
+#[utoipa::path(put, path = "/mode",
+    request_body(description = "`{mode}`: READWRITE, READONLY or READONLY_OVERRIDE", content((ModeBody = "application/vnd.schemaregistry.v1+json"), (ModeBody = "application/json"))),
+    responses(
+        (status = 200, description = "`{mode}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 400, description = "error_code 400: the body is not the expected JSON", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42204: invalid mode", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 503, description = "error_code 50002: the registry is busy or restarting; retry", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn put_global_mode(State(api): State<Api>, body: Bytes) -> Result<Response> {
     set_mode(&api, String::new(), &body).await
 }
 
+/// A subject's mode.
+#[utoipa::path(get, path = "/mode/{subject}",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+        ("defaultToGlobal" = Option<bool>, Query, description = "fall back to the global setting when the subject has none (`true`, `True`, `1` or `yes`)"),
+    ),
+    responses(
+        (status = 200, description = "`{mode}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40409: the subject has no mode of its own (see `defaultToGlobal`)", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn get_mode(State(api): State<Api>, Path(subject): Path<String>, Query(f): Query<Flags>) -> Result<Response> {
     Ok(ok(mode_json(&api, &subject, f.default_to_global).await?))
 }
 
+/// Sets a subject's mode.
+#[utoipa::path(put, path = "/mode/{subject}",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+    ),
+    request_body(description = "`{mode}`: READWRITE, READONLY or READONLY_OVERRIDE", content((ModeBody = "application/vnd.schemaregistry.v1+json"), (ModeBody = "application/json"))),
+    responses(
+        (status = 200, description = "`{mode}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 400, description = "error_code 400: the body is not the expected JSON", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42204: invalid mode", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 503, description = "error_code 50002: the registry is busy or restarting; retry", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn put_mode(State(api): State<Api>, Path(subject): Path<String>, body: Bytes) -> Result<Response> {
     set_mode(&api, subject, &body).await
 }
 
+/// Removes a subject's mode (the global one applies again).
+#[utoipa::path(delete, path = "/mode/{subject}",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+    ),
+    responses(
+        (status = 200, description = "the previous `{mode}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40409: the subject has no mode of its own", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 503, description = "error_code 50002: the registry is busy or restarting; retry", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn delete_mode(State(api): State<Api>, Path(subject): Path<String>) -> Result<Response> {
     let previous = mode_json(&api, &subject, false).await?;
     api.writer.set_config(subject, ConfigField::Mode, None).await?;
@@ -361,6 +642,19 @@ async fn compat(api: &Api, subject: &str, only: Option<VersionSel>, verbose: boo
     Ok(ok(v))
 }
 
+/// Checks a schema against the versions the subject's compatibility level compares with.
+#[utoipa::path(post, path = "/compatibility/subjects/{subject}/versions",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+        ("verbose" = Option<bool>, Query, description = "add `messages` and Loom's structured `incompatibilities` (`true`, `True`, `1` or `yes`)"),
+    ),
+    request_body(description = "`{schema, schemaType: \"JSON\", references?}`", content((SchemaRequest = "application/vnd.schemaregistry.v1+json"), (SchemaRequest = "application/json"))),
+    responses(
+        (status = 200, description = "`{is_compatible, messages?, incompatibilities?}` (compatible when the subject does not exist)", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 400, description = "error_code 400: the body is not the expected JSON", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42201: invalid schema", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn compat_all(
     State(api): State<Api>,
     Path(subject): Path<String>,
@@ -370,6 +664,21 @@ async fn compat_all(
     compat(&api, &subject, None, f.verbose, &body).await
 }
 
+/// Checks a schema against one version of a subject.
+#[utoipa::path(post, path = "/compatibility/subjects/{subject}/versions/{version}",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+        ("version" = String, Path, description = "version number (1 to 2^31-1), or `latest` (or `-1`)"),
+        ("verbose" = Option<bool>, Query, description = "add `messages` and Loom's structured `incompatibilities` (`true`, `True`, `1` or `yes`)"),
+    ),
+    request_body(description = "`{schema, schemaType: \"JSON\", references?}`", content((SchemaRequest = "application/vnd.schemaregistry.v1+json"), (SchemaRequest = "application/json"))),
+    responses(
+        (status = 200, description = "`{is_compatible, messages?, incompatibilities?}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 400, description = "error_code 400: the body is not the expected JSON", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40401: subject not found; 40402: version not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42201: invalid schema; 42202: invalid version", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn compat_one(
     State(api): State<Api>,
     Path((subject, v)): Path<(String, String)>,
@@ -402,6 +711,16 @@ struct BatchBody {
     version: Option<i32>,
 }
 
+/// Validates one JSON instance against a subject's latest (or given) version.
+#[utoipa::path(post, path = "/validate",
+    request_body(description = "`{\"schema_name\" (or \"subject\"), \"data\": <any JSON>, \"version\"?}`; unknown fields are refused", content((Object = "application/vnd.schemaregistry.v1+json"), (Object = "application/json"))),
+    responses(
+        (status = 200, description = "`{valid, errors: [violation], subject, version, schema_id}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 400, description = "error_code 400: the body is not the expected JSON", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40401: subject not found; 40402: version not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42201: the stored schema cannot be compiled (a missing reference)", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn validate(State(api): State<Api>, body: Bytes) -> Result<Response> {
     let req: ValidateBody = parse(&body)?;
     let (found, mut results) =
@@ -413,6 +732,16 @@ async fn validate(State(api): State<Api>, body: Bytes) -> Result<Response> {
     })))
 }
 
+/// Validates up to 1,000 JSON instances against a subject's latest (or given) version.
+#[utoipa::path(post, path = "/validate/batch",
+    request_body(description = "`{\"schema_name\" (or \"subject\"), \"items\": [<any JSON>], \"version\"?}` (at most 1,000 items); unknown fields are refused", content((Object = "application/vnd.schemaregistry.v1+json"), (Object = "application/json"))),
+    responses(
+        (status = 200, description = "`{subject, version, schema_id, valid_count, invalid_count, results: [{valid, errors}]}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 400, description = "error_code 400: the body is not the expected JSON, or more than 1,000 items", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40401: subject not found; 40402: version not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42201: the stored schema cannot be compiled (a missing reference)", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn validate_batch(State(api): State<Api>, body: Bytes) -> Result<Response> {
     let req: BatchBody = parse(&body)?;
     if req.items.len() > MAX_BATCH {
@@ -428,6 +757,16 @@ async fn validate_batch(State(api): State<Api>, body: Bytes) -> Result<Response>
     })))
 }
 
+/// A subject's live versions, each with its semantic diff from the previous one.
+#[utoipa::path(get, path = "/subjects/{subject}/history",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+    ),
+    responses(
+        (status = 200, description = "`{subject, versions: [{version, id, changes?, breaking?, incompatibilities?}]}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40401: subject not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn history(State(api): State<Api>, Path(subject): Path<String>) -> Result<Response> {
     let steps = api.registry.history(&subject).await?;
     let versions: Vec<Value> = steps
@@ -474,14 +813,86 @@ async fn docs(api: &Api, subject: &str, sel: VersionSel, headers: &HeaderMap) ->
     Ok(r)
 }
 
+/// Documentation of a subject's latest version: fields and changelog, HTML or (with `Accept: text/markdown`) Markdown.
+#[utoipa::path(get, path = "/docs/{subject}",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+    ),
+    responses(
+        (status = 200, description = "the documentation page (Markdown when `Accept` names `text/markdown`)", content((String = "text/html"), (String = "text/markdown"))),
+        (status = 404, description = "error_code 40401: subject not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn docs_latest(State(api): State<Api>, Path(subject): Path<String>, headers: HeaderMap) -> Result<Response> {
     docs(&api, &subject, VersionSel::Latest, &headers).await
 }
 
+/// Documentation of one version of a subject, HTML or (with `Accept: text/markdown`) Markdown.
+#[utoipa::path(get, path = "/docs/{subject}/{version}",
+    params(
+        ("subject" = String, Path, description = "subject name"),
+        ("version" = String, Path, description = "version number (1 to 2^31-1), or `latest` (or `-1`)"),
+    ),
+    responses(
+        (status = 200, description = "the documentation page (Markdown when `Accept` names `text/markdown`)", content((String = "text/html"), (String = "text/markdown"))),
+        (status = 404, description = "error_code 40401: subject not found; 40402: version not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42202: invalid version", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+    )
+)]
 async fn docs_version(
     State(api): State<Api>,
     Path((subject, v)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
     docs(&api, &subject, VersionSel::parse(&v)?, &headers).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loom_http::openapi::{SpecInfo, finish, operations};
+
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r);
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_route_is_documented_with_confluent_content_types_and_errors() {
+        let (_, spec) = router().split_for_parts();
+        let info = SpecInfo { title: "schema registry".into(), description: "", version: "0", cluster_wide };
+        let doc = finish(spec, &info);
+        assert_eq!(operations(&doc).len(), 32);
+        for name in ["ConfluentError", "SchemaRequest", "Reference", "ConfigBody", "ModeBody"] {
+            assert!(doc["components"]["schemas"][name].is_object(), "{name} is a component");
+        }
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        for r in found {
+            let pointer = r.strip_prefix('#').expect("a local reference");
+            assert!(doc.pointer(pointer).is_some(), "{r} resolves");
+        }
+        for (method, path) in operations(&doc) {
+            let op = &doc["paths"][&path][method.to_ascii_lowercase()];
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if response.get("$ref").is_some() || path.starts_with("/docs/") && status == "200" {
+                    continue;
+                }
+                assert!(response["content"][CONTENT_TYPE].is_object(), "{method} {path} {status} is {CONTENT_TYPE}");
+            }
+        }
+        let docs = &doc["paths"]["/docs/{subject}"]["get"]["responses"]["200"]["content"];
+        assert!(docs["text/html"].is_object() && docs["text/markdown"].is_object());
+        let register = &doc["paths"]["/subjects/{subject}/versions"]["post"];
+        assert!(register["requestBody"]["content"][CONTENT_TYPE]["schema"]["$ref"].is_string());
+        assert!(register["responses"]["409"]["content"]["application/problem+json"].is_object());
+    }
 }

@@ -4,9 +4,23 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
+/// The content type of every JSON answer, success or error (Confluent's).
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// Confluent's error body, sent with the HTTP status its code starts with (404 for 404xx, 422
+/// for 422xx, 500 for 50001, 503 for 50002).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConfluentError {
+    /// Confluent's code: 400 bad body; 40401 subject, 40402 version, 40403 schema not found;
+    /// 40404 subject soft-deleted; 40405 subject, 40407 version not soft-deleted first; 40408
+    /// no subject compatibility, 40409 no subject mode; 409 incompatible; 42201 invalid schema,
+    /// 42202 invalid version, 42203 invalid compatibility, 42204 invalid mode, 42205 read-only;
+    /// 50001 store error; 50002 busy or restarting.
+    pub error_code: u32,
+    pub message: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -88,8 +102,8 @@ impl IntoResponse for RegistryError {
         if status.is_server_error() {
             tracing::error!(error_code = code, error = %self, "schema registry store error");
         }
-        let mut response =
-            (status, axum::Json(json!({ "error_code": code, "message": self.to_string() }))).into_response();
+        let body = ConfluentError { error_code: code, message: self.to_string() };
+        let mut response = (status, axum::Json(body)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         response
     }

@@ -56,7 +56,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     let api = api::Api { registry, writer: writer::Writer { handle } };
     let mut children = parts.children;
     children.push(spec);
-    ServiceParts { children, routes: parts.routes.merge(api::routes(api).into()), ..parts }
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), ..parts }
 }
 
 /// Drops cached subjects other nodes changed (best effort; the cache TTL covers misses).

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A reference from one schema to another registered schema (Confluent's form).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reference {
     pub name: String,
     pub subject: String,
@@ -12,12 +12,15 @@ pub struct Reference {
 }
 
 /// `POST /subjects/{s}/versions`, `POST /subjects/{s}`, `POST /compatibility/...`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SchemaRequest {
+    /// The JSON Schema, as a string.
     pub schema: String,
+    /// Must be `JSON`; Confluent's default (`AVRO`, when absent) is refused.
     #[serde(default)]
     pub schema_type: Option<String>,
+    /// Registered schemas this one references by `name`.
     #[serde(default)]
     pub references: Vec<Reference>,
     // Other fields clients send (`normalize`, `metadata`, `ruleSet`) are ignored: normalization

@@ -6,14 +6,13 @@ use axum::http::Method;
 use loom_http::writes_under;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use loom_http::{ApiError, ApiJson};
+use loom_http::{ApiError, ApiJson, ApiRouter, routes};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -47,20 +46,22 @@ pub fn cluster_wide(method: &Method, path: &str) -> bool {
     writes_under(method, path, "/jobs") && path.split('/').count() <= 3
 }
 
-pub fn routes(api: Api) -> Router {
-    Router::new()
-        .route("/jobs", get(list_jobs).post(create_job))
-        .route("/jobs/{id}", get(get_job).put(put_job).delete(delete_job))
-        .route("/jobs/{id}/events", post(post_events))
-        .route("/jobs/{id}/batch", post(post_batch))
-        .route("/jobs/{id}/windows", get(windows))
-        .route("/jobs/{id}/stats", get(stats))
-        .route("/ws/jobs/{id}", get(ws_job))
+pub fn routes(api: Api) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list_jobs, create_job))
+        .routes(routes!(get_job, put_job, delete_job))
+        .routes(routes!(post_events))
+        .routes(routes!(post_batch))
+        .routes(routes!(windows))
+        .routes(routes!(stats))
+        .routes(routes!(ws_job))
         .with_state(api)
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
 
+/// The installed jobs and the book's revision.
+#[utoipa::path(get, path = "/jobs", responses((status = 200, description = "`{revision, jobs: [{id, ..., version, revision, updated_ms}]}`", body = Object)))]
 async fn list_jobs(State(api): State<Api>) -> Result<Json<Value>> {
     Ok(Json(json!({ "revision": api.book.revision(), "jobs": api.book.stored().await? })))
 }
@@ -85,6 +86,9 @@ async fn prepare(api: &Api, spec: &JobSpec) -> std::result::Result<(), TsError> 
     Ok(())
 }
 
+/// Creates a job (409 `conflict` when the id exists; PUT replaces) and prepares its Kafka topics and PostgreSQL tables.
+#[utoipa::path(post, path = "/jobs", request_body(content = Object, description = "A job spec: `id`, `source`? (Kafka topics; REST-fed without), `time`, `key` pointers, `window`, `aggregates`, `allowed_lateness`?, `idle_timeout`?, `emit`?, `watermark`?, `max_future_skew`?, `max_open_windows`?, `late_topic`?, `dead_letter_topic`?, `sinks`? (README, Time-Series Aggregation)"),
+    responses((status = 201, description = "the stored job with its version", body = Object)))]
 async fn create_job(State(api): State<Api>, ApiJson(spec): ApiJson<JobSpec>) -> Result<Response> {
     if api.book.stored().await?.iter().any(|j| j.spec.id == spec.id) {
         return Err(TsError::Conflict(format!("job '{}' exists; PUT /jobs/{} replaces it", spec.id, spec.id)).into());
@@ -94,12 +98,17 @@ async fn create_job(State(api): State<Api>, ApiJson(spec): ApiJson<JobSpec>) -> 
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
+/// One job.
+#[utoipa::path(get, path = "/jobs/{id}", params(("id" = String, Path, description = "job id")), responses((status = 200, description = "the stored job", body = Object)))]
 async fn get_job(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
     let job = api.book.stored().await?.into_iter().find(|j| j.spec.id == id);
     let job = job.ok_or_else(|| TsError::NotFound(format!("job '{id}'")))?;
     Ok(Json(serde_json::to_value(job).unwrap_or_default()))
 }
 
+/// Creates or replaces a job; the body's `id` must be the path's.
+#[utoipa::path(put, path = "/jobs/{id}", params(("id" = String, Path, description = "job id")), request_body(content = Object, description = "A job spec: `id`, `source`? (Kafka topics; REST-fed without), `time`, `key` pointers, `window`, `aggregates`, `allowed_lateness`?, `idle_timeout`?, `emit`?, `watermark`?, `max_future_skew`?, `max_open_windows`?, `late_topic`?, `dead_letter_topic`?, `sinks`? (README, Time-Series Aggregation)"),
+    responses((status = 200, description = "the stored job with its new version", body = Object)))]
 async fn put_job(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -112,6 +121,8 @@ async fn put_job(
     Ok(Json(serde_json::to_value(api.book.put(spec).await?).unwrap_or_default()))
 }
 
+/// Deletes a job.
+#[utoipa::path(delete, path = "/jobs/{id}", params(("id" = String, Path, description = "job id")), responses((status = 204, description = "deleted")))]
 async fn delete_job(State(api): State<Api>, Path(id): Path<String>) -> Result<StatusCode> {
     api.book.delete(&id).await?;
     api.stats.forget(&id);
@@ -134,6 +145,10 @@ fn events_of(body: Value) -> std::result::Result<Vec<Value>, TsError> {
     }
 }
 
+/// Feeds live events to a job (aggregated on the job's owner node, like a Kafka source).
+#[utoipa::path(post, path = "/jobs/{id}/events", params(("id" = String, Path, description = "job id")),
+    request_body(content = Object, description = "`{\"events\": [object, ...]}` or a bare JSON array of events (at most 10,000)"),
+    responses((status = 200, description = "`{accepted, skipped, late: [{index, window_start, window_end, watermark, partial}], rejected: [...], emitted, watermark, open_windows}`", body = Object)))]
 async fn post_events(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -147,6 +162,15 @@ async fn post_events(
     Ok(Json(api.feed.call(&id, Request::Ingest { events }).await?))
 }
 
+/// Aggregates a historical batch on its own and recomputes every window it touches (posting it again changes nothing).
+#[utoipa::path(post, path = "/jobs/{id}/batch",
+    params(
+        ("id" = String, Path, description = "job id"),
+        ("x-batch-id" = Option<String>, Header, description = "the batch's id for an NDJSON body (default the SHA-256 of its events)"),
+    ),
+    request_body(description = "`{\"batch_id\"?, \"events\": [...]}` or a bare JSON array; or NDJSON (a Content-Type containing `ndjson`, `jsonl` or `json-seq`), one event per line (at most 200,000 events)",
+        content((Object = "application/json"), (String = "application/x-ndjson"))),
+    responses((status = 200, description = "`{batch_id, events, accepted, rejected: [...], windows_touched, windows_updated}`", body = Object)))]
 async fn post_batch(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -207,6 +231,17 @@ fn time_param(name: &str, v: &Option<String>, default: i64) -> std::result::Resu
     }
 }
 
+/// A job's stored result windows, oldest first, filtered by key, time and finality.
+#[utoipa::path(get, path = "/jobs/{id}/windows",
+    params(
+        ("id" = String, Path, description = "job id"),
+        ("key" = Option<String>, Query, description = "a key: a JSON array of the key's values (`[\"d1\",\"temp\"]`) or a single value (`d1`)"),
+        ("from" = Option<String>, Query, description = "windows starting at or after this time (RFC 3339 or epoch ms)"),
+        ("to" = Option<String>, Query, description = "windows starting before this time (RFC 3339 or epoch ms)"),
+        ("final" = Option<bool>, Query, description = "only final windows (default false)"),
+        ("limit" = Option<u64>, Query, description = "rows, clamped to 1..=10,000 (default 1000)"),
+    ),
+    responses((status = 200, description = "`{job, count, windows: [{job, key, window_start, window_end, values, count, version, final}]}`", body = Object)))]
 async fn windows(State(api): State<Api>, Path(id): Path<String>, Query(q): Query<WindowsQuery>) -> Result<Json<Value>> {
     let job = known(&api, &id)?;
     let from = time_param("from", &q.from, 0)?;
@@ -233,6 +268,9 @@ async fn windows(State(api): State<Api>, Path(id): Path<String>, Query(q): Query
     Ok(Json(json!({ "job": id, "count": windows.len(), "windows": windows })))
 }
 
+/// A job's counters on this node, its partitions here (offsets, watermarks, open windows) and its checkpoints.
+#[utoipa::path(get, path = "/jobs/{id}/stats", params(("id" = String, Path, description = "job id")),
+    responses((status = 200, description = "`{job, version, node, open_windows_on_this_node, partitions_on_this_node, checkpoints}`", body = Object)))]
 async fn stats(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>> {
     let job = known(&api, &id)?;
     let counters = api.stats.get(&id);
@@ -262,6 +300,15 @@ struct WsQuery {
     final_only: Option<bool>,
 }
 
+/// Follows a job's results over a WebSocket: a snapshot (or the missed updates after `since`), then live results.
+#[utoipa::path(get, path = "/ws/jobs/{id}",
+    params(
+        ("id" = String, Path, description = "job id"),
+        ("key" = Option<String>, Query, description = "only this key: a JSON array of the key's values or a single value"),
+        ("since" = Option<u64>, Query, description = "resume after this sequence number (the missed updates instead of a snapshot, while the feed still holds them)"),
+        ("final" = Option<bool>, Query, description = "only final windows (default false)"),
+    ),
+    responses((status = 101, description = "WebSocket upgrade: JSON text frames: `{type: \"snapshot\", seq, windows}` (the newest 1000 windows) or `{type: \"resume\", seq, results}`, then `{type: \"result\", seq, result}` each; a client that falls behind gets `{type: \"resync\", missed}` and a new snapshot")))]
 async fn ws_job(
     State(api): State<Api>,
     Path(id): Path<String>,

@@ -106,5 +106,5 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         side = Some(s);
     }
     let api = api::Api { book, feed, hub, stats, kafka, pg, side };
-    ServiceParts { children, routes: parts.routes.merge(api::routes(api).into()), probes, ..parts }
+    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), probes, ..parts }
 }

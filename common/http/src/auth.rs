@@ -1,6 +1,7 @@
 //! Optional bearer-token auth with `read` / `write` / `admin` scopes. Which scope a request
 //! needs follows from its method and path (one rule, here); `/health` and `/ready` stay open so
-//! orchestrators can probe. Tokens are compared in constant time and never logged.
+//! orchestrators can probe, and so does the API's description (`/openapi.json`, `/docs`).
+//! Tokens are compared in constant time and never logged.
 
 use std::sync::Arc;
 
@@ -55,7 +56,7 @@ impl Auth {
 
     /// The scope a request needs, or `None` for an open route.
     pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
-        if path == "/health" || path == "/ready" {
+        if matches!(path, "/health" | "/ready" | "/openapi.json" | "/docs") {
             None
         } else if path == "/admin"
             || path.starts_with("/admin/")

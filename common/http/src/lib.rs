@@ -15,9 +15,9 @@ pub mod server;
 
 pub use auth::Auth;
 pub use json::ApiJson;
-pub use openapi::ApiRouter;
-pub use utoipa_axum::routes;
 pub use layers::{ClusterWide, HttpSettings, service_router, writes_under};
+pub use openapi::ApiRouter;
 pub use ops::{HealthReport, OpsProvider, VersionInfo};
 pub use problem::{ApiError, Problem};
 pub use server::serve;
+pub use utoipa_axum::routes;

@@ -279,7 +279,11 @@ fn render_operation(method: &str, path: &str, op: &Value) -> String {
     }
     if let Some(content) = op["requestBody"]["content"].as_object() {
         for (media, c) in content {
-            body.push_str(&format!("<p>Request body <code>{}</code></p><pre>{}</pre>", escape(media), pretty(&c["schema"])));
+            body.push_str(&format!(
+                "<p>Request body <code>{}</code></p><pre>{}</pre>",
+                escape(media),
+                pretty(&c["schema"])
+            ));
         }
     }
     if let Some(responses) = op["responses"].as_object() {

@@ -61,8 +61,13 @@ type Ops = Arc<dyn OpsProvider>;
 pub type SpecCell = Arc<OnceLock<Arc<serde_json::Value>>>;
 
 pub fn routes(ops: Ops, fault_injection: bool, spec: SpecCell) -> ApiRouter {
-    let router = ApiRouter::new().routes(routes!(health)).routes(routes!(ready)).routes(routes!(metrics)).routes(routes!(version));
-    let router = if fault_injection { router.routes(routes!(inject)) } else { router.routes(routes!(fault_injection_off)) };
+    let router = ApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+        .routes(routes!(version));
+    let router =
+        if fault_injection { router.routes(routes!(inject)) } else { router.routes(routes!(fault_injection_off)) };
     router.with_state(ops).merge(ApiRouter::new().routes(routes!(openapi_json)).routes(routes!(docs)).with_state(spec))
 }
 
@@ -71,7 +76,9 @@ pub fn routes(ops: Ops, fault_injection: bool, spec: SpecCell) -> ApiRouter {
 async fn openapi_json(State(spec): State<SpecCell>) -> Response {
     match spec.get() {
         Some(doc) => Json(doc.as_ref().clone()).into_response(),
-        None => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "starting", "the document is being built").into_response(),
+        None => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "starting", "the document is being built").into_response()
+        }
     }
 }
 
@@ -80,7 +87,9 @@ async fn openapi_json(State(spec): State<SpecCell>) -> Response {
 async fn docs(State(spec): State<SpecCell>) -> Response {
     match spec.get() {
         Some(doc) => axum::response::Html(crate::openapi::docs_page(doc)).into_response(),
-        None => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "starting", "the document is being built").into_response(),
+        None => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "starting", "the document is being built").into_response()
+        }
     }
 }
 
