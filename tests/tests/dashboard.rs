@@ -360,3 +360,82 @@ async fn the_quality_dashboard_shows_windows_drift_and_live_updates() {
     std::fs::write(screenshot_path("quality.png"), &png).unwrap();
     eprintln!("quality dashboard: {live}");
 }
+
+/// With tokens configured, a plain browser signs in once through `/login` (the token becomes an
+/// HttpOnly, SameSite=Strict session cookie) and then uses both dashboards, their WebSocket
+/// streams included; scripts never see the token.
+#[tokio::test]
+async fn the_dashboards_work_in_a_browser_with_auth_on() {
+    assert!(chromium_installed(), "`{CHROMIUM}` is not installed: run scripts/infra.sh up (scripts/test.sh does)");
+    const READ: &str = "dash-reader-0123456789";
+    let node = loom_testkit::LoomNode::start_ready(
+        "dash-auth",
+        loom_testkit::NodeOptions::default()
+            .env("LOOM_AUTH_TOKENS", format!("viewer:read:{READ},ops:admin:dash-admin-0123456789")),
+    )
+    .await;
+    let page = node.url(8030, "/");
+
+    // Without credentials: a browser is sent to the form, an API client gets a 401 problem.
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = plain.get(&page).header("accept", "text/html,application/xhtml+xml").send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login?next=%2F");
+    let r = plain.get(&page).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = plain.post(node.url(8030, "/login")).body(format!("token={READ}&next=/")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["loom_session=", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let wrong = plain.post(node.url(8030, "/login")).body("token=nope&next=/").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+
+    let mut browser = Browser::open(&page).await;
+    let at = |b: &'static str| format!("location.pathname === '{b}' && document.readyState === 'complete'");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while browser.eval(&at("/login")).await != true {
+        assert!(Instant::now() < deadline, "the browser never reached /login");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let submit = |token: &str| {
+        format!(
+            "document.querySelector('input[name=token]').value = {}; document.forms[0].submit(); true",
+            json!(token)
+        )
+    };
+    browser.eval(&submit("not-a-token")).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while browser.eval("document.body && document.body.innerText.includes('not recognized')").await != true {
+        assert!(Instant::now() < deadline, "no refusal shown for a wrong token");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.eval(&submit(READ)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let live = browser.eval("location.pathname === '/' && document.body.dataset.live === 'true'").await;
+        let v = node_view(&mut browser, "dash-auth").await;
+        if live == true && v["status"] == "up" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the health dashboard never went live after signing in: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(browser.eval("document.cookie").await, "", "the session cookie is HttpOnly");
+
+    // The cookie belongs to the host: the quality dashboard on 8031 opens without a new sign-in.
+    browser.call("Page.navigate", json!({"url": node.url(8031, "/")})).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while browser
+        .eval("location.port === '8031' && location.pathname === '/' && document.title.includes('Data Quality')")
+        .await
+        != true
+    {
+        assert!(Instant::now() < deadline, "the quality dashboard did not open with the session");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let png = browser.screenshot().await;
+    std::fs::write(screenshot_path("dashboard-auth.png"), png).unwrap();
+}

@@ -1,6 +1,7 @@
 //! Optional bearer-token auth with `read` / `write` / `admin` scopes. Which scope a request
 //! needs follows from its method and path (one rule, here); `/health` and `/ready` stay open so
-//! orchestrators can probe, and so does the API's description (`/openapi.json`, `/docs`).
+//! orchestrators can probe, and so do the API's description (`/openapi.json`, `/docs`) and the
+//! browser sign-in (`/login`, `/logout`). A browser session's cookie counts as the bearer header.
 //! Tokens are compared in constant time and never logged.
 
 use std::sync::Arc;
@@ -56,7 +57,7 @@ impl Auth {
 
     /// The scope a request needs, or `None` for an open route.
     pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
-        if matches!(path, "/health" | "/ready" | "/openapi.json" | "/docs") {
+        if matches!(path, "/health" | "/ready" | "/openapi.json" | "/docs" | "/login" | "/logout") {
             None
         } else if path == "/admin"
             || path.starts_with("/admin/")
@@ -80,7 +81,8 @@ impl Auth {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
+            .map(str::trim)
+            .or_else(|| session_cookie(headers));
         let Some(presented) = presented else {
             return Err(Problem::new(
                 StatusCode::UNAUTHORIZED,
@@ -88,17 +90,34 @@ impl Auth {
                 format!("this route needs a bearer token with the `{required}` scope"),
             ));
         };
-        let token = self.tokens.iter().find(|t| constant_time_eq(&t.secret, presented.as_bytes()));
-        match token {
+        match self.caller(presented) {
             None => Err(Problem::new(StatusCode::UNAUTHORIZED, "invalid_token", "the bearer token is not recognized")),
-            Some(t) if !t.scope.grants(required) => Err(Problem::new(
+            Some(c) if !c.scope.grants(required) => Err(Problem::new(
                 StatusCode::FORBIDDEN,
                 "insufficient_scope",
-                format!("this route needs the `{required}` scope; the token has `{}`", t.scope),
+                format!("this route needs the `{required}` scope; the token has `{}`", c.scope),
             )),
-            Some(t) => Ok(Some(Caller { name: t.name.clone(), scope: t.scope })),
+            Some(c) => Ok(Some(c)),
         }
     }
+
+    /// Who holds `presented`, if it is one of the configured tokens.
+    pub fn caller(&self, presented: &str) -> Option<Caller> {
+        let token = self.tokens.iter().find(|t| constant_time_eq(&t.secret, presented.as_bytes()))?;
+        Some(Caller { name: token.name.clone(), scope: token.scope })
+    }
+}
+
+/// The browser session's token (`loom_session` cookie, set by `POST /login`).
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == crate::login::SESSION_COOKIE && !value.is_empty())
+        .map(|(_, value)| value.trim())
 }
 
 /// Compares without an early exit on the first differing byte.
@@ -155,6 +174,25 @@ mod tests {
         for (token, method, path, want) in cases {
             let got = auth.authorize(&headers(*token), method, path).map(|_| ()).map_err(|p| p.code);
             assert_eq!(got, want.map_err(str::to_owned), "{token:?} {method} {path}");
+        }
+    }
+
+    #[test]
+    fn a_session_cookie_counts_as_the_bearer_header() {
+        let auth = auth();
+        let cases = [
+            ("loom_session=r-token-0123456789", Method::GET, Ok(())),
+            ("theme=dark; loom_session=r-token-0123456789", Method::GET, Ok(())),
+            ("loom_session=r-token-0123456789", Method::POST, Err("insufficient_scope")),
+            ("loom_session=nope", Method::GET, Err("invalid_token")),
+            ("loom_session=", Method::GET, Err("unauthenticated")),
+            ("other=r-token-0123456789", Method::GET, Err("unauthenticated")),
+        ];
+        for (cookie, method, want) in cases {
+            let mut h = HeaderMap::new();
+            h.insert(header::COOKIE, cookie.parse().unwrap());
+            let got = auth.authorize(&h, &method, "/jobs").map(|_| ()).map_err(|p| p.code);
+            assert_eq!(got, want.map_err(str::to_owned), "{cookie} {method}");
         }
     }
 

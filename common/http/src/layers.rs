@@ -74,7 +74,8 @@ struct Edge {
 /// fallback and the edge middleware.
 pub fn service_router(settings: HttpSettings, routes: ApiRouter, ops: Arc<dyn OpsProvider>) -> Router {
     let cell = ops::SpecCell::default();
-    let (router, doc) = ops::routes(ops, settings.fault_injection, cell.clone()).merge(routes).split_for_parts();
+    let (router, doc) =
+        ops::routes(ops, settings.fault_injection, cell.clone(), settings.auth.clone()).merge(routes).split_for_parts();
     let info = SpecInfo {
         title: format!("Loom {} (port {})", settings.service.name(), settings.service.default_port()),
         description: settings.description,
@@ -152,6 +153,20 @@ async fn handle(edge: &Edge, req: Request, next: Next) -> Response {
         return response;
     };
     if let Err(problem) = edge.settings.auth.authorize(req.headers(), req.method(), req.uri().path()) {
+        // A browser asking for a page without credentials goes to the sign-in form.
+        let wants_html =
+            req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+        // (Also when a session cookie went stale; never for a request with a bearer header.)
+        let bearer = req.headers().contains_key(header::AUTHORIZATION);
+        if problem.status == 401 && !bearer && req.method() == Method::GET && wants_html {
+            let at = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let mut r = StatusCode::SEE_OTHER.into_response();
+            if let Ok(v) = HeaderValue::from_str(&crate::login::login_location(at)) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            metrics::counter!(names::HTTP_REJECTED, "service" => service, "reason" => "unauthorized").increment(1);
+            return r;
+        }
         return reject("unauthorized", problem);
     }
     if edge.settings.refuse_cluster_wide && (edge.settings.cluster_wide)(req.method(), req.uri().path()) {
@@ -189,12 +204,14 @@ fn normalize(response: Response, request_id: &RequestId) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_json = response
+    // JSON errors are the handlers' own; so are HTML ones (the sign-in form's refusal). What is
+    // rewritten is what axum and tower say in plain text or an empty body.
+    let deliberate = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("json"));
-    if is_json {
+        .is_some_and(|ct| ct.contains("json") || ct.starts_with("text/html"));
+    if deliberate {
         return response;
     }
     let mut problem = Problem::for_status(status);

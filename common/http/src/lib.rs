@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod json;
 pub mod layers;
+pub mod login;
 pub mod openapi;
 pub mod ops;
 pub mod page;

@@ -60,7 +60,7 @@ type Ops = Arc<dyn OpsProvider>;
 /// The port's finished OpenAPI document, set once the router is assembled.
 pub type SpecCell = Arc<OnceLock<Arc<serde_json::Value>>>;
 
-pub fn routes(ops: Ops, fault_injection: bool, spec: SpecCell) -> ApiRouter {
+pub fn routes(ops: Ops, fault_injection: bool, spec: SpecCell, auth: crate::Auth) -> ApiRouter {
     let router = ApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(ready))
@@ -68,7 +68,10 @@ pub fn routes(ops: Ops, fault_injection: bool, spec: SpecCell) -> ApiRouter {
         .routes(routes!(version));
     let router =
         if fault_injection { router.routes(routes!(inject)) } else { router.routes(routes!(fault_injection_off)) };
-    router.with_state(ops).merge(ApiRouter::new().routes(routes!(openapi_json)).routes(routes!(docs)).with_state(spec))
+    router
+        .with_state(ops)
+        .merge(ApiRouter::new().routes(routes!(openapi_json)).routes(routes!(docs)).with_state(spec))
+        .merge(crate::login::routes(auth))
 }
 
 /// The port's OpenAPI 3.1 document.
