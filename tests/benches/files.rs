@@ -83,22 +83,6 @@ async fn jobs(node: &LoomNode, ids: &[String], op: Value) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-/// Mean seconds of a job's work for `op`, from the port's `loom_files_job_duration_seconds`.
-async fn mean_job_seconds(node: &LoomNode, op: &str) -> f64 {
-    let text = http().get(node.url(8021, "/metrics")).send().await.unwrap().text().await.unwrap();
-    let series = |suffix: &str| {
-        text.lines()
-            .find(|l| {
-                l.starts_with(&format!("loom_files_job_duration_seconds_{suffix}{{"))
-                    && l.contains(&format!("op=\"{op}\""))
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
-    series("sum") / series("count")
-}
-
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,10 +115,7 @@ async fn main() {
     let loom = jobs(&node, &ids, json!({"op": "thumbnail", "sizes": [256], "format": "jpeg"})).await;
     let loom_rate = IMAGES as f64 / loom;
     let mut out = format!("thumbnails 256 px from {IMAGES} 12-MP JPEGs, {PARALLEL} at a time\n");
-    out.push_str(&format!(
-        "  loom jobs:       {loom_rate:8.2} thumbnails/s   (a job's work: {:.3} s mean)\n",
-        mean_job_seconds(&node, "thumbnail").await
-    ));
+    out.push_str(&format!("  loom jobs:       {loom_rate:8.2} thumbnails/s\n"));
     if have("vipsthumbnail") {
         let cmds = images
             .iter()
@@ -206,10 +187,7 @@ async fn main() {
         .collect();
     let direct = seconds / run_parallel(cmds);
     out.push_str(&format!("\naudio to Opus, {AUDIO} × 60 s WAV, {PARALLEL} at a time\n"));
-    out.push_str(&format!(
-        "  loom jobs:       {loom:8.1} s of audio/s   (a job's work: {:.3} s mean)\n",
-        mean_job_seconds(&node, "audio").await
-    ));
+    out.push_str(&format!("  loom jobs:       {loom:8.1} s of audio/s\n"));
     out.push_str(&format!(
         "  direct ffmpeg:   {direct:8.1} s of audio/s   (a file: {:.3} s)   loom/ffmpeg {:.2}\n",
         PARALLEL as f64 * 60.0 / direct,

@@ -790,7 +790,7 @@ async fn docs(api: &Api, subject: &str, sel: VersionSel, headers: &HeaderMap) ->
         VersionSel::Latest => steps.len().checked_sub(1),
         VersionSel::Number(v) => steps.iter().position(|s| s.version == v),
     }
-    .ok_or_else(|| RegistryError::VersionNotFound(format!("{sel:?}")))?;
+    .ok_or_else(|| RegistryError::VersionNotFound(sel.to_string()))?;
     let step = &steps[index];
     let fields = crate::evolution::fields(&step.schema);
     let title = step.schema.get("title").or(step.schema.get("description")).and_then(Value::as_str);

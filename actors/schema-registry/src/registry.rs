@@ -69,6 +69,16 @@ impl VersionSel {
     }
 }
 
+/// As Confluent writes it in messages: `Version 3 not found.`, `Version latest not found.`
+impl std::fmt::Display for VersionSel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VersionSel::Latest => f.write_str("latest"),
+            VersionSel::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 /// A parsed, compiled candidate schema.
 pub struct Candidate {
     pub value: Value,
@@ -179,7 +189,7 @@ impl Registry {
             VersionSel::Latest => rows.iter().rev().find(|r| !r.deleted).or(rows.last()),
             VersionSel::Number(v) => rows.iter().find(|r| r.version == v),
         }
-        .ok_or_else(|| RegistryError::VersionNotFound(format!("{sel:?}")))?;
+        .ok_or_else(|| RegistryError::VersionNotFound(sel.to_string()))?;
         self.registered(subject, row.version, row.schema_id).await
     }
 
@@ -372,7 +382,7 @@ impl Registry {
             VersionSel::Latest => rows.iter().rev().find(|r| !r.deleted),
             VersionSel::Number(v) => rows.iter().find(|r| r.version == v),
         }
-        .ok_or_else(|| RegistryError::VersionNotFound(format!("{sel:?}")))?;
+        .ok_or_else(|| RegistryError::VersionNotFound(sel.to_string()))?;
         if !self.mode_of(subject).await?.writable() {
             return Err(RegistryError::ReadOnly(subject.to_owned()));
         }
