@@ -430,17 +430,24 @@ async fn execute(shared: &Shared, file: &str, media_type: &str, spec: &Op) -> Re
         }
         Op::Audio { format, sample_rate, channels, chunk } => {
             let s = scratch(shared, file).await?;
-            let m = media::probe(&s.source, deadline).await?;
-            if !probe::has_stream(&m, "audio") {
-                return Err(Failure::new("no_stream", "the file has no audio stream"));
-            }
+            // Chunk plans need the duration first; a plain conversion skips the probe.
+            let probed = match chunk {
+                Some(_) => {
+                    let m = media::probe(&s.source, deadline).await?;
+                    if !probe::has_stream(&m, "audio") {
+                        return Err(Failure::new("no_stream", "the file has no audio stream"));
+                    }
+                    Some(media::duration(&m))
+                }
+                None => None,
+            };
             let chunks = media::audio(
                 &s.source,
                 *format,
                 *sample_rate,
                 *channels,
                 chunk.as_ref(),
-                media::duration(&m),
+                probed,
                 s.dir.path(),
                 deadline,
             )

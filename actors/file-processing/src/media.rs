@@ -188,12 +188,18 @@ pub async fn audio(
     sample_rate: Option<u32>,
     channels: Option<u32>,
     chunk: Option<&Chunk>,
-    duration: f64,
+    probed: Option<f64>,
     dir: &Path,
     deadline: Duration,
 ) -> Result<Vec<AudioChunk>, Failure> {
+    // Chunking plans from the probed duration; a plain conversion needs no probe (ffmpeg names
+    // a missing stream itself, and its progress report gives the output's duration).
+    let duration = probed.unwrap_or(0.0);
     let mut args: Vec<String> =
-        ["-nostdin", "-v", "error", "-i", &arg(path), "-vn", "-map", "0:a:0"].iter().map(|s| s.to_string()).collect();
+        ["-nostdin", "-v", "error", "-nostats", "-progress", "pipe:1", "-i", &arg(path), "-vn", "-map", "0:a:0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     if let Some(r) = sample_rate {
         args.extend(["-ar".into(), r.to_string()]);
     }
@@ -262,8 +268,12 @@ pub async fn audio(
     args.push(arg(&target));
     let out = tools::run("ffmpeg", args, deadline).await?;
     if !out.success {
+        if out.stderr.contains("matches no streams") {
+            return Err(Failure::new("no_stream", "the file has no audio stream"));
+        }
         return Err(Failure::new("corrupt", format!("ffmpeg cannot convert the audio: {}", last_line(&out.stderr))));
     }
+    let duration = probed.or_else(|| probe::progress_seconds(&String::from_utf8_lossy(&out.stdout))).unwrap_or(0.0);
     let files = numbered(dir, "a")?;
     let mut chunks = Vec::with_capacity(files.len());
     for (i, bytes) in files.into_iter().enumerate() {

@@ -174,9 +174,32 @@ pub fn pages(text: &str) -> Vec<String> {
     pages
 }
 
+/// The output time of an ffmpeg `-progress` report (its last `out_time_us`), in seconds.
+pub fn progress_seconds(report: &str) -> Option<f64> {
+    report
+        .lines()
+        .filter_map(|l| l.strip_prefix("out_time_us="))
+        .filter_map(|v| v.trim().parse::<i64>().ok())
+        .next_back()
+        .map(|us| us.max(0) as f64 / 1e6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_reports_give_the_last_output_time() {
+        let cases = [
+            ("frame=0\nout_time_us=500000\nprogress=continue\nout_time_us=6000000\nprogress=end\n", Some(6.0)),
+            ("out_time_us=N/A\nprogress=end\n", None),
+            ("", None),
+            ("out_time_us=-5\n", Some(0.0)),
+        ];
+        for (report, want) in cases {
+            assert_eq!(progress_seconds(report), want, "{report:?}");
+        }
+    }
 
     #[test]
     fn times_parse_in_every_accepted_spelling() {
