@@ -27,6 +27,15 @@ fn ffmpeg(args: &[&str], out: &Path) {
     assert!(ok.success(), "ffmpeg {args:?}");
 }
 
+/// The direct ffmpeg run a job is compared with: `input`, the operation's arguments, `output`.
+fn ffmpeg_command(input: &Path, op: &[&str], output: &Path) -> (String, Vec<String>) {
+    let mut args: Vec<String> = ["-nostdin", "-v", "error", "-y", "-i"].map(str::to_owned).to_vec();
+    args.push(input.display().to_string());
+    args.extend(op.iter().map(|a| a.to_string()));
+    args.push(output.display().to_string());
+    ("ffmpeg".to_owned(), args)
+}
+
 fn have(tool: &str) -> bool {
     Command::new(tool).arg("--version").output().is_ok()
 }
@@ -134,23 +143,7 @@ async fn main() {
     let cmds = images
         .iter()
         .enumerate()
-        .map(|(i, p)| {
-            let o = dir.path().join(format!("ff{i}.jpg"));
-            let args = [
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-i",
-                &p.display().to_string(),
-                "-vf",
-                "scale=256:-1",
-                &o.display().to_string(),
-            ]
-            .map(str::to_owned)
-            .to_vec();
-            ("ffmpeg".to_owned(), args)
-        })
+        .map(|(i, p)| ffmpeg_command(p, &["-vf", "scale=256:-1"], &dir.path().join(format!("ff{i}.jpg"))))
         .collect();
     let ff = IMAGES as f64 / run_parallel(cmds);
     out.push_str(&format!("  ffmpeg scale:    {ff:8.2} thumbnails/s   loom/ffmpeg {:.2}\n", loom_rate / ff));
@@ -165,24 +158,7 @@ async fn main() {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let o = dir.path().join(format!("a{i}.opus"));
-            let args = [
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-i",
-                &p.display().to_string(),
-                "-vn",
-                "-map",
-                "0:a:0",
-                "-c:a",
-                "libopus",
-                &o.display().to_string(),
-            ]
-            .map(str::to_owned)
-            .to_vec();
-            ("ffmpeg".to_owned(), args)
+            ffmpeg_command(p, &["-vn", "-map", "0:a:0", "-c:a", "libopus"], &dir.path().join(format!("a{i}.opus")))
         })
         .collect();
     let direct = seconds / run_parallel(cmds);

@@ -82,7 +82,11 @@ pub fn service_router(settings: HttpSettings, routes: ApiRouter, ops: Arc<dyn Op
         version: env!("CARGO_PKG_VERSION"),
         cluster_wide: settings.cluster_wide,
     };
-    let _ = cell.set(Arc::new(openapi::finish(doc, &info)));
+    let doc = openapi::finish(doc, &info);
+    let _ = cell.set(ops::Spec {
+        json: serde_json::to_vec(&doc).unwrap_or_default().into(),
+        html: openapi::docs_page(&doc).into(),
+    });
     let edge = Arc::new(Edge { permits: Arc::new(Semaphore::new(settings.max_concurrent_requests)), settings });
     router
         .fallback(|| async { Problem::for_status(StatusCode::NOT_FOUND) })

@@ -83,7 +83,10 @@ async fn login(State(auth): State<Auth>, body: Bytes) -> Response {
     }
     let next = safe_next(next.as_deref()).to_owned();
     let token = token.unwrap_or_default();
-    if auth.enabled() && auth.caller(token.trim()).is_none() {
+    if !auth.enabled() {
+        return redirect(&next, None); // nothing to keep: every route is open
+    }
+    if auth.caller(token.trim()).is_none() {
         return (StatusCode::UNAUTHORIZED, Html(page(&next, Some("That token is not recognized.")))).into_response();
     }
     let cookie =

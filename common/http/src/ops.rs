@@ -57,8 +57,14 @@ pub trait OpsProvider: Send + Sync + 'static {
 
 type Ops = Arc<dyn OpsProvider>;
 
-/// The port's finished OpenAPI document, set once the router is assembled.
-pub type SpecCell = Arc<OnceLock<Arc<serde_json::Value>>>;
+/// The port's finished OpenAPI document, rendered once when the router is assembled: the JSON
+/// and the `/docs` page, served as they are.
+pub struct Spec {
+    pub json: bytes::Bytes,
+    pub html: bytes::Bytes,
+}
+
+pub type SpecCell = Arc<OnceLock<Spec>>;
 
 pub fn routes(ops: Ops, fault_injection: bool, spec: SpecCell, auth: crate::Auth) -> ApiRouter {
     let router = ApiRouter::new()
@@ -77,19 +83,23 @@ pub fn routes(ops: Ops, fault_injection: bool, spec: SpecCell, auth: crate::Auth
 /// The port's OpenAPI 3.1 document.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "The OpenAPI 3.1 document of this port", content_type = "application/json", body = Object)))]
 async fn openapi_json(State(spec): State<SpecCell>) -> Response {
-    match spec.get() {
-        Some(doc) => Json(doc.as_ref().clone()).into_response(),
-        None => {
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "starting", "the document is being built").into_response()
-        }
-    }
+    rendered(&spec, |s| (&s.json, "application/json"))
 }
 
 /// A human page rendering this port's OpenAPI document.
 #[utoipa::path(get, path = "/docs", responses((status = 200, description = "HTML rendering of /openapi.json", content_type = "text/html", body = String)))]
 async fn docs(State(spec): State<SpecCell>) -> Response {
+    rendered(&spec, |s| (&s.html, "text/html; charset=utf-8"))
+}
+
+/// One of the rendered forms (the cell is filled before the port serves, so `None` is only
+/// possible for a router used before `service_router` finished).
+fn rendered(spec: &SpecCell, pick: impl Fn(&Spec) -> (&bytes::Bytes, &'static str)) -> Response {
     match spec.get() {
-        Some(doc) => axum::response::Html(crate::openapi::docs_page(doc)).into_response(),
+        Some(s) => {
+            let (body, content_type) = pick(s);
+            ([(header::CONTENT_TYPE, content_type)], body.clone()).into_response()
+        }
         None => {
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, "starting", "the document is being built").into_response()
         }
