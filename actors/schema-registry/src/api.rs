@@ -4,8 +4,9 @@
 //! or the writer (writes), and shape the answer; the logic lives in `registry.rs`.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::Method;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loom_http::{ApiRouter, routes, writes_under};
@@ -45,8 +46,9 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| RegistryError::BadRequest(e.to_string()))
 }
 
-/// Query flags. Clients spell booleans `true`, `True` (Python's client) or `1`; anything else
-/// is false. Unknown parameters (`normalize`, `format`, …) are ignored.
+/// Query flags. Clients spell booleans `true`, `True` (Python's client), `1` or `yes` (and
+/// `false`, `0`, `no`); any other value is a 400 in Confluent's error shape, as is a flag given
+/// twice. Unknown parameters (`normalize`, `format`, …) are ignored.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Flags {
@@ -62,7 +64,22 @@ struct Flags {
 
 fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
     let text = String::deserialize(d)?;
-    Ok(matches!(text.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(serde::de::Error::custom(format!("`{text}` is not a boolean (true or false)"))),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Flags {
+    type Rejection = RegistryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Flags> {
+        match Query::<Flags>::from_request_parts(parts, state).await {
+            Ok(Query(flags)) => Ok(flags),
+            Err(e) => Err(RegistryError::BadQuery(e.body_text())),
+        }
+    }
 }
 
 /// Cluster-wide writes: registering and deleting schemas, compatibility and mode settings
@@ -75,7 +92,26 @@ pub fn cluster_wide(method: &Method, path: &str) -> bool {
 }
 
 pub fn routes(api: Api) -> ApiRouter {
-    router().with_state(api)
+    let mut router = router().with_state(api);
+    loom_http::openapi::default_response(&mut router, default_error());
+    router
+}
+
+/// What any registry route may answer besides its documented statuses: Confluent's error body
+/// from the registry itself, problem+json from the port's edge (auth, limits, timeouts).
+fn default_error() -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, ResponseBuilder};
+    ResponseBuilder::new()
+        .description("an error: `{error_code, message}` from the registry, problem+json from the port's edge")
+        .content(
+            CONTENT_TYPE,
+            ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("ConfluentError"))).build(),
+        )
+        .content(
+            loom_http::problem::PROBLEM_JSON,
+            ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("Problem"))).build(),
+        )
+        .build()
 }
 
 /// Every route with its OpenAPI operation, before the state is given.
@@ -139,13 +175,13 @@ fn registered_json(r: &Registered) -> Value {
 /// The subjects with at least one live version (with `deleted`, soft-deleted ones too).
 #[utoipa::path(get, path = "/subjects",
     params(
-        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`, `True`, `1` or `yes`)"),
+        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`/`false`, `True`/`False`, `1`/`0`, `yes`/`no`)"),
     ),
     responses(
         (status = 200, description = "subject names", body = Vec<String>, content_type = "application/vnd.schemaregistry.v1+json"),
     )
 )]
-async fn subjects(State(api): State<Api>, Query(f): Query<Flags>) -> Result<Response> {
+async fn subjects(State(api): State<Api>, f: Flags) -> Result<Response> {
     Ok(ok(json!(api.registry.store.subjects(f.deleted).await?)))
 }
 
@@ -153,14 +189,14 @@ async fn subjects(State(api): State<Api>, Query(f): Query<Flags>) -> Result<Resp
 #[utoipa::path(get, path = "/subjects/{subject}/versions",
     params(
         ("subject" = String, Path, description = "subject name"),
-        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`, `True`, `1` or `yes`)"),
+        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`/`false`, `True`/`False`, `1`/`0`, `yes`/`no`)"),
     ),
     responses(
         (status = 200, description = "version numbers, ascending", body = Vec<i32>, content_type = "application/vnd.schemaregistry.v1+json"),
         (status = 404, description = "error_code 40401: subject not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
     )
 )]
-async fn versions(State(api): State<Api>, Path(subject): Path<String>, Query(f): Query<Flags>) -> Result<Response> {
+async fn versions(State(api): State<Api>, Path(subject): Path<String>, f: Flags) -> Result<Response> {
     let rows = api.registry.live_versions(&subject, f.deleted).await?;
     Ok(ok(json!(rows.iter().map(|r| r.version).collect::<Vec<_>>())))
 }
@@ -189,7 +225,7 @@ async fn register(State(api): State<Api>, Path(subject): Path<String>, body: Byt
 #[utoipa::path(post, path = "/subjects/{subject}",
     params(
         ("subject" = String, Path, description = "subject name"),
-        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`, `True`, `1` or `yes`)"),
+        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`/`false`, `True`/`False`, `1`/`0`, `yes`/`no`)"),
     ),
     request_body(description = "`{schema, schemaType: \"JSON\", references?}`", content((SchemaRequest = "application/vnd.schemaregistry.v1+json"), (SchemaRequest = "application/json"))),
     responses(
@@ -199,12 +235,7 @@ async fn register(State(api): State<Api>, Path(subject): Path<String>, body: Byt
         (status = 422, description = "error_code 42201: invalid schema", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
     )
 )]
-async fn lookup(
-    State(api): State<Api>,
-    Path(subject): Path<String>,
-    Query(f): Query<Flags>,
-    body: Bytes,
-) -> Result<Response> {
+async fn lookup(State(api): State<Api>, Path(subject): Path<String>, f: Flags, body: Bytes) -> Result<Response> {
     let req: SchemaRequest = parse(&body)?;
     Ok(ok(registered_json(&api.registry.lookup(&subject, &req, f.deleted).await?)))
 }
@@ -214,7 +245,7 @@ async fn lookup(
     params(
         ("subject" = String, Path, description = "subject name"),
         ("version" = String, Path, description = "version number (1 to 2^31-1), or `latest` (or `-1`)"),
-        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`, `True`, `1` or `yes`)"),
+        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`/`false`, `True`/`False`, `1`/`0`, `yes`/`no`)"),
     ),
     responses(
         (status = 200, description = "`{subject, version, id, schemaType: \"JSON\", schema, references?}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
@@ -222,11 +253,7 @@ async fn lookup(
         (status = 422, description = "error_code 42202: invalid version", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
     )
 )]
-async fn version(
-    State(api): State<Api>,
-    Path((subject, v)): Path<(String, String)>,
-    Query(f): Query<Flags>,
-) -> Result<Response> {
+async fn version(State(api): State<Api>, Path((subject, v)): Path<(String, String)>, f: Flags) -> Result<Response> {
     Ok(ok(registered_json(&api.registry.version(&subject, VersionSel::parse(&v)?, f.deleted).await?)))
 }
 
@@ -235,7 +262,7 @@ async fn version(
     params(
         ("subject" = String, Path, description = "subject name"),
         ("version" = String, Path, description = "version number (1 to 2^31-1), or `latest` (or `-1`)"),
-        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`, `True`, `1` or `yes`)"),
+        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`/`false`, `True`/`False`, `1`/`0`, `yes`/`no`)"),
     ),
     responses(
         (status = 200, description = "the JSON Schema itself", body = Value, content_type = "application/vnd.schemaregistry.v1+json"),
@@ -246,7 +273,7 @@ async fn version(
 async fn version_schema(
     State(api): State<Api>,
     Path((subject, v)): Path<(String, String)>,
-    Query(f): Query<Flags>,
+    f: Flags,
 ) -> Result<Response> {
     let found = api.registry.version(&subject, VersionSel::parse(&v)?, f.deleted).await?;
     Ok(ok(serde_json::from_str(&found.schema).map_err(|e| RegistryError::Store(e.to_string()))?))
@@ -273,7 +300,7 @@ async fn referenced_by(State(api): State<Api>, Path((subject, v)): Path<(String,
 #[utoipa::path(delete, path = "/subjects/{subject}",
     params(
         ("subject" = String, Path, description = "subject name"),
-        ("permanent" = Option<bool>, Query, description = "hard-delete what was soft-deleted before (`true`, `True`, `1` or `yes`)"),
+        ("permanent" = Option<bool>, Query, description = "hard-delete what was soft-deleted before (`true`/`false`, `True`/`False`, `1`/`0`, `yes`/`no`)"),
     ),
     responses(
         (status = 200, description = "the version numbers deleted", body = Vec<i32>, content_type = "application/vnd.schemaregistry.v1+json"),
@@ -282,11 +309,7 @@ async fn referenced_by(State(api): State<Api>, Path((subject, v)): Path<(String,
         (status = 503, description = "error_code 50002: the registry is busy or restarting; retry", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
     )
 )]
-async fn delete_subject(
-    State(api): State<Api>,
-    Path(subject): Path<String>,
-    Query(f): Query<Flags>,
-) -> Result<Response> {
+async fn delete_subject(State(api): State<Api>, Path(subject): Path<String>, f: Flags) -> Result<Response> {
     Ok(ok(json!(api.writer.delete_subject(subject, f.permanent).await?)))
 }
 
@@ -295,7 +318,7 @@ async fn delete_subject(
     params(
         ("subject" = String, Path, description = "subject name"),
         ("version" = String, Path, description = "version number (1 to 2^31-1), or `latest` (or `-1`)"),
-        ("permanent" = Option<bool>, Query, description = "hard-delete what was soft-deleted before (`true`, `True`, `1` or `yes`)"),
+        ("permanent" = Option<bool>, Query, description = "hard-delete what was soft-deleted before (`true`/`false`, `True`/`False`, `1`/`0`, `yes`/`no`)"),
     ),
     responses(
         (status = 200, description = "the version number deleted", body = i32, content_type = "application/vnd.schemaregistry.v1+json"),
@@ -307,7 +330,7 @@ async fn delete_subject(
 async fn delete_version(
     State(api): State<Api>,
     Path((subject, v)): Path<(String, String)>,
-    Query(f): Query<Flags>,
+    f: Flags,
 ) -> Result<Response> {
     Ok(ok(json!(api.writer.delete_version(subject, VersionSel::parse(&v)?, f.permanent).await?)))
 }
@@ -369,14 +392,14 @@ async fn uses(api: &Api, id: &str, include_deleted: bool) -> Result<Vec<(String,
 #[utoipa::path(get, path = "/schemas/ids/{id}/subjects",
     params(
         ("id" = i32, Path, description = "global schema id"),
-        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`, `True`, `1` or `yes`)"),
+        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`/`false`, `True`/`False`, `1`/`0`, `yes`/`no`)"),
     ),
     responses(
         (status = 200, description = "subject names", body = Vec<String>, content_type = "application/vnd.schemaregistry.v1+json"),
         (status = 404, description = "error_code 40403: schema not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
     )
 )]
-async fn subjects_of_id(State(api): State<Api>, Path(id): Path<String>, Query(f): Query<Flags>) -> Result<Response> {
+async fn subjects_of_id(State(api): State<Api>, Path(id): Path<String>, f: Flags) -> Result<Response> {
     let mut subjects: Vec<String> = uses(&api, &id, f.deleted).await?.into_iter().map(|(s, _)| s).collect();
     subjects.dedup();
     Ok(ok(json!(subjects)))
@@ -386,14 +409,14 @@ async fn subjects_of_id(State(api): State<Api>, Path(id): Path<String>, Query(f)
 #[utoipa::path(get, path = "/schemas/ids/{id}/versions",
     params(
         ("id" = i32, Path, description = "global schema id"),
-        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`, `True`, `1` or `yes`)"),
+        ("deleted" = Option<bool>, Query, description = "include soft-deleted versions (`true`/`false`, `True`/`False`, `1`/`0`, `yes`/`no`)"),
     ),
     responses(
         (status = 200, description = "`[{subject, version}]`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
         (status = 404, description = "error_code 40403: schema not found", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
     )
 )]
-async fn versions_of_id(State(api): State<Api>, Path(id): Path<String>, Query(f): Query<Flags>) -> Result<Response> {
+async fn versions_of_id(State(api): State<Api>, Path(id): Path<String>, f: Flags) -> Result<Response> {
     let pairs: Vec<Value> =
         uses(&api, &id, f.deleted).await?.into_iter().map(|(s, v)| json!({"subject": s, "version": v})).collect();
     Ok(ok(json!(pairs)))
@@ -484,14 +507,14 @@ async fn put_global_config(State(api): State<Api>, body: Bytes) -> Result<Respon
 #[utoipa::path(get, path = "/config/{subject}",
     params(
         ("subject" = String, Path, description = "subject name"),
-        ("defaultToGlobal" = Option<bool>, Query, description = "fall back to the global setting when the subject has none (`true`, `True`, `1` or `yes`)"),
+        ("defaultToGlobal" = Option<bool>, Query, description = "fall back to the global setting when the subject has none (`true`/`false`, `True`/`False`, `1`/`0`, `yes`/`no`)"),
     ),
     responses(
         (status = 200, description = "`{compatibilityLevel, compatibilityPolicy?}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
         (status = 404, description = "error_code 40408: the subject has no compatibility level of its own (see `defaultToGlobal`)", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
     )
 )]
-async fn get_config(State(api): State<Api>, Path(subject): Path<String>, Query(f): Query<Flags>) -> Result<Response> {
+async fn get_config(State(api): State<Api>, Path(subject): Path<String>, f: Flags) -> Result<Response> {
     Ok(ok(config_json(&api, &subject, f.default_to_global).await?))
 }
 
@@ -582,14 +605,14 @@ async fn put_global_mode(State(api): State<Api>, body: Bytes) -> Result<Response
 #[utoipa::path(get, path = "/mode/{subject}",
     params(
         ("subject" = String, Path, description = "subject name"),
-        ("defaultToGlobal" = Option<bool>, Query, description = "fall back to the global setting when the subject has none (`true`, `True`, `1` or `yes`)"),
+        ("defaultToGlobal" = Option<bool>, Query, description = "fall back to the global setting when the subject has none (`true`/`false`, `True`/`False`, `1`/`0`, `yes`/`no`)"),
     ),
     responses(
         (status = 200, description = "`{mode}`", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
         (status = 404, description = "error_code 40409: the subject has no mode of its own (see `defaultToGlobal`)", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
     )
 )]
-async fn get_mode(State(api): State<Api>, Path(subject): Path<String>, Query(f): Query<Flags>) -> Result<Response> {
+async fn get_mode(State(api): State<Api>, Path(subject): Path<String>, f: Flags) -> Result<Response> {
     Ok(ok(mode_json(&api, &subject, f.default_to_global).await?))
 }
 
@@ -646,7 +669,7 @@ async fn compat(api: &Api, subject: &str, only: Option<VersionSel>, verbose: boo
 #[utoipa::path(post, path = "/compatibility/subjects/{subject}/versions",
     params(
         ("subject" = String, Path, description = "subject name"),
-        ("verbose" = Option<bool>, Query, description = "add `messages` and Loom's structured `incompatibilities` (`true`, `True`, `1` or `yes`)"),
+        ("verbose" = Option<bool>, Query, description = "add `messages` and Loom's structured `incompatibilities` (`true`/`false`, `True`/`False`, `1`/`0`, `yes`/`no`)"),
     ),
     request_body(description = "`{schema, schemaType: \"JSON\", references?}`", content((SchemaRequest = "application/vnd.schemaregistry.v1+json"), (SchemaRequest = "application/json"))),
     responses(
@@ -655,12 +678,7 @@ async fn compat(api: &Api, subject: &str, only: Option<VersionSel>, verbose: boo
         (status = 422, description = "error_code 42201: invalid schema", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
     )
 )]
-async fn compat_all(
-    State(api): State<Api>,
-    Path(subject): Path<String>,
-    Query(f): Query<Flags>,
-    body: Bytes,
-) -> Result<Response> {
+async fn compat_all(State(api): State<Api>, Path(subject): Path<String>, f: Flags, body: Bytes) -> Result<Response> {
     compat(&api, &subject, None, f.verbose, &body).await
 }
 
@@ -669,7 +687,7 @@ async fn compat_all(
     params(
         ("subject" = String, Path, description = "subject name"),
         ("version" = String, Path, description = "version number (1 to 2^31-1), or `latest` (or `-1`)"),
-        ("verbose" = Option<bool>, Query, description = "add `messages` and Loom's structured `incompatibilities` (`true`, `True`, `1` or `yes`)"),
+        ("verbose" = Option<bool>, Query, description = "add `messages` and Loom's structured `incompatibilities` (`true`/`false`, `True`/`False`, `1`/`0`, `yes`/`no`)"),
     ),
     request_body(description = "`{schema, schemaType: \"JSON\", references?}`", content((SchemaRequest = "application/vnd.schemaregistry.v1+json"), (SchemaRequest = "application/json"))),
     responses(
@@ -682,7 +700,7 @@ async fn compat_all(
 async fn compat_one(
     State(api): State<Api>,
     Path((subject, v)): Path<(String, String)>,
-    Query(f): Query<Flags>,
+    f: Flags,
     body: Bytes,
 ) -> Result<Response> {
     let sel = VersionSel::parse(&v)?;

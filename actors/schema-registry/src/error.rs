@@ -58,6 +58,8 @@ pub enum RegistryError {
     ReadOnly(String),
     #[error("Unrecognized request body: {0}")]
     BadRequest(String),
+    #[error("Invalid query parameters: {0}")]
+    BadQuery(String),
     #[error("Error in the backend data store: {0}")]
     Store(String),
     #[error("The registry is busy or restarting, retry shortly: {0}")]
@@ -83,7 +85,7 @@ impl RegistryError {
             InvalidCompatibility(_) => (42203, StatusCode::UNPROCESSABLE_ENTITY),
             InvalidMode(_) => (42204, StatusCode::UNPROCESSABLE_ENTITY),
             ReadOnly(_) => (42205, StatusCode::UNPROCESSABLE_ENTITY),
-            BadRequest(_) => (400, StatusCode::BAD_REQUEST),
+            BadRequest(_) | BadQuery(_) => (400, StatusCode::BAD_REQUEST),
             Store(_) => (50001, StatusCode::INTERNAL_SERVER_ERROR),
             Unavailable(_) => (50002, StatusCode::SERVICE_UNAVAILABLE),
         }

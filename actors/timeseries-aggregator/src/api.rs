@@ -12,7 +12,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use loom_http::{ApiError, ApiJson, ApiRouter, routes};
+use loom_http::{ApiError, ApiJson, ApiJsonAny, ApiRouter, routes};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -152,7 +152,7 @@ fn events_of(body: Value) -> std::result::Result<Vec<Value>, TsError> {
 async fn post_events(
     State(api): State<Api>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJsonAny(body): ApiJsonAny<Value>,
 ) -> Result<Json<Value>> {
     known(&api, &id)?;
     let events = events_of(body)?;

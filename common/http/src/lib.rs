@@ -15,9 +15,9 @@ pub mod problem;
 pub mod server;
 
 pub use auth::Auth;
-pub use json::ApiJson;
+pub use json::{ApiJson, ApiJsonAny};
 pub use layers::{ClusterWide, HttpSettings, service_router, writes_under};
-pub use openapi::ApiRouter;
+pub use openapi::{ApiRouter, Binary};
 pub use ops::{HealthReport, OpsProvider, VersionInfo};
 pub use problem::{ApiError, Problem};
 pub use server::serve;

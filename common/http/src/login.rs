@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::{ApiRouter, Auth, routes};
+use crate::{ApiRouter, Auth, Problem, routes};
 
 pub const SESSION_COOKIE: &str = "loom_session";
 /// How long a session cookie lives (12 h).
@@ -65,9 +65,19 @@ async fn form(Query(q): Query<Next>) -> Html<String> {
     Html(page(safe_next(q.next.as_deref()), None))
 }
 
+/// The sign-in form's fields.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the form; the handler reads it with `form_urlencoded`
+struct LoginForm {
+    /// a bearer token from `LOOM_AUTH_TOKENS`
+    token: String,
+    /// the local path to return to
+    next: Option<String>,
+}
+
 /// Checks a token from the form and keeps it in an `HttpOnly; SameSite=Strict` session cookie.
 #[utoipa::path(post, path = "/login",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`token=…&next=/path`"),
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "signed in: `Set-Cookie: loom_session=…; HttpOnly; SameSite=Strict`, back to `next`"),
         (status = 401, description = "the token is not recognized: the form again", content_type = "text/html", body = String)))]
@@ -81,8 +91,10 @@ async fn login(State(auth): State<Auth>, body: Bytes) -> Response {
             _ => {}
         }
     }
+    let Some(token) = token else {
+        return Problem::new(StatusCode::BAD_REQUEST, "missing_token", "the form has no `token` field").into_response();
+    };
     let next = safe_next(next.as_deref()).to_owned();
-    let token = token.unwrap_or_default();
     if !auth.enabled() {
         return redirect(&next, None); // nothing to keep: every route is open
     }

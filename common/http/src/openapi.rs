@@ -17,6 +17,37 @@ use crate::{Auth, ClusterWide, Problem};
 pub type ApiRouter<S = ()> = utoipa_axum::router::OpenApiRouter<S>;
 
 /// What [`finish`] needs to know about the port.
+/// A body of raw bytes (an upload, a stored file), documented as `{"type": "string",
+/// "format": "binary"}` rather than utoipa's reading of `Vec<u8>` as an array of integers.
+pub struct Binary;
+
+impl PartialSchema for Binary {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Binary {}
+
+/// Gives every operation of `router` without a `default` response this one: for services whose
+/// handlers answer in an ecosystem's error shape (the Schema Registry's Confluent bodies) rather
+/// than problem+json. `finish` keeps a `default` an operation already has.
+pub fn default_response<S: Clone + Send + Sync + 'static>(
+    router: &mut ApiRouter<S>,
+    response: utoipa::openapi::Response,
+) {
+    for item in router.get_openapi_mut().paths.paths.values_mut() {
+        let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for op in ops.into_iter().flatten() {
+            op.responses.responses.entry("default".into()).or_insert_with(|| response.clone().into());
+        }
+    }
+}
+
 pub struct SpecInfo<'a> {
     pub title: String,
     pub description: &'a str,
