@@ -29,4 +29,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+step "API fuzzing (schemathesis on every port's OpenAPI document)"
+scripts/fuzz-api.sh
+
 step "all green"

@@ -90,7 +90,10 @@ async fn prepare(api: &Api, spec: &MonitorSpec) -> std::result::Result<(), Quali
 }
 
 /// Creates a monitor (409 `conflict` when the id exists; PUT replaces).
-#[utoipa::path(post, path = "/monitors", request_body(content = Object, description = "A monitor spec: `id`, `window`, optional `source` topic, `schema` subject, `time`, `group_by`, `fields` rules, `unique`, `freshness`, `reference`, `drift`, `anomaly`, `alerts` (README, Data Quality)"),
+#[utoipa::path(post, path = "/monitors", request_body(content = Object, description = "A monitor spec: `id`, `window`, optional `source` topic, `schema` subject, `time`, `group_by`, `fields` rules, `unique`, `freshness`, `reference`, `drift`, `anomaly`, `alerts` (README, Data Quality)", example = json!({"id": "gps",
+        "time": {"field": "/ts"}, "window": "10m",
+        "fields": {"/speed": {"required": true, "range": [0, 200]}, "/platform": {"enum": ["ios", "android", "web"]}},
+        "unique": ["/id"], "freshness": {"per": "/device", "max_gap": "5m"}})),
     responses((status = 201, description = "the stored monitor with its version", body = Object)))]
 async fn create(State(api): State<Api>, ApiJson(spec): ApiJson<MonitorSpec>) -> Result<Response> {
     if api.book.stored().await.map_err(QualityError::from)?.iter().any(|m| m.spec.id == spec.id) {

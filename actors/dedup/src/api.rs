@@ -73,7 +73,8 @@ async fn prepare(api: &Api, spec: &PolicySpec) -> std::result::Result<(), DedupE
 }
 
 /// Creates a policy (409 `conflict` when the id exists; PUT replaces).
-#[utoipa::path(post, path = "/policies", request_body(content = Object, description = "A policy spec: `id`, `key` pointers, `window`, `store`, optional `source` topics, fuzzy options (README, Data Deduplication)"),
+#[utoipa::path(post, path = "/policies", request_body(content = Object, description = "A policy spec: `id`, `key` pointers, `window`, `store`, optional `source` topics, fuzzy options (README, Data Deduplication)", example = json!({"id": "readings",
+        "identity": {"fields": ["/device", "/seq"]}, "window": {"time": "10m"}, "keep": "first"})),
     responses((status = 201, description = "the stored policy with its version", body = Object)))]
 async fn create(State(api): State<Api>, ApiJson(spec): ApiJson<PolicySpec>) -> Result<Response> {
     if api.book.stored().await.map_err(DedupError::from)?.iter().any(|p| p.spec.id == spec.id) {

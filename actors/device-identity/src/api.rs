@@ -79,7 +79,8 @@ fn served(status: StatusCode, node: &str, body: Option<Value>) -> Response {
 
 /// Registers a device from its raw attributes: matched to an existing device (identifier or fingerprint) or created with a keyed UUIDv8 id.
 #[utoipa::path(post, path = "/devices",
-    request_body(content = Object, description = "Raw attributes (at least one): `tenant`?, `platform`, `model`, `manufacturer`, `os`, `os_version`, `app_instance_id`, `user_agent`, `mac`, `serial`, `advertising_id`, `android_id`, `screen`, `locale`, `timezone`, `metadata`?, `subject_id`?, `shared_identifiers`?: {type: value}"),
+    request_body(content = Object, description = "Raw attributes (at least one): `tenant`?, `platform`, `model`, `manufacturer`, `os`, `os_version`, `app_instance_id`, `user_agent`, `mac`, `serial`, `advertising_id`, `android_id`, `screen`, `locale`, `timezone`, `metadata`?, `subject_id`?, `shared_identifiers`?: {type: value}", example = json!({"platform": "android", "model": "Pixel 8", "manufacturer": "Google",
+        "os": "Android", "os_version": "14", "app_instance_id": "3f1c2a9e-0b7d-4e55-9a51-6f2d8c7b1e40", "locale": "de-DE"})),
     responses(
         (status = 201, description = "a new device: `{device_id, status: \"created\", matched_by, confidence, key_period, fingerprint, enrichment, served_by}`", body = Object, headers(("x-served-by" = String, description = "the node that served the write (the key's owner)"))),
         (status = 200, description = "an existing device matched: `{device_id, status: \"matched\", matched_by: identifier | fingerprint, confidence, ...}`", body = Object, headers(("x-served-by" = String, description = "the node that served the write (the key's owner)"))),

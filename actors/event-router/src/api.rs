@@ -74,7 +74,7 @@ async fn list_rules(State(api): State<Api>) -> Result<Json<Value>> {
 }
 
 /// Creates a rule (409 `conflict` when the id exists; PUT replaces); literal `validate` subjects must exist.
-#[utoipa::path(post, path = "/rules", request_body(content = Object, description = "A rule: `id`, `priority`?, `enabled`?, `description`?, `match` (a CEL condition), `actions` (route, set, rename, remove, header, key, validate, drop), `continue`?"),
+#[utoipa::path(post, path = "/rules", request_body(content = RuleSpec, description = "A rule: `id`, `priority`?, `enabled`?, `description`?, `match` (a CEL condition), `actions` (route, set, rename, remove, header, key, validate, drop), `continue`?"),
     responses((status = 201, description = "the stored rule with its version, plus `warnings` when a `validate` subject could not be checked", body = Object)))]
 async fn create_rule(State(api): State<Api>, ApiJson(spec): ApiJson<RuleSpec>) -> Result<Response> {
     if api.book.store.rule(&spec.id).await.map_err(RouterError::from)?.is_some_and(|r| !r.deleted) {
@@ -135,7 +135,7 @@ async fn get_rule(State(api): State<Api>, Path(id): Path<String>) -> Result<Json
 }
 
 /// Creates or replaces a rule; the body's `id` must be the path's.
-#[utoipa::path(put, path = "/rules/{id}", params(("id" = String, Path, description = "rule id")), request_body(content = Object, description = "A rule: `id`, `priority`?, `enabled`?, `description`?, `match` (a CEL condition), `actions` (route, set, rename, remove, header, key, validate, drop), `continue`?"),
+#[utoipa::path(put, path = "/rules/{id}", params(("id" = String, Path, description = "rule id")), request_body(content = RuleSpec, description = "A rule: `id`, `priority`?, `enabled`?, `description`?, `match` (a CEL condition), `actions` (route, set, rename, remove, header, key, validate, drop), `continue`?"),
     responses((status = 200, description = "the stored rule with its new version, plus `warnings` when a `validate` subject could not be checked", body = Object)))]
 async fn put_rule(
     State(api): State<Api>,

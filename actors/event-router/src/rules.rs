@@ -30,8 +30,10 @@ pub const MAX_EXPRESSION: usize = 4096;
 pub const MAX_OUTPUTS: usize = 64;
 
 /// A rule as stored and as the API takes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"id": "hot-sensors", "priority": 10, "match": "event.temp > 30.0",
+    "actions": [{"set": {"path": "/alert", "value": "true"}}, {"route": {"topics": ["alerts.{event.site}"]}}]}))]
 pub struct RuleSpec {
     pub id: String,
     #[serde(default)]
@@ -53,7 +55,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     /// Emit the working event to every topic (templates: `alerts.{event.site}`).

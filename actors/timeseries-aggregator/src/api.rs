@@ -87,7 +87,10 @@ async fn prepare(api: &Api, spec: &JobSpec) -> std::result::Result<(), TsError> 
 }
 
 /// Creates a job (409 `conflict` when the id exists; PUT replaces) and prepares its Kafka topics and PostgreSQL tables.
-#[utoipa::path(post, path = "/jobs", request_body(content = Object, description = "A job spec: `id`, `source`? (Kafka topics; REST-fed without), `time`, `key` pointers, `window`, `aggregates`, `allowed_lateness`?, `idle_timeout`?, `emit`?, `watermark`?, `max_future_skew`?, `max_open_windows`?, `late_topic`?, `dead_letter_topic`?, `sinks`? (README, Time-Series Aggregation)"),
+#[utoipa::path(post, path = "/jobs", request_body(content = Object, description = "A job spec: `id`, `source`? (Kafka topics; REST-fed without), `time`, `key` pointers, `window`, `aggregates`, `allowed_lateness`?, `idle_timeout`?, `emit`?, `watermark`?, `max_future_skew`?, `max_open_windows`?, `late_topic`?, `dead_letter_topic`?, `sinks`? (README, Time-Series Aggregation)", example = json!({"id": "temp-5m",
+        "time": {"field": "/ts"}, "key": ["/device"], "window": {"type": "tumbling", "size": "5m"},
+        "aggregates": [{"name": "n", "fn": "count"}, {"name": "mean", "fn": "avg", "field": "/temp"}],
+        "allowed_lateness": "30s", "emit": "final"})),
     responses((status = 201, description = "the stored job with its version", body = Object)))]
 async fn create_job(State(api): State<Api>, ApiJson(spec): ApiJson<JobSpec>) -> Result<Response> {
     if api.book.stored().await?.iter().any(|j| j.spec.id == spec.id) {
