@@ -1,7 +1,8 @@
 //! The Schema Registry over real sockets: the Confluent REST API (ids, versions, soft and
-//! permanent deletes, lookup, references, config, mode, compatibility, error codes), `/validate`,
-//! the official JSON-Schema-Test-Suite, the real `confluent-kafka` Python client, and concurrent
-//! registration across a three-node cluster sharing PostgreSQL.
+//! permanent deletes, deletes refused while referenced (42206), lookup, references, config,
+//! mode, compatibility, error codes), `/validate`, the official JSON-Schema-Test-Suite, the real
+//! `confluent-kafka` Python client, and concurrent registration across a three-node cluster
+//! sharing PostgreSQL.
 
 // Tests print the suite's pass rate per draft.
 #![allow(clippy::print_stderr)]
@@ -217,6 +218,63 @@ async fn the_confluent_api_behaves_like_confluent() {
         assert_eq!((got_status, got["error_code"].as_i64()), (*status, Some(*code)), "{method} {path}: {got}");
     }
     assert_eq!(c.get("/schemas/types").await.1, json!(["JSON"]));
+}
+
+#[tokio::test]
+async fn deleting_a_referenced_version_is_refused_with_42206() {
+    let node = LoomNode::start_ready("registry-refs", NodeOptions::default()).await;
+    let c = Client::new(&node);
+    let delete = |path: String| {
+        let c = &c;
+        async move { c.send("DELETE", &path, None).await }
+    };
+    let refused = |subject: &str, version: i32| json!({"error_code": 42206, "message": format!("One or more references exist to the schema {{magic=1,keytype=SCHEMA,subject={subject},version={version}}}.")});
+    let address = json!({"type": "object", "properties": {"city": {"type": "string"}}});
+    assert_eq!(c.register("address", address).await.0, 200);
+    let person = json!({"type": "object", "properties": {"home": {"$ref": "address.json"}}});
+    let (s, b) = c
+        .post("/subjects/person/versions", json!({"schemaType": "JSON", "schema": person.to_string(), "references": [{"name": "address.json", "subject": "address", "version": 1}]}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let b_id = b["id"].clone();
+
+    // A live referrer blocks every kind of delete; `permanent` on the live version answers
+    // 42206 before 40407, as Confluent checks references first.
+    for path in ["/subjects/address/versions/1", "/subjects/address/versions/1?permanent=true", "/subjects/address"] {
+        assert_eq!(delete(path.into()).await, (422, refused("address", 1)), "{path}");
+    }
+    assert_eq!(c.get("/subjects/address/versions/1/referencedby").await.1, json!([b_id]));
+
+    // The referrer soft-deleted: A can be soft-deleted, not hard-deleted (a soft-deleted
+    // referrer still counts for `permanent`).
+    assert_eq!(delete("/subjects/person/versions/1".into()).await, (200, json!(1)));
+    assert_eq!(c.get("/subjects/address/versions/1/referencedby").await.1, json!([]));
+    assert_eq!(c.get("/subjects/address/versions/1/referencedby?deleted=true").await.1, json!([b_id]));
+    assert_eq!(delete("/subjects/address/versions/1".into()).await, (200, json!(1)));
+    let (s, e) = delete("/subjects/address/versions/1".into()).await;
+    assert_eq!((s, e["error_code"].clone()), (404, json!(40406)), "already soft-deleted: {e}");
+    assert_eq!(delete("/subjects/address/versions/1?permanent=true".into()).await, (422, refused("address", 1)));
+    assert_eq!(delete("/subjects/address?permanent=true".into()).await, (422, refused("address", 1)));
+    // The referenced version is found even soft-deleted.
+    assert_eq!(c.get("/subjects/address/versions/1/referencedby?deleted=true").await.1, json!([b_id]));
+
+    // The referrer hard-deleted: nothing references A any more.
+    assert_eq!(delete("/subjects/person/versions/1?permanent=true".into()).await, (200, json!(1)));
+    assert_eq!(c.get("/subjects/address/versions/1/referencedby?deleted=true").await.1, json!([]));
+    assert_eq!(delete("/subjects/address/versions/1?permanent=true".into()).await, (200, json!(1)));
+    assert_eq!(c.get("/subjects/address/versions?deleted=true").await.1["error_code"], 40401);
+
+    // References within one subject do not block deleting the whole subject.
+    let base = json!({"type": "object", "properties": {"a": {"type": "string"}}});
+    c.register("selfref", base).await;
+    c.send("PUT", "/config/selfref", Some(json!({"compatibility": "NONE"}))).await;
+    let (s, v) = c
+        .post("/subjects/selfref/versions", json!({"schemaType": "JSON", "schema": json!({"$ref": "base.json"}).to_string(), "references": [{"name": "base.json", "subject": "selfref", "version": 1}]}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(delete("/subjects/selfref/versions/1".into()).await, (422, refused("selfref", 1)));
+    assert_eq!(delete("/subjects/selfref".into()).await, (200, json!([1, 2])));
+    assert_eq!(delete("/subjects/selfref?permanent=true".into()).await, (200, json!([1, 2])));
 }
 
 #[tokio::test]

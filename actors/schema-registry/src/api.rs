@@ -82,6 +82,34 @@ impl<S: Send + Sync> FromRequestParts<S> for Flags {
     }
 }
 
+/// Paging of a list answer (`referencedby`): `offset` (default 0) and `limit` (default -1, no
+/// limit), as Confluent. A value that is not an integer is a 400 in Confluent's error shape.
+#[derive(Deserialize, Default)]
+struct Page {
+    #[serde(default)]
+    offset: Option<usize>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+impl Page {
+    fn apply<T>(&self, items: Vec<T>) -> Vec<T> {
+        let limit = self.limit.and_then(|l| usize::try_from(l).ok()).unwrap_or(usize::MAX);
+        items.into_iter().skip(self.offset.unwrap_or(0)).take(limit).collect()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Page {
+    type Rejection = RegistryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Page> {
+        match Query::<Page>::from_request_parts(parts, state).await {
+            Ok(Query(page)) => Ok(page),
+            Err(e) => Err(RegistryError::BadQuery(e.body_text())),
+        }
+    }
+}
+
 /// Cluster-wide writes: registering and deleting schemas, compatibility and mode settings
 /// (`POST /subjects/{s}` is a lookup and `/compatibility` a check: both read).
 pub fn cluster_wide(method: &Method, path: &str) -> bool {
@@ -279,11 +307,16 @@ async fn version_schema(
     Ok(ok(serde_json::from_str(&found.schema).map_err(|e| RegistryError::Store(e.to_string()))?))
 }
 
-/// The ids of the schemas referencing one version of a subject.
+/// The ids of the schemas referencing one version of a subject. The version may be
+/// soft-deleted; referrers count while they have a live version (with `deleted`, a
+/// soft-deleted one too), as Confluent.
 #[utoipa::path(get, path = "/subjects/{subject}/versions/{version}/referencedby",
     params(
         ("subject" = String, Path, description = "subject name"),
         ("version" = String, Path, description = "version number (1 to 2^31-1), or `latest` (or `-1`)"),
+        ("deleted" = Option<bool>, Query, description = "count referrers whose versions are all soft-deleted too (`true`/`false`, `True`/`False`, `1`/`0`, `yes`/`no`)"),
+        ("offset" = Option<u32>, Query, description = "ids to skip (default 0)"),
+        ("limit" = Option<i64>, Query, description = "most ids to return (default -1: all)"),
     ),
     responses(
         (status = 200, description = "schema ids, ascending", body = Vec<i32>, content_type = "application/vnd.schemaregistry.v1+json"),
@@ -291,9 +324,16 @@ async fn version_schema(
         (status = 422, description = "error_code 42202: invalid version", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
     )
 )]
-async fn referenced_by(State(api): State<Api>, Path((subject, v)): Path<(String, String)>) -> Result<Response> {
-    let found = api.registry.version(&subject, VersionSel::parse(&v)?, false).await?;
-    Ok(ok(json!(api.registry.store.referenced_by(&subject, found.version).await?)))
+async fn referenced_by(
+    State(api): State<Api>,
+    Path((subject, v)): Path<(String, String)>,
+    f: Flags,
+    page: Page,
+) -> Result<Response> {
+    let found = api.registry.version(&subject, VersionSel::parse(&v)?, true).await?;
+    let ids: Vec<i32> =
+        api.registry.referrers(&subject, found.version, f.deleted).await?.into_iter().map(|(id, _)| id).collect();
+    Ok(ok(json!(page.apply(ids))))
 }
 
 /// Soft-deletes a subject, or with `permanent` hard-deletes a soft-deleted one.
@@ -305,7 +345,7 @@ async fn referenced_by(State(api): State<Api>, Path((subject, v)): Path<(String,
     responses(
         (status = 200, description = "the version numbers deleted", body = Vec<i32>, content_type = "application/vnd.schemaregistry.v1+json"),
         (status = 404, description = "error_code 40401: subject not found; 40404: already soft-deleted (use `permanent`); 40405: `permanent` on a subject not soft-deleted first", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
-        (status = 422, description = "error_code 42205: the subject is read-only", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42205: the subject is read-only; 42206: a schema of another subject references one of its versions (`One or more references exist to the schema {magic=1,keytype=SCHEMA,subject=…,version=…}.`, naming the lowest such version; for `permanent`, referrers that are only soft-deleted count too)", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
         (status = 503, description = "error_code 50002: the registry is busy or restarting; retry", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
     )
 )]
@@ -322,8 +362,8 @@ async fn delete_subject(State(api): State<Api>, Path(subject): Path<String>, f: 
     ),
     responses(
         (status = 200, description = "the version number deleted", body = i32, content_type = "application/vnd.schemaregistry.v1+json"),
-        (status = 404, description = "error_code 40401: subject not found; 40402: version not found (or already soft-deleted); 40407: `permanent` on a version not soft-deleted first", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
-        (status = 422, description = "error_code 42202: invalid version; 42205: the subject is read-only", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 404, description = "error_code 40401: subject not found; 40402: version not found; 40406: already soft-deleted (use `permanent`); 40407: `permanent` on a version not soft-deleted first (checked after references)", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
+        (status = 422, description = "error_code 42202: invalid version; 42205: the subject is read-only; 42206: another schema references this version (`One or more references exist to the schema {magic=1,keytype=SCHEMA,subject=…,version=…}.`; a soft delete is blocked by referrers with a live version, `permanent` by any referrer not hard-deleted)", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
         (status = 503, description = "error_code 50002: the registry is busy or restarting; retry", body = ConfluentError, content_type = "application/vnd.schemaregistry.v1+json"),
     )
 )]

@@ -1,12 +1,20 @@
 //! JSON Schema compatibility: can a reader schema accept every instance a writer schema
 //! accepts? BACKWARD checks the new schema reading data of the old; FORWARD the reverse; FULL
-//! both; the `_TRANSITIVE` forms against every live version. The rules are the ones Confluent and
-//! Karapace apply (open vs closed content models, required properties and defaults, type
-//! widening/narrowing, enum, numeric and string bounds, `additionalProperties`,
-//! `patternProperties`, `items`, combinators), and each finding names the JSON pointer, the rule
-//! and a suggested fix. The LENIENT policy additionally allows adding optional properties to an
-//! open model (strictly, a writer's open model may already carry that property with any value).
-//! Pure logic with table-driven tests.
+//! both; the `_TRANSITIVE` forms against every live version. The decisions and rule names are
+//! Confluent's (`io.confluent.kafka.schemaregistry.json.diff`): `check(reader, writer)` is its
+//! `SchemaDiff.compare(original = writer, update = reader)` reporting only the differences
+//! outside the policy's compatible set. Objects and tuples are judged by content model — open,
+//! partially open (a `patternProperties` pattern, an `additionalProperties` /
+//! `additionalItems` / `unevaluated*` schema covering the name or position) or closed — in
+//! `compat/objects.rs` and `compat/arrays.rs`; types, enums, numeric and string bounds and
+//! combinators here. Each finding names the JSON pointer, the rule and a suggested fix. The
+//! LENIENT policy is Confluent's: it also accepts optional properties added to an open model,
+//! properties removed from a closed one, `additionalProperties` / `unevaluatedProperties`
+//! closed or narrowed and partially open models not covering a property (never an array
+//! change). Pure logic with table-driven tests, Confluent's own cases among them.
+
+mod arrays;
+mod objects;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
@@ -48,6 +56,8 @@ pub fn check(reader: &Value, writer: &Value, policy: Policy) -> Vec<Incompatibil
     let mut c = Checker {
         reader_root: reader,
         writer_root: writer,
+        reader_modern: modern(reader),
+        writer_modern: modern(writer),
         policy,
         out: Vec::new(),
         seen: BTreeSet::new(),
@@ -77,6 +87,21 @@ struct Shared {
     steps: Cell<usize>,
     /// Results of nested checks by (reader, writer) node identity.
     memo: RefCell<HashMap<(usize, usize), bool>>,
+    /// `patternProperties` regexes compiled once per check (`None`: does not compile).
+    patterns: RefCell<HashMap<String, Option<jsonschema::Validator>>>,
+}
+
+/// Whether a root schema is read as 2020-12 / 2019-09 (`prefixItems` tuples), as Confluent
+/// decides by `$schema`; anything else is draft-07.
+fn modern(root: &Value) -> bool {
+    root.get("$schema")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.contains("draft/2020-12") || s.contains("draft/2019-09"))
+}
+
+/// `true` or `{}`: a schema that accepts anything (Confluent's `EmptySchema`).
+fn is_empty_schema(v: &Value) -> bool {
+    v == &Value::Bool(true) || v.as_object().is_some_and(Map::is_empty)
 }
 
 /// (keyword, is a lower bound, rule when added, rule when tightened)
@@ -87,6 +112,9 @@ static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new
 struct Checker<'a> {
     reader_root: &'a Value,
     writer_root: &'a Value,
+    /// Each side's dialect, from its root `$schema`.
+    reader_modern: bool,
+    writer_modern: bool,
     policy: Policy,
     out: Vec<Incompatibility>,
     seen: BTreeSet<(usize, usize)>,
@@ -110,11 +138,6 @@ fn admits(reader: &BTreeSet<String>, writer_type: &str) -> bool {
     reader.contains(writer_type) || (writer_type == "integer" && reader.contains("number"))
 }
 
-fn is_closed(s: &Map<String, Value>) -> bool {
-    matches!(s.get("additionalProperties"), Some(Value::Bool(false)))
-        || matches!(s.get("unevaluatedProperties"), Some(Value::Bool(false)))
-}
-
 fn num(s: &Map<String, Value>, key: &str) -> Option<f64> {
     s.get(key).and_then(Value::as_f64)
 }
@@ -126,6 +149,19 @@ fn child(path: &str, segment: &str) -> String {
 impl<'a> Checker<'a> {
     fn flag(&mut self, path: &str, rule: &'static str, message: impl Into<String>, fix: impl Into<String>) {
         self.out.push(Incompatibility { path: path.to_owned(), rule, message: message.into(), fix: fix.into() });
+    }
+
+    /// A rule in Confluent's LENIENT compatible set: reported under STRICT only.
+    fn flag_unless_lenient(
+        &mut self,
+        path: &str,
+        rule: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        if self.policy == Policy::Strict {
+            self.flag(path, rule, message, fix);
+        }
     }
 
     /// Follows a local `$ref` (`#/definitions/x`, `#/$defs/x`) within its root.
@@ -258,6 +294,8 @@ impl<'a> Checker<'a> {
         let mut c = Checker {
             reader_root: self.reader_root,
             writer_root: self.writer_root,
+            reader_modern: self.reader_modern,
+            writer_modern: self.writer_modern,
             policy: self.policy,
             out: Vec::new(),
             seen: self.seen.clone(),
@@ -387,161 +425,6 @@ impl<'a> Checker<'a> {
             }
         }
     }
-
-    fn object(&mut self, r: &'a Map<String, Value>, w: &'a Map<String, Value>, path: &str, depth: usize) {
-        let empty: &'a Map<String, Value> = &EMPTY;
-        let rp = r.get("properties").and_then(Value::as_object).unwrap_or(empty);
-        let wp = w.get("properties").and_then(Value::as_object).unwrap_or(empty);
-        let required = |s: &Map<String, Value>| -> BTreeSet<String> {
-            s.get("required")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default()
-        };
-        let (rreq, wreq) = (required(r), required(w));
-        let writer_closed = is_closed(w);
-        let reader_closed = is_closed(r);
-        // Properties in both: recurse.
-        for (name, rs) in rp {
-            let ppath = child(&child(path, "properties"), name);
-            match wp.get(name) {
-                Some(ws) => self.schema(rs, ws, ppath, depth + 1),
-                None => {
-                    // The writer never declared it. An open writer may still have written it.
-                    let accepts_anything = rs == &Value::Bool(true) || rs.as_object().is_some_and(Map::is_empty);
-                    if !writer_closed && !accepts_anything && (self.policy != Policy::Lenient || rreq.contains(name)) {
-                        let from_additional = w.get("additionalProperties").filter(|a| a.is_object());
-                        match from_additional {
-                            Some(wa) => self.schema(rs, wa, ppath, depth + 1),
-                            None => self.flag(
-                                &ppath,
-                                "PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL",
-                                format!("`{name}` is new, but the writer's open model may already carry it with any value"),
-                                "close the writer model (additionalProperties: false) first, or select the LENIENT policy",
-                            ),
-                        }
-                    }
-                }
-            }
-        }
-        // Properties the reader dropped.
-        for (name, ws) in wp {
-            if rp.contains_key(name) {
-                continue;
-            }
-            let ppath = child(&child(path, "properties"), name);
-            if reader_closed {
-                self.flag(
-                    &ppath,
-                    "PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL",
-                    format!("`{name}` was removed from a closed model: data carrying it is rejected"),
-                    "keep the property, or open the model",
-                );
-            } else if let Some(ra) = r.get("additionalProperties").filter(|a| a.is_object()) {
-                self.schema(ra, ws, ppath, depth + 1);
-            }
-        }
-        // Newly required properties.
-        for name in rreq.difference(&wreq) {
-            let has_default = rp.get(name).and_then(|p| p.get("default")).is_some();
-            if !has_default {
-                self.flag(
-                    &child(&child(path, "required"), name),
-                    "REQUIRED_PROPERTY_ADDED",
-                    format!("`{name}` is now required; data written before may lack it"),
-                    format!("make `{name}` optional or give it a default"),
-                );
-            }
-        }
-        // additionalProperties closing or narrowing.
-        match (r.get("additionalProperties"), w.get("additionalProperties")) {
-            (Some(Value::Bool(false)), Some(Value::Bool(false))) => {}
-            (Some(Value::Bool(false)), _) => self.flag(
-                &child(path, "additionalProperties"),
-                "ADDITIONAL_PROPERTIES_REMOVED",
-                "the reader closed a model the writer left open",
-                "keep additionalProperties open",
-            ),
-            (Some(ra), Some(wa)) if ra.is_object() => {
-                self.schema(ra, wa, child(path, "additionalProperties"), depth + 1)
-            }
-            (Some(ra), None) if ra.is_object() && !ra.as_object().is_some_and(Map::is_empty) => self.flag(
-                &child(path, "additionalProperties"),
-                "ADDITIONAL_PROPERTIES_NARROWED",
-                "the reader constrains extra properties the writer allowed freely",
-                "leave additionalProperties unconstrained",
-            ),
-            _ => {}
-        }
-        // patternProperties.
-        let rpp = r.get("patternProperties").and_then(Value::as_object).unwrap_or(empty);
-        let wpp = w.get("patternProperties").and_then(Value::as_object).unwrap_or(empty);
-        for (pattern, rs) in rpp {
-            let ppath = child(&child(path, "patternProperties"), pattern);
-            match wpp.get(pattern) {
-                Some(ws) => self.schema(rs, ws, ppath, depth + 1),
-                None if !writer_closed => self.flag(
-                    &ppath,
-                    "PATTERN_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL",
-                    format!("pattern `{pattern}` is new; the writer may already have written matching properties"),
-                    "remove the pattern property",
-                ),
-                None => {}
-            }
-        }
-        for pattern in wpp.keys() {
-            if !rpp.contains_key(pattern) && reader_closed {
-                self.flag(
-                    &child(&child(path, "patternProperties"), pattern),
-                    "PATTERN_PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL",
-                    format!("pattern `{pattern}` was removed from a closed model"),
-                    "keep the pattern property",
-                );
-            }
-        }
-        self.bound(r, w, path, ("minProperties", true, "MIN_PROPERTIES_ADDED", "MIN_PROPERTIES_INCREASED"));
-        self.bound(r, w, path, ("maxProperties", false, "MAX_PROPERTIES_ADDED", "MAX_PROPERTIES_DECREASED"));
-    }
-
-    fn array(&mut self, r: &'a Map<String, Value>, w: &'a Map<String, Value>, path: &str, depth: usize) {
-        match (r.get("items"), w.get("items")) {
-            (Some(ri @ (Value::Object(_) | Value::Bool(_))), Some(wi @ (Value::Object(_) | Value::Bool(_)))) => {
-                self.schema(ri, wi, child(path, "items"), depth + 1)
-            }
-            (Some(Value::Array(rt)), Some(Value::Array(wt))) => {
-                for (i, (ri, wi)) in rt.iter().zip(wt).enumerate() {
-                    self.schema(ri, wi, child(&child(path, "items"), &i.to_string()), depth + 1);
-                }
-            }
-            (Some(ri), None) if ri.is_object() && !ri.as_object().is_some_and(Map::is_empty) => self.flag(
-                &child(path, "items"),
-                "ITEMS_NARROWED",
-                "the reader constrains items the writer left free",
-                "leave items unconstrained",
-            ),
-            _ => {}
-        }
-        if let (Some(Value::Array(rt)), Some(Value::Array(wt))) = (r.get("prefixItems"), w.get("prefixItems")) {
-            for (i, (ri, wi)) in rt.iter().zip(wt).enumerate() {
-                self.schema(ri, wi, child(&child(path, "prefixItems"), &i.to_string()), depth + 1);
-            }
-        }
-        if r.get("additionalItems") == Some(&Value::Bool(false))
-            && w.get("additionalItems") != Some(&Value::Bool(false))
-        {
-            self.flag(
-                &child(path, "additionalItems"),
-                "ADDITIONAL_ITEMS_REMOVED",
-                "the reader closed the tuple",
-                "keep additionalItems open",
-            );
-        }
-        self.bound(r, w, path, ("minItems", true, "MIN_ITEMS_ADDED", "MIN_ITEMS_INCREASED"));
-        self.bound(r, w, path, ("maxItems", false, "MAX_ITEMS_ADDED", "MAX_ITEMS_DECREASED"));
-        if r.get("uniqueItems") == Some(&Value::Bool(true)) && w.get("uniqueItems") != Some(&Value::Bool(true)) {
-            self.flag(path, "UNIQUE_ITEMS_ADDED", "the reader requires unique items", "drop uniqueItems");
-        }
-    }
 }
 
 #[cfg(test)]
@@ -580,13 +463,13 @@ mod tests {
                 "optional property added to an open writer",
                 json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}),
                 json!({"type": "object", "properties": {"a": {"type": "string"}}}),
-                vec!["PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL"],
+                vec!["OPTIONAL_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL"],
             ),
             (
                 "required property added",
                 json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}, "required": ["b"], "additionalProperties": false}),
                 json!({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": false}),
-                vec!["REQUIRED_PROPERTY_ADDED"],
+                vec!["REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL"],
             ),
             (
                 "required property with a default added",
@@ -711,13 +594,804 @@ mod tests {
                 vec!["TYPE_NARROWED"],
             ),
             ("true reader accepts all", json!(true), json!({"type": "string"}), vec![]),
+            // Was PATTERN_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL, a rule Confluent does not have:
+            // it never compares pattern maps, so a pattern alone changes nothing (case X1).
             (
                 "pattern property added to an open writer",
                 json!({"type": "object", "patternProperties": {"^x-": {"type": "string"}}}),
                 json!({"type": "object"}),
-                vec!["PATTERN_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL"],
+                vec![],
+            ),
+            // Confluent says SCHEMA_ADDED for any list schema the writer lacked; `{}` and
+            // `true` constrain nothing, so Loom lets them through.
+            ("empty items schema added", json!({"type": "array", "items": {}}), json!({"type": "array"}), vec![]),
+            (
+                "unevaluatedItems closed",
+                json!({"type": "array", "prefixItems": [{"type": "string"}], "unevaluatedItems": false}),
+                json!({"type": "array", "prefixItems": [{"type": "string"}]}),
+                vec!["UNEVALUATED_ITEMS_REMOVED"],
+            ),
+            (
+                "existing property made required",
+                json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}),
+                json!({"type": "object", "properties": {"a": {"type": "string"}}}),
+                vec!["REQUIRED_ATTRIBUTE_ADDED"],
             ),
         ]
+    }
+
+    /// (id, Confluent's description, original = writer, update = reader, the incompatible
+    /// differences under STRICT as "RULE pointer", compatible under LENIENT).
+    ///
+    /// `d7#N` and `2020#N` are the cases of Confluent's `diff-schema-examples.json` and
+    /// `diff-schema-examples-2020-12.json` (json-schema-provider tests) that involve
+    /// `patternProperties`, partially open models, tuples, `additionalItems` or
+    /// `unevaluatedItems`; X (patterns) and Y (tuples) are derived from its
+    /// `ObjectSchemaDiff` / `ArraySchemaDiff` code for changes it has no test for. Confluent
+    /// also lists its compatible differences; Loom reports only incompatible ones, so those
+    /// are the expectation. Pointers are Confluent's except in 2020-12 schemas, where Loom
+    /// names the reader's own keywords (`#/prefixItems/N`, `#/items` for the tail) where
+    /// Confluent writes `#/items/N` and `#/additionalItems`.
+    type ConfluentCase = (&'static str, &'static str, &'static str, &'static str, &'static [&'static str], bool);
+
+    const CONFLUENT_CASES: &[ConfluentCase] = &[
+        (
+            "d7#35",
+            "Detect property added to partially open content model 1",
+            r#"{"properties":{"foo":{"type":"string"}},"additionalProperties":false,"patternProperties":{"^S_":{"type":"string"},"^I_":{"type":"integer"}}}"#,
+            r#"{"properties":{"foo":{"type":"string"},"I_123":{"type":"number"}},"additionalProperties":false,"patternProperties":{"^S_":{"type":"string"},"^I_":{"type":"integer"}}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#36",
+            "Detect property added to partially open content model 2",
+            r#"{"properties":{"foo":{"type":"string"}},"additionalProperties":{"type":"string"}}"#,
+            r#"{"properties":{"foo":{"type":"string"},"bar":{"type":"string"}},"additionalProperties":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#37",
+            "Detect property added to partially open content model 3",
+            r#"{"properties":{"foo":{"type":"string"}},"additionalProperties":{"type":"string"}}"#,
+            r#"{"properties":{"foo":{"type":"string"},"bar":{"type":"number"}},"additionalProperties":{"type":"string"}}"#,
+            &[
+                "TYPE_CHANGED #/properties/bar",
+                "PROPERTY_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/properties/bar",
+            ],
+            false,
+        ),
+        (
+            "d7#38",
+            "Detect property added to partially open content model 4",
+            r#"{"properties":{"foo":{"type":"string"}},"additionalProperties":{"type":"string"}}"#,
+            r#"{"properties":{"foo":{"type":"string"},"bar":{"type":"string"}},"required":["bar"],"additionalProperties":{"type":"string"}}"#,
+            &["REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL #/properties/bar"],
+            false,
+        ),
+        (
+            "d7#39",
+            "Detect property removed from partially open content model 1",
+            r#"{"properties":{"foo":{"type":"string"},"I_123":{"type":"integer"}},"additionalProperties":false}"#,
+            r#"{"properties":{"foo":{"type":"string"}},"additionalProperties":false,"patternProperties":{"^S_":{"type":"string"},"^I_":{"type":"number"}}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#40",
+            "Detect property removed from partially open content model 2",
+            r#"{"properties":{"foo":{"type":"string"},"bar":{"type":"string"}},"additionalProperties":false}"#,
+            r#"{"properties":{"foo":{"type":"string"}},"additionalProperties":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#41",
+            "Detect property removed from partially open content model 3",
+            r#"{"properties":{"foo":{"type":"string"},"bar":{"type":"number"}},"additionalProperties":false}"#,
+            r#"{"properties":{"foo":{"type":"string"}},"additionalProperties":{"type":"string"}}"#,
+            &[
+                "TYPE_CHANGED #/properties/bar",
+                "PROPERTY_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/properties/bar",
+            ],
+            false,
+        ),
+        (
+            "d7#42",
+            "Detect property removed from partially open content model 4",
+            r#"{"properties":{"foo":{"type":"string"},"bar":{"oneOf":[{"type":"null"},{"type":"string"}]}},"additionalProperties":false}"#,
+            r#"{"properties":{"foo":{"type":"string"}},"additionalProperties":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#43",
+            "Detect property removed from partially open content model 5",
+            r#"{"properties":{"foo":{"type":"string"},"bar":{"type":"string"}},"additionalProperties":false}"#,
+            r#"{"properties":{"foo":{"type":"string"}},"additionalProperties":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#64",
+            "Detect changes to items schema list",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}]}"#,
+            r#"{"type":"array"}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#65",
+            "Detect item added to partially open content model 1",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":{"type":"string"}}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"},{"type":"string"}],"additionalItems":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#66",
+            "Detect item added to partially open content model 2",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":{"type":"string"}}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"},{"type":"number"}],"additionalItems":{"type":"string"}}"#,
+            &["TYPE_CHANGED #/items/2", "ITEM_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/items/2"],
+            false,
+        ),
+        (
+            "d7#67",
+            "Detect item removed from partially open content model 1",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"},{"type":"string"}],"additionalItems":{"type":"string"}}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#68",
+            "Detect item removed from partially open content model 2",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"},{"oneOf":[{"type":"null"},{"type":"string"}]}],"additionalItems":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#69",
+            "Detect item removed from partially open content model 3",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"},{"type":"number"}],"additionalItems":{"type":"string"}}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":{"type":"string"}}"#,
+            &["TYPE_CHANGED #/items/2", "ITEM_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/items/2"],
+            false,
+        ),
+        (
+            "d7#70",
+            "Detect changes to items in the schema list",
+            r#"{"type":"array","items":[{"type":"string"}]}"#,
+            r#"{"type":"array","items":[{"type":"number"}]}"#,
+            &["TYPE_CHANGED #/items/0"],
+            false,
+        ),
+        (
+            "d7#87",
+            "Detect removed boolean additional items",
+            r#"{"additionalItems":true}"#,
+            r#"{"additionalItems":false}"#,
+            &["ADDITIONAL_ITEMS_REMOVED #/additionalItems"],
+            false,
+        ),
+        (
+            "d7#88",
+            "Detect changes to additional items schema",
+            r#"{"additionalItems":{"type":"string"}}"#,
+            r#"{"additionalItems":{"type":"number"}}"#,
+            &["TYPE_CHANGED #/additionalItems"],
+            false,
+        ),
+        (
+            "d7#89",
+            "Detect adding empty schema to open content model for array",
+            r#"{"type":"array","additionalItems":true,"items":[{"type":"number"}]}"#,
+            r#"{"type":"array","additionalItems":true,"items":[{"type":"number"},true]}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#90",
+            "Detect removing empty schema from open content model for array",
+            r#"{"type":"array","additionalItems":true,"items":[{"type":"number"},true]}"#,
+            r#"{"type":"array","additionalItems":true,"items":[{"type":"number"}]}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#91",
+            "Detect adding false to closed content model for array",
+            r#"{"type":"array","additionalItems":false,"items":[{"type":"number"}]}"#,
+            r#"{"type":"array","additionalItems":false,"items":[{"type":"number"},false]}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#92",
+            "Detect removing false from closed content model for array",
+            r#"{"type":"array","additionalItems":false,"items":[{"type":"number"},false]}"#,
+            r#"{"type":"array","additionalItems":false,"items":[{"type":"number"}]}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#93",
+            "Detect adding to closed content model for array",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":false}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"},{"type":"boolean"}],"additionalItems":true}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#94",
+            "Detect removing from closed content model for array",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"},{"type":"boolean"}],"additionalItems":false}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":true}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#95",
+            "Detect removing from open content model for array",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":true}"#,
+            r#"{"type":"array","items":[{"type":"string"}],"additionalItems":true}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#96",
+            "Detect adding to closed content model for array",
+            r#"{"type":"array","items":[{"type":"string"}],"additionalItems":false}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":false}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#97",
+            "Detect removing number from closed content model for array",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":false}"#,
+            r#"{"type":"array","items":[{"type":"string"}],"additionalItems":{"type":"number"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#98",
+            "Detect adding number to partially open content model for array",
+            r#"{"type":"array","items":[{"type":"string"}],"additionalItems":{"type":"number"}}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":true}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#34",
+            "Detect property added to partially open content model 1",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"}},"additionalProperties":false,"patternProperties":{"^S_":{"type":"string"},"^I_":{"type":"integer"}}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"},"I_123":{"type":"number"}},"additionalProperties":false,"patternProperties":{"^S_":{"type":"string"},"^I_":{"type":"integer"}}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#35",
+            "Detect property added to partially open content model 2",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"}},"additionalProperties":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"},"bar":{"type":"string"}},"additionalProperties":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#36",
+            "Detect property added to partially open content model 2, unevaluated",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"}},"unevaluatedProperties":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"},"bar":{"type":"string"}},"unevaluatedProperties":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#37",
+            "Detect property added to partially open content model 3",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"}},"additionalProperties":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"},"bar":{"type":"number"}},"additionalProperties":{"type":"string"}}"#,
+            &[
+                "TYPE_CHANGED #/properties/bar",
+                "PROPERTY_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/properties/bar",
+            ],
+            false,
+        ),
+        (
+            "2020#38",
+            "Detect property added to partially open content model 3, unevaluated",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"}},"unevaluatedProperties":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"},"bar":{"type":"number"}},"unevaluatedProperties":{"type":"string"}}"#,
+            &[
+                "TYPE_CHANGED #/properties/bar",
+                "PROPERTY_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/properties/bar",
+            ],
+            false,
+        ),
+        (
+            "2020#39",
+            "Detect property added to partially open content model 4",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"}},"additionalProperties":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"},"bar":{"type":"string"}},"required":["bar"],"additionalProperties":{"type":"string"}}"#,
+            &["REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL #/properties/bar"],
+            false,
+        ),
+        (
+            "2020#40",
+            "Detect property added to partially open content model 4, unevaluated",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"}},"unevaluatedProperties":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"},"bar":{"type":"string"}},"required":["bar"],"unevaluatedProperties":{"type":"string"}}"#,
+            &["REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL #/properties/bar"],
+            false,
+        ),
+        (
+            "2020#41",
+            "Detect property removed from partially open content model 1",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"},"I_123":{"type":"integer"}},"additionalProperties":false}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"}},"additionalProperties":false,"patternProperties":{"^S_":{"type":"string"},"^I_":{"type":"number"}}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#42",
+            "Detect property removed from partially open content model 2",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"},"bar":{"type":"string"}},"additionalProperties":false}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"}},"additionalProperties":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#43",
+            "Detect property removed from partially open content model 3",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"},"bar":{"type":"number"}},"additionalProperties":false}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"}},"additionalProperties":{"type":"string"}}"#,
+            &[
+                "TYPE_CHANGED #/properties/bar",
+                "PROPERTY_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/properties/bar",
+            ],
+            false,
+        ),
+        (
+            "2020#44",
+            "Detect property removed from partially open content model 4",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"},"bar":{"oneOf":[{"type":"null"},{"type":"string"}]}},"additionalProperties":false}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"}},"additionalProperties":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#45",
+            "Detect property removed from partially open content model 5",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"},"bar":{"type":"string"}},"additionalProperties":false}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","properties":{"foo":{"type":"string"}},"additionalProperties":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#66",
+            "Detect changes to items schema list",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}]}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array"}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#67",
+            "Detect item added to partially open content model 1",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"string"}],"items":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#68",
+            "Detect item added to partially open content model 1, unevaluated",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"unevaluatedItems":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"string"}],"unevaluatedItems":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#69",
+            "Detect item added to partially open content model 2",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"number"}],"items":{"type":"string"}}"#,
+            &["TYPE_CHANGED #/prefixItems/2", "ITEM_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/prefixItems/2"],
+            false,
+        ),
+        (
+            "2020#70",
+            "Detect item added to partially open content model 2, unevaluated",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"unevaluatedItems":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"number"}],"unevaluatedItems":{"type":"string"}}"#,
+            &["TYPE_CHANGED #/prefixItems/2", "ITEM_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/prefixItems/2"],
+            false,
+        ),
+        (
+            "2020#71",
+            "Detect item removed from partially open content model 1",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"string"}],"items":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#72",
+            "Detect item removed from partially open content model 1, unevaluated",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"string"}],"unevaluatedItems":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"unevaluatedItems":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#73",
+            "Detect item removed from partially open content model 2",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"oneOf":[{"type":"null"},{"type":"string"}]}],"items":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#74",
+            "Detect item removed from partially open content model 2, unevaluated",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"oneOf":[{"type":"null"},{"type":"string"}]}],"unevaluatedItems":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"unevaluatedItems":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#75",
+            "Detect item removed from partially open content model 3",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"number"}],"items":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":{"type":"string"}}"#,
+            &[
+                "TYPE_CHANGED #/prefixItems/2",
+                "ITEM_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/prefixItems/2",
+            ],
+            false,
+        ),
+        (
+            "2020#76",
+            "Detect item removed from partially open content model 3, unevaluated",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"number"}],"unevaluatedItems":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"unevaluatedItems":{"type":"string"}}"#,
+            &[
+                "TYPE_CHANGED #/prefixItems/2",
+                "ITEM_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/prefixItems/2",
+            ],
+            false,
+        ),
+        (
+            "2020#77",
+            "Detect changes to items in the schema list",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}]}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"number"}]}"#,
+            &["TYPE_CHANGED #/prefixItems/0"],
+            false,
+        ),
+        (
+            "2020#97",
+            "Detect removed boolean additional items",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","items":true}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","items":false}"#,
+            &["ADDITIONAL_ITEMS_REMOVED #/items"],
+            false,
+        ),
+        (
+            "2020#98",
+            "Detect changes to additional items schema",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","items":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","items":{"type":"number"}}"#,
+            &["TYPE_CHANGED #/items"],
+            false,
+        ),
+        (
+            "2020#99",
+            "Detect adding empty schema to open content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":true,"prefixItems":[{"type":"number"}]}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":true,"prefixItems":[{"type":"number"},true]}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#100",
+            "Detect removing empty schema from open content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":true,"prefixItems":[{"type":"number"},true]}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":true,"prefixItems":[{"type":"number"}]}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#101",
+            "Detect adding false to closed content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":false,"prefixItems":[{"type":"number"}]}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":false,"prefixItems":[{"type":"number"},false]}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#102",
+            "Detect removing false from closed content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":false,"prefixItems":[{"type":"number"},false]}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":false,"prefixItems":[{"type":"number"}]}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#103",
+            "Detect adding to closed content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":false}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"boolean"}],"items":true}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#104",
+            "Detect removing from closed content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"boolean"}],"items":false}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":true}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#105",
+            "Detect removing from open content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":true}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}],"items":true}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#106",
+            "Detect adding to closed content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}],"items":false}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":false}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#107",
+            "Detect removing number from closed content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":false}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}],"items":{"type":"number"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#108",
+            "Detect adding number to partially open content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}],"items":{"type":"number"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":true}"#,
+            &[],
+            true,
+        ),
+        (
+            "X1",
+            "pattern added to open model, nothing else",
+            r#"{"type":"object"}"#,
+            r#"{"type":"object","patternProperties":{"^x-":{"type":"string"}}}"#,
+            &[],
+            true,
+        ),
+        (
+            "X2",
+            "pattern removed from closed model",
+            r#"{"type":"object","additionalProperties":false,"patternProperties":{"^x-":{"type":"string"}}}"#,
+            r#"{"type":"object","additionalProperties":false}"#,
+            &[],
+            true,
+        ),
+        (
+            "X3",
+            "pattern schema narrowed (same pattern)",
+            r#"{"type":"object","patternProperties":{"^x-":{"type":"number"}}}"#,
+            r#"{"type":"object","patternProperties":{"^x-":{"type":"integer"}}}"#,
+            &[],
+            true,
+        ),
+        (
+            "X4",
+            "pattern schema widened (same pattern)",
+            r#"{"type":"object","patternProperties":{"^x-":{"type":"integer"}}}"#,
+            r#"{"type":"object","patternProperties":{"^x-":{"type":"number"}}}"#,
+            &[],
+            true,
+        ),
+        (
+            "X5",
+            "property removed; update has a non-matching pattern and no additionalProperties (treated as closed)",
+            r#"{"type":"object","properties":{"a":{"type":"string"},"b":{"type":"string"}}}"#,
+            r#"{"type":"object","properties":{"a":{"type":"string"}},"patternProperties":{"^x-":{"type":"string"}}}"#,
+            &["PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL #/properties/b"],
+            true,
+        ),
+        (
+            "X6",
+            "property removed, covered by update's pattern",
+            r#"{"type":"object","properties":{"x-a":{"type":"string"}}}"#,
+            r#"{"type":"object","patternProperties":{"^x-":{"type":"string"}}}"#,
+            &[],
+            true,
+        ),
+        (
+            "X7",
+            "property removed, update's pattern narrower",
+            r#"{"type":"object","properties":{"x-a":{"type":"number"}}}"#,
+            r#"{"type":"object","patternProperties":{"^x-":{"type":"integer"}}}"#,
+            &[
+                "TYPE_NARROWED #/properties/x-a",
+                "PROPERTY_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/properties/x-a",
+            ],
+            false,
+        ),
+        (
+            "X8",
+            "optional property added, original has a non-matching pattern, no additionalProperties",
+            r#"{"type":"object","patternProperties":{"^x-":{"type":"string"}}}"#,
+            r#"{"type":"object","patternProperties":{"^x-":{"type":"string"}},"properties":{"b":{"type":"string"}}}"#,
+            &[],
+            true,
+        ),
+        (
+            "X9",
+            "optional property added, covered by original's pattern (same schema)",
+            r#"{"type":"object","patternProperties":{"^x-":{"type":"number"}}}"#,
+            r#"{"type":"object","patternProperties":{"^x-":{"type":"number"}},"properties":{"x-a":{"type":"number"}}}"#,
+            &[],
+            true,
+        ),
+        (
+            "X10",
+            "optional property added, narrower than original's pattern",
+            r#"{"type":"object","patternProperties":{"^x-":{"type":"number"}}}"#,
+            r#"{"type":"object","patternProperties":{"^x-":{"type":"number"}},"properties":{"x-a":{"type":"integer"}}}"#,
+            &[
+                "TYPE_NARROWED #/properties/x-a",
+                "PROPERTY_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/properties/x-a",
+            ],
+            false,
+        ),
+        (
+            "X11",
+            "pattern match is an unanchored find(): 'x-' pattern covers 'ax-b'",
+            r#"{"type":"object","patternProperties":{"x-":{"type":"string"}},"additionalProperties":false}"#,
+            r#"{"type":"object","patternProperties":{"x-":{"type":"string"}},"additionalProperties":false,"properties":{"ax-b":{"type":"number"}}}"#,
+            &[
+                "TYPE_CHANGED #/properties/ax-b",
+                "PROPERTY_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/properties/ax-b",
+            ],
+            false,
+        ),
+        (
+            "Y1",
+            "tuple -> list (draft-07)",
+            r#"{"type":"array","items":[{"type":"string"}]}"#,
+            r#"{"type":"array","items":{"type":"string"}}"#,
+            &["SCHEMA_ADDED #/items"],
+            false,
+        ),
+        (
+            "Y2",
+            "list -> tuple (draft-07)",
+            r#"{"type":"array","items":{"type":"string"}}"#,
+            r#"{"type":"array","items":[{"type":"string"}]}"#,
+            &["ITEM_ADDED_TO_OPEN_CONTENT_MODEL #/items/0"],
+            false,
+        ),
+        (
+            "Y3",
+            "position added to open tuple",
+            r#"{"type":"array","items":[{"type":"string"}]}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}]}"#,
+            &["ITEM_ADDED_TO_OPEN_CONTENT_MODEL #/items/1"],
+            false,
+        ),
+        (
+            "Y4",
+            "position removed from closed tuple that stays closed",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":false}"#,
+            r#"{"type":"array","items":[{"type":"string"}],"additionalItems":false}"#,
+            &["ITEM_REMOVED_FROM_CLOSED_CONTENT_MODEL #/items/1"],
+            false,
+        ),
+        (
+            "Y5",
+            "additionalItems schema added to open tuple",
+            r#"{"type":"array","items":[{"type":"string"}]}"#,
+            r#"{"type":"array","items":[{"type":"string"}],"additionalItems":{"type":"string"}}"#,
+            &["ADDITIONAL_ITEMS_NARROWED #/additionalItems"],
+            false,
+        ),
+        (
+            "Y6",
+            "additionalItems schema dropped (extended)",
+            r#"{"type":"array","items":[{"type":"string"}],"additionalItems":{"type":"string"}}"#,
+            r#"{"type":"array","items":[{"type":"string"}]}"#,
+            &[],
+            true,
+        ),
+        (
+            "Y7",
+            "2020-12 tuple -> list",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}]}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":{"type":"string"}}"#,
+            &["SCHEMA_ADDED #/items"],
+            false,
+        ),
+        (
+            "Y8",
+            "2020-12 list -> tuple",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}]}"#,
+            &["ITEM_ADDED_TO_OPEN_CONTENT_MODEL #/prefixItems/0"],
+            false,
+        ),
+        (
+            "Y9",
+            "2020-12 items-after-prefix narrowed",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}],"items":{"type":"number"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}],"items":{"type":"integer"}}"#,
+            &["TYPE_NARROWED #/items"],
+            false,
+        ),
+    ];
+
+    #[test]
+    fn confluent_cases_decide_as_confluent() {
+        assert_eq!(CONFLUENT_CASES.len(), 84);
+        let mut failures = Vec::new();
+        for (id, description, original, update, want, lenient_ok) in CONFLUENT_CASES {
+            let (writer, reader): (Value, Value) =
+                (serde_json::from_str(original).unwrap(), serde_json::from_str(update).unwrap());
+            // Confluent iterates properties in hash order: compare as multisets.
+            let mut got: Vec<String> =
+                check(&reader, &writer, Policy::Strict).iter().map(|i| format!("{} {}", i.rule, i.path)).collect();
+            got.sort();
+            let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+            want.sort();
+            if got != want {
+                failures.push(format!("{id} ({description}) STRICT: got {got:?}, want {want:?}"));
+            }
+            let lenient = check(&reader, &writer, Policy::Lenient);
+            if lenient.is_empty() != *lenient_ok {
+                failures.push(format!("{id} ({description}) LENIENT: got {lenient:?}, want compatible={lenient_ok}"));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {} cases disagree:\n{}",
+            failures.len(),
+            CONFLUENT_CASES.len(),
+            failures.join("\n")
+        );
+    }
+
+    #[test]
+    fn patterns_match_as_the_validator_does() {
+        // Unanchored, as Confluent's find(): `x-` covers `ax-b` (case X11 covers the verdict).
+        let writer =
+            json!({"type": "object", "patternProperties": {"x-": {"type": "string"}}, "additionalProperties": false});
+        let reader = json!({"type": "object", "patternProperties": {"x-": {"type": "string"}}, "additionalProperties": false, "properties": {"ax-b": {"type": "string"}}});
+        assert!(check(&reader, &writer, Policy::Strict).is_empty());
+        // ECMA-262 classes: `\d` covers ASCII digits only, so an Arabic-Indic name is not
+        // covered and falls to the closed model (optional property added: compatible), while
+        // an ASCII one is compared with the pattern's schema.
+        let writer = json!({"type": "object", "patternProperties": {"^\\d+$": {"type": "integer"}}, "additionalProperties": false});
+        let ascii = json!({"type": "object", "patternProperties": {"^\\d+$": {"type": "integer"}}, "additionalProperties": false, "properties": {"12": {"type": "string"}}});
+        let rules: Vec<&str> = check(&ascii, &writer, Policy::Strict).iter().map(|i| i.rule).collect();
+        assert_eq!(rules, ["TYPE_CHANGED", "PROPERTY_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL"]);
+        let arabic = json!({"type": "object", "patternProperties": {"^\\d+$": {"type": "integer"}}, "additionalProperties": false, "properties": {"\u{0661}\u{0662}": {"type": "string"}}});
+        assert!(check(&arabic, &writer, Policy::Strict).is_empty());
+        // A pattern the validator cannot compile: coverage is unknown, so the check refuses
+        // rather than guesses.
+        let writer = json!({"type": "object", "patternProperties": {"(unclosed": {"type": "integer"}}});
+        let reader = json!({"type": "object", "patternProperties": {"(unclosed": {"type": "integer"}}, "properties": {"a": {"type": "string"}}});
+        let found = check(&reader, &writer, Policy::Strict);
+        assert_eq!(found.iter().map(|i| i.rule).collect::<Vec<_>>(), ["PATTERN_PROPERTY_UNDECIDABLE"]);
+        assert_eq!(found[0].path, "#/patternProperties/(unclosed");
     }
 
     #[test]

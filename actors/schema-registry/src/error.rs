@@ -14,10 +14,11 @@ pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConfluentError {
     /// Confluent's code: 400 bad body; 40401 subject, 40402 version, 40403 schema not found;
-    /// 40404 subject soft-deleted; 40405 subject, 40407 version not soft-deleted first; 40408
-    /// no subject compatibility, 40409 no subject mode; 409 incompatible; 42201 invalid schema,
-    /// 42202 invalid version, 42203 invalid compatibility, 42204 invalid mode, 42205 read-only;
-    /// 50001 store error; 50002 busy or restarting.
+    /// 40404 subject, 40406 version soft-deleted; 40405 subject, 40407 version not soft-deleted
+    /// first; 40408 no subject compatibility, 40409 no subject mode; 409 incompatible; 42201
+    /// invalid schema, 42202 invalid version, 42203 invalid compatibility, 42204 invalid mode,
+    /// 42205 read-only, 42206 the version is referenced by another schema; 50001 store error;
+    /// 50002 busy or restarting.
     pub error_code: u32,
     pub message: String,
 }
@@ -30,12 +31,21 @@ pub enum RegistryError {
     VersionNotFound(String),
     #[error("Schema not found")]
     SchemaNotFound,
-    #[error("Subject '{0}' was soft deleted. Set permanent=true to delete permanently")]
+    // Confluent's texts, "deleted.Set" without a space included.
+    #[error("Subject '{0}' was soft deleted.Set permanent=true to delete permanently")]
     SubjectSoftDeleted(String),
+    #[error("Subject '{0}' Version {1} was soft deleted.Set permanent=true to delete permanently")]
+    VersionSoftDeleted(String, i32),
     #[error("Subject '{0}' was not deleted first before being permanently deleted")]
     SubjectNotSoftDeleted(String),
-    #[error("Version {1} of subject '{0}' was not deleted first before being permanently deleted")]
+    #[error("Subject '{0}' Version {1} was not deleted first before being permanently deleted")]
     VersionNotSoftDeleted(String, i32),
+    /// A delete refused because another schema references (`subject`, `version`); the text is
+    /// Confluent's `SchemaKey` rendering, which its clients and tests match on.
+    #[error(
+        "One or more references exist to the schema {{magic=1,keytype=SCHEMA,subject={subject},version={version}}}."
+    )]
+    ReferenceExists { subject: String, version: i32 },
     #[error("Subject '{0}' does not have subject-level compatibility configured")]
     SubjectCompatibilityNotConfigured(String),
     #[error("Subject '{0}' does not have subject-level mode configured")]
@@ -76,6 +86,7 @@ impl RegistryError {
             SchemaNotFound => (40403, StatusCode::NOT_FOUND),
             SubjectSoftDeleted(_) => (40404, StatusCode::NOT_FOUND),
             SubjectNotSoftDeleted(_) => (40405, StatusCode::NOT_FOUND),
+            VersionSoftDeleted(..) => (40406, StatusCode::NOT_FOUND),
             VersionNotSoftDeleted(..) => (40407, StatusCode::NOT_FOUND),
             SubjectCompatibilityNotConfigured(_) => (40408, StatusCode::NOT_FOUND),
             SubjectModeNotConfigured(_) => (40409, StatusCode::NOT_FOUND),
@@ -85,6 +96,7 @@ impl RegistryError {
             InvalidCompatibility(_) => (42203, StatusCode::UNPROCESSABLE_ENTITY),
             InvalidMode(_) => (42204, StatusCode::UNPROCESSABLE_ENTITY),
             ReadOnly(_) => (42205, StatusCode::UNPROCESSABLE_ENTITY),
+            ReferenceExists { .. } => (42206, StatusCode::UNPROCESSABLE_ENTITY),
             BadRequest(_) | BadQuery(_) => (400, StatusCode::BAD_REQUEST),
             Store(_) => (50001, StatusCode::INTERNAL_SERVER_ERROR),
             Unavailable(_) => (50002, StatusCode::SERVICE_UNAVAILABLE),

@@ -347,32 +347,66 @@ impl Registry {
         self.registered(subject, row.version, row.schema_id).await
     }
 
-    /// Soft or permanent delete of a subject; returns the versions deleted.
+    /// The schemas referencing `subject` at `version`, ascending by id, each with the version
+    /// rows using it: live rows only, or with `include_deleted` soft-deleted ones too. A
+    /// referrer left without such a row does not count, as in Confluent's `getReferencedBy`
+    /// (its index forgets a referrer once hard-deleted, and a soft delete looks at live ones).
+    pub async fn referrers(
+        &self,
+        subject: &str,
+        version: i32,
+        include_deleted: bool,
+    ) -> Result<Vec<(i32, Vec<versions::Model>)>, RegistryError> {
+        let found = self.store.referrers(subject, version).await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(id, rows)| {
+                let rows: Vec<versions::Model> = rows.into_iter().filter(|r| include_deleted || !r.deleted).collect();
+                (!rows.is_empty()).then_some((id, rows))
+            })
+            .collect())
+    }
+
+    /// Soft or permanent delete of a subject; returns the versions deleted. Checked in
+    /// Confluent's order: the subject exists, it is not already soft-deleted (without
+    /// `permanent`), it is writable, then version by version ascending: no other subject
+    /// references it (42206; references within the subject do not block), and for `permanent`
+    /// it was soft-deleted first (40405).
     pub async fn delete_subject(&self, subject: &str, permanent: bool) -> Result<Vec<i32>, RegistryError> {
         let rows = self.store.versions(subject).await?;
         if rows.is_empty() {
             return Err(RegistryError::SubjectNotFound(subject.to_owned()));
         }
+        let targets: Vec<&versions::Model> = rows.iter().filter(|r| permanent || !r.deleted).collect();
+        if targets.is_empty() {
+            return Err(RegistryError::SubjectSoftDeleted(subject.to_owned()));
+        }
         if !self.mode_of(subject).await?.writable() {
             return Err(RegistryError::ReadOnly(subject.to_owned()));
         }
-        if permanent {
-            if rows.iter().any(|r| !r.deleted) {
+        for row in &targets {
+            let referrers = self.referrers(subject, row.version, permanent).await?;
+            if referrers.iter().flat_map(|(_, uses)| uses).any(|u| u.subject != subject) {
+                return Err(RegistryError::ReferenceExists { subject: subject.to_owned(), version: row.version });
+            }
+            if permanent && !row.deleted {
                 return Err(RegistryError::SubjectNotSoftDeleted(subject.to_owned()));
             }
+        }
+        if permanent {
             self.store.purge(subject, None).await?;
-            self.changed(subject);
-            return Ok(rows.iter().map(|r| r.version).collect());
+        } else {
+            self.store.mark_deleted(subject, None).await?;
         }
-        let live: Vec<i32> = rows.iter().filter(|r| !r.deleted).map(|r| r.version).collect();
-        if live.is_empty() {
-            return Err(RegistryError::SubjectSoftDeleted(subject.to_owned()));
-        }
-        self.store.mark_deleted(subject, None).await?;
         self.changed(subject);
-        Ok(live)
+        Ok(targets.iter().map(|r| r.version).collect())
     }
 
+    /// Soft or permanent delete of one version. Checked in Confluent's order: the version
+    /// exists, it is not already soft-deleted (without `permanent`, 40406), the subject is
+    /// writable, no schema references it (42206: for a soft delete only referrers with a live
+    /// version count, for `permanent` soft-deleted ones too), and for `permanent` it was
+    /// soft-deleted first (40407) — so a live referenced version answers 42206, not 40407.
     pub async fn delete_version(&self, subject: &str, sel: VersionSel, permanent: bool) -> Result<i32, RegistryError> {
         let rows = self.store.versions(subject).await?;
         if rows.is_empty() {
@@ -383,8 +417,14 @@ impl Registry {
             VersionSel::Number(v) => rows.iter().find(|r| r.version == v),
         }
         .ok_or_else(|| RegistryError::VersionNotFound(sel.to_string()))?;
+        if row.deleted && !permanent {
+            return Err(RegistryError::VersionSoftDeleted(subject.to_owned(), row.version));
+        }
         if !self.mode_of(subject).await?.writable() {
             return Err(RegistryError::ReadOnly(subject.to_owned()));
+        }
+        if !self.referrers(subject, row.version, permanent).await?.is_empty() {
+            return Err(RegistryError::ReferenceExists { subject: subject.to_owned(), version: row.version });
         }
         if permanent {
             if !row.deleted {
@@ -392,9 +432,6 @@ impl Registry {
             }
             self.store.purge(subject, Some(row.version)).await?;
         } else {
-            if row.deleted {
-                return Err(RegistryError::VersionNotFound(row.version.to_string()));
-            }
             self.store.mark_deleted(subject, Some(row.version)).await?;
         }
         self.changed(subject);

@@ -269,23 +269,27 @@ impl Store {
             .await
     }
 
-    /// Ids of schemas whose references name `subject` at `version`.
-    pub async fn referenced_by(&self, subject: &str, version: i32) -> Result<Vec<i32>, DbErr> {
+    /// The schemas whose references name `subject` at `version`, ascending by id, each with
+    /// the version rows (live and soft-deleted) that still use it. A schema row outlives its
+    /// versions, so a referrer whose every version was hard-deleted comes back with none: the
+    /// callers decide what still counts (Confluent drops such referrers from its index).
+    pub async fn referrers(&self, subject: &str, version: i32) -> Result<Vec<(i32, Vec<versions::Model>)>, DbErr> {
         let candidates = schemas::Entity::find()
             .filter(schemas::Column::Refs.ne("[]"))
             .order_by_asc(schemas::Column::Id)
             .all(&self.db)
             .await?;
-        Ok(candidates
-            .into_iter()
-            .filter(|s| {
-                serde_json::from_str::<Vec<Reference>>(&s.refs)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|r| r.subject == subject && r.version == version)
-            })
-            .map(|s| s.id)
-            .collect())
+        let mut out = Vec::new();
+        for s in candidates {
+            let names_it = serde_json::from_str::<Vec<Reference>>(&s.refs)
+                .unwrap_or_default()
+                .iter()
+                .any(|r| r.subject == subject && r.version == version);
+            if names_it {
+                out.push((s.id, self.uses_of(s.id).await?));
+            }
+        }
+        Ok(out)
     }
 
     pub async fn config(&self, subject: &str) -> Result<Option<configs::Model>, DbErr> {
