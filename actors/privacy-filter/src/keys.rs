@@ -223,6 +223,13 @@ impl crate::operators::Keyed for KeyedCtx {
         }
     }
 
+    fn hash512(&self, entity: &str, value: &str) -> String {
+        match self.key() {
+            Ok(k) => k.material.hash512(value),
+            Err(e) => self.fail(e, entity),
+        }
+    }
+
     fn encrypt(&self, entity: &str, value: &str) -> String {
         match self.key() {
             Ok(k) => match k.material.encrypt(k.id, entity, value) {

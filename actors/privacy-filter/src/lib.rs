@@ -26,6 +26,7 @@ mod error;
 mod keys;
 mod operators;
 mod policies;
+mod presidio;
 mod store;
 mod stream;
 mod structured;

@@ -1,5 +1,5 @@
 //! Anonymization operators: redact, replace, mask and generalize (pure), and the keyed ones —
-//! hash (HMAC-SHA-256), pseudonymize (stable `<ENTITY_n>`) and encrypt (AES-SIV, reversible by
+//! hash (HMAC-SHA-256 or -512), pseudonymize (stable `<ENTITY_n>`) and encrypt (AES-SIV, reversible by
 //! `/deanonymize`) — which reach managed keys through the [`Keyed`] context. Applied to the
 //! findings of one string with Presidio's semantics and response items (offsets in the output
 //! text).
@@ -50,6 +50,8 @@ pub enum Operator {
 /// The keyed operators' access to managed keys.
 pub trait Keyed {
     fn hash(&self, entity: &str, value: &str) -> String;
+    /// HMAC-SHA-512 (`hash_type: "sha512"`).
+    fn hash512(&self, entity: &str, value: &str) -> String;
     fn encrypt(&self, entity: &str, value: &str) -> String;
     fn pseudonym(&self, entity: &str, value: &str) -> String;
 }
@@ -81,8 +83,8 @@ impl Operator {
     pub fn check(&self) -> Result<(), FilterError> {
         let invalid = |m: String| Err(FilterError::Invalid(m));
         match self {
-            Operator::Hash { hash_type: Some(t) } if t != "sha256" => invalid(format!(
-                "hash: hash_type '{t}' is not offered; the hash is HMAC-SHA-256 under a managed key (\"sha256\")"
+            Operator::Hash { hash_type: Some(t) } if t != "sha256" && t != "sha512" => invalid(format!(
+                "hash: hash_type '{t}' is not offered; the hash is an HMAC under a managed key (\"sha256\" or \"sha512\")"
             )),
             Operator::Encrypt { key: Some(_) } => {
                 invalid("encrypt: keys are managed by Loom (rotated, per subject, erasable); omit `key`".into())
@@ -116,6 +118,7 @@ impl Operator {
                 generalize(value, entity, precision.unwrap_or(2), level.as_deref())
             }
             Operator::Keep {} => value.to_owned(),
+            Operator::Hash { hash_type } if hash_type.as_deref() == Some("sha512") => keyed.hash512(entity, value),
             Operator::Hash { .. } => keyed.hash(entity, value),
             Operator::Encrypt { .. } => keyed.encrypt(entity, value),
             Operator::Pseudonymize {} => keyed.pseudonym(entity, value),

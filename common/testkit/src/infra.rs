@@ -33,6 +33,11 @@ pub fn python() -> String {
     required("LOOM_TEST_PYTHON")
 }
 
+/// A Python with presidio-anonymizer 2.2.366 installed (the Privacy Filter's parity reference).
+pub fn presidio_python() -> String {
+    required("LOOM_TEST_PRESIDIO_PYTHON")
+}
+
 /// The JSON-Schema-Test-Suite (`tests/draft*/…`, `remotes/`).
 pub fn json_schema_test_suite() -> std::path::PathBuf {
     std::path::PathBuf::from(required("LOOM_TEST_JSTS_DIR"))
