@@ -3,15 +3,17 @@
 //! both; the `_TRANSITIVE` forms against every live version. The decisions and rule names are
 //! Confluent's (`io.confluent.kafka.schemaregistry.json.diff`): `check(reader, writer)` is its
 //! `SchemaDiff.compare(original = writer, update = reader)` reporting only the differences
-//! outside the policy's compatible set. Objects are judged by content model — open, partially
-//! open (a `patternProperties` pattern, an `additionalProperties` or `unevaluatedProperties`
-//! schema covering the name) or closed — in `compat/objects.rs`; types, enums, numeric and
-//! string bounds, arrays and combinators here. Each finding names the JSON pointer, the rule
-//! and a suggested fix. The LENIENT policy is Confluent's: it also accepts optional properties
-//! added to an open model, properties removed from a closed one, `additionalProperties` /
-//! `unevaluatedProperties` closed or narrowed and partially open models not covering a
-//! property. Pure logic with table-driven tests, Confluent's own cases among them.
+//! outside the policy's compatible set. Objects and tuples are judged by content model — open,
+//! partially open (a `patternProperties` pattern, an `additionalProperties` /
+//! `additionalItems` / `unevaluated*` schema covering the name or position) or closed — in
+//! `compat/objects.rs` and `compat/arrays.rs`; types, enums, numeric and string bounds and
+//! combinators here. Each finding names the JSON pointer, the rule and a suggested fix. The
+//! LENIENT policy is Confluent's: it also accepts optional properties added to an open model,
+//! properties removed from a closed one, `additionalProperties` / `unevaluatedProperties`
+//! closed or narrowed and partially open models not covering a property (never an array
+//! change). Pure logic with table-driven tests, Confluent's own cases among them.
 
+mod arrays;
 mod objects;
 
 use std::cell::{Cell, RefCell};
@@ -54,6 +56,8 @@ pub fn check(reader: &Value, writer: &Value, policy: Policy) -> Vec<Incompatibil
     let mut c = Checker {
         reader_root: reader,
         writer_root: writer,
+        reader_modern: modern(reader),
+        writer_modern: modern(writer),
         policy,
         out: Vec::new(),
         seen: BTreeSet::new(),
@@ -87,6 +91,14 @@ struct Shared {
     patterns: RefCell<HashMap<String, Option<jsonschema::Validator>>>,
 }
 
+/// Whether a root schema is read as 2020-12 / 2019-09 (`prefixItems` tuples), as Confluent
+/// decides by `$schema`; anything else is draft-07.
+fn modern(root: &Value) -> bool {
+    root.get("$schema")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.contains("draft/2020-12") || s.contains("draft/2019-09"))
+}
+
 /// `true` or `{}`: a schema that accepts anything (Confluent's `EmptySchema`).
 fn is_empty_schema(v: &Value) -> bool {
     v == &Value::Bool(true) || v.as_object().is_some_and(Map::is_empty)
@@ -100,6 +112,9 @@ static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new
 struct Checker<'a> {
     reader_root: &'a Value,
     writer_root: &'a Value,
+    /// Each side's dialect, from its root `$schema`.
+    reader_modern: bool,
+    writer_modern: bool,
     policy: Policy,
     out: Vec<Incompatibility>,
     seen: BTreeSet<(usize, usize)>,
@@ -279,6 +294,8 @@ impl<'a> Checker<'a> {
         let mut c = Checker {
             reader_root: self.reader_root,
             writer_root: self.writer_root,
+            reader_modern: self.reader_modern,
+            writer_modern: self.writer_modern,
             policy: self.policy,
             out: Vec::new(),
             seen: self.seen.clone(),
@@ -406,46 +423,6 @@ impl<'a> Checker<'a> {
                 ),
                 _ => {}
             }
-        }
-    }
-
-    fn array(&mut self, r: &'a Map<String, Value>, w: &'a Map<String, Value>, path: &str, depth: usize) {
-        match (r.get("items"), w.get("items")) {
-            (Some(ri @ (Value::Object(_) | Value::Bool(_))), Some(wi @ (Value::Object(_) | Value::Bool(_)))) => {
-                self.schema(ri, wi, child(path, "items"), depth + 1)
-            }
-            (Some(Value::Array(rt)), Some(Value::Array(wt))) => {
-                for (i, (ri, wi)) in rt.iter().zip(wt).enumerate() {
-                    self.schema(ri, wi, child(&child(path, "items"), &i.to_string()), depth + 1);
-                }
-            }
-            (Some(ri), None) if ri.is_object() && !ri.as_object().is_some_and(Map::is_empty) => self.flag(
-                &child(path, "items"),
-                "ITEMS_NARROWED",
-                "the reader constrains items the writer left free",
-                "leave items unconstrained",
-            ),
-            _ => {}
-        }
-        if let (Some(Value::Array(rt)), Some(Value::Array(wt))) = (r.get("prefixItems"), w.get("prefixItems")) {
-            for (i, (ri, wi)) in rt.iter().zip(wt).enumerate() {
-                self.schema(ri, wi, child(&child(path, "prefixItems"), &i.to_string()), depth + 1);
-            }
-        }
-        if r.get("additionalItems") == Some(&Value::Bool(false))
-            && w.get("additionalItems") != Some(&Value::Bool(false))
-        {
-            self.flag(
-                &child(path, "additionalItems"),
-                "ADDITIONAL_ITEMS_REMOVED",
-                "the reader closed the tuple",
-                "keep additionalItems open",
-            );
-        }
-        self.bound(r, w, path, ("minItems", true, "MIN_ITEMS_ADDED", "MIN_ITEMS_INCREASED"));
-        self.bound(r, w, path, ("maxItems", false, "MAX_ITEMS_ADDED", "MAX_ITEMS_DECREASED"));
-        if r.get("uniqueItems") == Some(&Value::Bool(true)) && w.get("uniqueItems") != Some(&Value::Bool(true)) {
-            self.flag(path, "UNIQUE_ITEMS_ADDED", "the reader requires unique items", "drop uniqueItems");
         }
     }
 }
@@ -625,6 +602,15 @@ mod tests {
                 json!({"type": "object"}),
                 vec![],
             ),
+            // Confluent says SCHEMA_ADDED for any list schema the writer lacked; `{}` and
+            // `true` constrain nothing, so Loom lets them through.
+            ("empty items schema added", json!({"type": "array", "items": {}}), json!({"type": "array"}), vec![]),
+            (
+                "unevaluatedItems closed",
+                json!({"type": "array", "prefixItems": [{"type": "string"}], "unevaluatedItems": false}),
+                json!({"type": "array", "prefixItems": [{"type": "string"}]}),
+                vec!["UNEVALUATED_ITEMS_REMOVED"],
+            ),
             (
                 "existing property made required",
                 json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}),
@@ -639,10 +625,13 @@ mod tests {
     ///
     /// `d7#N` and `2020#N` are the cases of Confluent's `diff-schema-examples.json` and
     /// `diff-schema-examples-2020-12.json` (json-schema-provider tests) that involve
-    /// `patternProperties` or partially open object models; X (patterns) are derived from its
-    /// `ObjectSchemaDiff` code for changes it has no test for. Confluent also lists its
-    /// compatible differences; Loom reports only incompatible ones, so those are the
-    /// expectation.
+    /// `patternProperties`, partially open models, tuples, `additionalItems` or
+    /// `unevaluatedItems`; X (patterns) and Y (tuples) are derived from its
+    /// `ObjectSchemaDiff` / `ArraySchemaDiff` code for changes it has no test for. Confluent
+    /// also lists its compatible differences; Loom reports only incompatible ones, so those
+    /// are the expectation. Pointers are Confluent's except in 2020-12 schemas, where Loom
+    /// names the reader's own keywords (`#/prefixItems/N`, `#/items` for the tail) where
+    /// Confluent writes `#/items/N` and `#/additionalItems`.
     type ConfluentCase = (&'static str, &'static str, &'static str, &'static str, &'static [&'static str], bool);
 
     const CONFLUENT_CASES: &[ConfluentCase] = &[
@@ -721,6 +710,158 @@ mod tests {
             "Detect property removed from partially open content model 5",
             r#"{"properties":{"foo":{"type":"string"},"bar":{"type":"string"}},"additionalProperties":false}"#,
             r#"{"properties":{"foo":{"type":"string"}},"additionalProperties":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#64",
+            "Detect changes to items schema list",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}]}"#,
+            r#"{"type":"array"}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#65",
+            "Detect item added to partially open content model 1",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":{"type":"string"}}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"},{"type":"string"}],"additionalItems":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#66",
+            "Detect item added to partially open content model 2",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":{"type":"string"}}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"},{"type":"number"}],"additionalItems":{"type":"string"}}"#,
+            &["TYPE_CHANGED #/items/2", "ITEM_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/items/2"],
+            false,
+        ),
+        (
+            "d7#67",
+            "Detect item removed from partially open content model 1",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"},{"type":"string"}],"additionalItems":{"type":"string"}}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#68",
+            "Detect item removed from partially open content model 2",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"},{"oneOf":[{"type":"null"},{"type":"string"}]}],"additionalItems":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#69",
+            "Detect item removed from partially open content model 3",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"},{"type":"number"}],"additionalItems":{"type":"string"}}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":{"type":"string"}}"#,
+            &["TYPE_CHANGED #/items/2", "ITEM_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/items/2"],
+            false,
+        ),
+        (
+            "d7#70",
+            "Detect changes to items in the schema list",
+            r#"{"type":"array","items":[{"type":"string"}]}"#,
+            r#"{"type":"array","items":[{"type":"number"}]}"#,
+            &["TYPE_CHANGED #/items/0"],
+            false,
+        ),
+        (
+            "d7#87",
+            "Detect removed boolean additional items",
+            r#"{"additionalItems":true}"#,
+            r#"{"additionalItems":false}"#,
+            &["ADDITIONAL_ITEMS_REMOVED #/additionalItems"],
+            false,
+        ),
+        (
+            "d7#88",
+            "Detect changes to additional items schema",
+            r#"{"additionalItems":{"type":"string"}}"#,
+            r#"{"additionalItems":{"type":"number"}}"#,
+            &["TYPE_CHANGED #/additionalItems"],
+            false,
+        ),
+        (
+            "d7#89",
+            "Detect adding empty schema to open content model for array",
+            r#"{"type":"array","additionalItems":true,"items":[{"type":"number"}]}"#,
+            r#"{"type":"array","additionalItems":true,"items":[{"type":"number"},true]}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#90",
+            "Detect removing empty schema from open content model for array",
+            r#"{"type":"array","additionalItems":true,"items":[{"type":"number"},true]}"#,
+            r#"{"type":"array","additionalItems":true,"items":[{"type":"number"}]}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#91",
+            "Detect adding false to closed content model for array",
+            r#"{"type":"array","additionalItems":false,"items":[{"type":"number"}]}"#,
+            r#"{"type":"array","additionalItems":false,"items":[{"type":"number"},false]}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#92",
+            "Detect removing false from closed content model for array",
+            r#"{"type":"array","additionalItems":false,"items":[{"type":"number"},false]}"#,
+            r#"{"type":"array","additionalItems":false,"items":[{"type":"number"}]}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#93",
+            "Detect adding to closed content model for array",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":false}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"},{"type":"boolean"}],"additionalItems":true}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#94",
+            "Detect removing from closed content model for array",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"},{"type":"boolean"}],"additionalItems":false}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":true}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#95",
+            "Detect removing from open content model for array",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":true}"#,
+            r#"{"type":"array","items":[{"type":"string"}],"additionalItems":true}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#96",
+            "Detect adding to closed content model for array",
+            r#"{"type":"array","items":[{"type":"string"}],"additionalItems":false}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":false}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#97",
+            "Detect removing number from closed content model for array",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":false}"#,
+            r#"{"type":"array","items":[{"type":"string"}],"additionalItems":{"type":"number"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "d7#98",
+            "Detect adding number to partially open content model for array",
+            r#"{"type":"array","items":[{"type":"string"}],"additionalItems":{"type":"number"}}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":true}"#,
             &[],
             true,
         ),
@@ -830,6 +971,204 @@ mod tests {
             true,
         ),
         (
+            "2020#66",
+            "Detect changes to items schema list",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}]}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array"}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#67",
+            "Detect item added to partially open content model 1",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"string"}],"items":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#68",
+            "Detect item added to partially open content model 1, unevaluated",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"unevaluatedItems":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"string"}],"unevaluatedItems":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#69",
+            "Detect item added to partially open content model 2",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"number"}],"items":{"type":"string"}}"#,
+            &["TYPE_CHANGED #/prefixItems/2", "ITEM_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/prefixItems/2"],
+            false,
+        ),
+        (
+            "2020#70",
+            "Detect item added to partially open content model 2, unevaluated",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"unevaluatedItems":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"number"}],"unevaluatedItems":{"type":"string"}}"#,
+            &["TYPE_CHANGED #/prefixItems/2", "ITEM_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/prefixItems/2"],
+            false,
+        ),
+        (
+            "2020#71",
+            "Detect item removed from partially open content model 1",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"string"}],"items":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#72",
+            "Detect item removed from partially open content model 1, unevaluated",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"string"}],"unevaluatedItems":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"unevaluatedItems":{"type":"string"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#73",
+            "Detect item removed from partially open content model 2",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"oneOf":[{"type":"null"},{"type":"string"}]}],"items":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#74",
+            "Detect item removed from partially open content model 2, unevaluated",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"oneOf":[{"type":"null"},{"type":"string"}]}],"unevaluatedItems":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"unevaluatedItems":{"oneOf":[{"type":"null"},{"type":"string"}]}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#75",
+            "Detect item removed from partially open content model 3",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"number"}],"items":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":{"type":"string"}}"#,
+            &[
+                "TYPE_CHANGED #/prefixItems/2",
+                "ITEM_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/prefixItems/2",
+            ],
+            false,
+        ),
+        (
+            "2020#76",
+            "Detect item removed from partially open content model 3, unevaluated",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"number"}],"unevaluatedItems":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"unevaluatedItems":{"type":"string"}}"#,
+            &[
+                "TYPE_CHANGED #/prefixItems/2",
+                "ITEM_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL #/prefixItems/2",
+            ],
+            false,
+        ),
+        (
+            "2020#77",
+            "Detect changes to items in the schema list",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}]}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"number"}]}"#,
+            &["TYPE_CHANGED #/prefixItems/0"],
+            false,
+        ),
+        (
+            "2020#97",
+            "Detect removed boolean additional items",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","items":true}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","items":false}"#,
+            &["ADDITIONAL_ITEMS_REMOVED #/items"],
+            false,
+        ),
+        (
+            "2020#98",
+            "Detect changes to additional items schema",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","items":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","items":{"type":"number"}}"#,
+            &["TYPE_CHANGED #/items"],
+            false,
+        ),
+        (
+            "2020#99",
+            "Detect adding empty schema to open content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":true,"prefixItems":[{"type":"number"}]}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":true,"prefixItems":[{"type":"number"},true]}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#100",
+            "Detect removing empty schema from open content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":true,"prefixItems":[{"type":"number"},true]}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":true,"prefixItems":[{"type":"number"}]}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#101",
+            "Detect adding false to closed content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":false,"prefixItems":[{"type":"number"}]}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":false,"prefixItems":[{"type":"number"},false]}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#102",
+            "Detect removing false from closed content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":false,"prefixItems":[{"type":"number"},false]}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":false,"prefixItems":[{"type":"number"}]}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#103",
+            "Detect adding to closed content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":false}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"boolean"}],"items":true}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#104",
+            "Detect removing from closed content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"},{"type":"boolean"}],"items":false}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":true}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#105",
+            "Detect removing from open content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":true}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}],"items":true}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#106",
+            "Detect adding to closed content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}],"items":false}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":false}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#107",
+            "Detect removing number from closed content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":false}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}],"items":{"type":"number"}}"#,
+            &[],
+            true,
+        ),
+        (
+            "2020#108",
+            "Detect adding number to partially open content model for array",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}],"items":{"type":"number"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"},{"type":"number"}],"items":true}"#,
+            &[],
+            true,
+        ),
+        (
             "X1",
             "pattern added to open model, nothing else",
             r#"{"type":"object"}"#,
@@ -926,11 +1265,83 @@ mod tests {
             ],
             false,
         ),
+        (
+            "Y1",
+            "tuple -> list (draft-07)",
+            r#"{"type":"array","items":[{"type":"string"}]}"#,
+            r#"{"type":"array","items":{"type":"string"}}"#,
+            &["SCHEMA_ADDED #/items"],
+            false,
+        ),
+        (
+            "Y2",
+            "list -> tuple (draft-07)",
+            r#"{"type":"array","items":{"type":"string"}}"#,
+            r#"{"type":"array","items":[{"type":"string"}]}"#,
+            &["ITEM_ADDED_TO_OPEN_CONTENT_MODEL #/items/0"],
+            false,
+        ),
+        (
+            "Y3",
+            "position added to open tuple",
+            r#"{"type":"array","items":[{"type":"string"}]}"#,
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}]}"#,
+            &["ITEM_ADDED_TO_OPEN_CONTENT_MODEL #/items/1"],
+            false,
+        ),
+        (
+            "Y4",
+            "position removed from closed tuple that stays closed",
+            r#"{"type":"array","items":[{"type":"string"},{"type":"number"}],"additionalItems":false}"#,
+            r#"{"type":"array","items":[{"type":"string"}],"additionalItems":false}"#,
+            &["ITEM_REMOVED_FROM_CLOSED_CONTENT_MODEL #/items/1"],
+            false,
+        ),
+        (
+            "Y5",
+            "additionalItems schema added to open tuple",
+            r#"{"type":"array","items":[{"type":"string"}]}"#,
+            r#"{"type":"array","items":[{"type":"string"}],"additionalItems":{"type":"string"}}"#,
+            &["ADDITIONAL_ITEMS_NARROWED #/additionalItems"],
+            false,
+        ),
+        (
+            "Y6",
+            "additionalItems schema dropped (extended)",
+            r#"{"type":"array","items":[{"type":"string"}],"additionalItems":{"type":"string"}}"#,
+            r#"{"type":"array","items":[{"type":"string"}]}"#,
+            &[],
+            true,
+        ),
+        (
+            "Y7",
+            "2020-12 tuple -> list",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}]}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":{"type":"string"}}"#,
+            &["SCHEMA_ADDED #/items"],
+            false,
+        ),
+        (
+            "Y8",
+            "2020-12 list -> tuple",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","items":{"type":"string"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}]}"#,
+            &["ITEM_ADDED_TO_OPEN_CONTENT_MODEL #/prefixItems/0"],
+            false,
+        ),
+        (
+            "Y9",
+            "2020-12 items-after-prefix narrowed",
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}],"items":{"type":"number"}}"#,
+            r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"array","prefixItems":[{"type":"string"}],"items":{"type":"integer"}}"#,
+            &["TYPE_NARROWED #/items"],
+            false,
+        ),
     ];
 
     #[test]
     fn confluent_cases_decide_as_confluent() {
-        assert_eq!(CONFLUENT_CASES.len(), 32);
+        assert_eq!(CONFLUENT_CASES.len(), 84);
         let mut failures = Vec::new();
         for (id, description, original, update, want, lenient_ok) in CONFLUENT_CASES {
             let (writer, reader): (Value, Value) =
