@@ -80,6 +80,30 @@ async fn filter_analyze_and_anonymize() {
         (Some(11), Some(30), Some(1.0))
     );
     assert!(found[0]["recognition_metadata"]["recognizer_name"].is_string());
+    // Phone numbers in a national format (a default region's, or one the request or a nearby
+    // word names) and spaced international ones.
+    for (body, want) in [
+        (json!({"text": "Büro: 030 12345678", "language": "en"}), Some("030 12345678")),
+        (json!({"text": "reach me at +33 1 23 45 67 89", "language": "en"}), Some("+33 1 23 45 67 89")),
+        (json!({"text": "reach me at 912 345 678", "language": "en"}), None),
+        (json!({"text": "reach me at 912 345 678", "language": "en", "phone_regions": ["ES"]}), Some("912 345 678")),
+        (json!({"text": "our Madrid desk: 912 345 678", "language": "en"}), Some("912 345 678")),
+    ] {
+        let (s, found) = post(&node, "/analyze", body.clone()).await;
+        assert_eq!(s, 200, "{found}");
+        let text: Vec<char> = body["text"].as_str().unwrap().chars().collect();
+        let spans: Vec<String> = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["entity_type"] == "PHONE_NUMBER")
+            .map(|f| text[f["start"].as_u64().unwrap() as usize..f["end"].as_u64().unwrap() as usize].iter().collect())
+            .collect();
+        assert_eq!(spans, want.into_iter().map(str::to_owned).collect::<Vec<_>>(), "{body}");
+    }
+    let (s, e) = post(&node, "/analyze", json!({"text": "x", "phone_regions": ["XX"]})).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("invalid_request")), "{e}");
+
     // ad hoc recognizers, Presidio's shape.
     let (_, found) = post(
         &node,

@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 use regex::{Regex, RegexSet};
 use serde::Serialize;
 
-use crate::checks;
+use crate::{checks, phone};
 
 /// Raised score when a context word is near.
 const CONTEXT_BOOST: f32 = 0.35;
@@ -35,7 +35,9 @@ pub struct Finding {
     pub recognizer: String,
 }
 
-type Validate = fn(&str, &Settings) -> Option<f32>;
+/// A validator: the match, the settings, and the lowercased context (the window before the
+/// match and the field name or request context words).
+type Validate = fn(&str, &Settings, &str) -> Option<f32>;
 
 #[derive(Clone)]
 pub struct Recognizer {
@@ -73,49 +75,44 @@ pub fn from_config(list: &[loom_config::PrivacyRecognizer]) -> Vec<Recognizer> {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub threshold: f32,
-    /// Region for phone numbers written without a country code (ISO 3166 alpha-2).
-    pub default_region: phonenumber::country::Id,
+    /// Regions tried for phone numbers written without a country code, besides the ones
+    /// context words name (the request's `phone_regions`, then `privacy.phone_regions`).
+    pub phone_regions: Vec<phonenumber::country::Id>,
     pub allow: Vec<String>,
     pub deny: Vec<String>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { threshold: 0.3, default_region: phonenumber::country::Id::US, allow: Vec::new(), deny: Vec::new() }
+        Settings {
+            threshold: 0.3,
+            phone_regions: phone::regions(phone::DEFAULT_REGIONS).unwrap_or_default(),
+            allow: Vec::new(),
+            deny: Vec::new(),
+        }
     }
 }
 
-fn phone(s: &str, settings: &Settings) -> Option<f32> {
-    let digits = s.chars().filter(char::is_ascii_digit).count();
-    if !(7..=15).contains(&digits) {
-        return None;
+fn phone(s: &str, settings: &Settings, context: &str) -> Option<f32> {
+    let named = phone::context_regions(context);
+    if named.is_empty() {
+        return phone::score(s, &settings.phone_regions);
     }
-    // A dotted quad is an IPv4 address, even when its digits happen to form a valid number.
-    if s.trim().parse::<std::net::Ipv4Addr>().is_ok() {
-        return None;
-    }
-    let region = if s.trim_start().starts_with('+') { None } else { Some(settings.default_region) };
-    let n = phonenumber::parse(region, s).ok()?;
-    if phonenumber::is_valid(&n) {
-        Some(0.75)
-    } else if phonenumber::is_viable(s) {
-        // Plausible but not valid for its region: only with context ("call", "phone" …).
-        Some(0.2)
-    } else {
-        None
-    }
+    let mut regions = settings.phone_regions.clone();
+    regions.extend(named.into_iter().filter(|r| !settings.phone_regions.contains(r)));
+    phone::score(s, &regions)
 }
 
-fn ipv6(s: &str, _: &Settings) -> Option<f32> {
+fn ipv6(s: &str, _: &Settings, _: &str) -> Option<f32> {
     (s.matches(':').count() >= 2 && s.parse::<std::net::Ipv6Addr>().is_ok()).then_some(0.6)
 }
 
-fn gps(s: &str, _: &Settings) -> Option<f32> {
+fn gps(s: &str, _: &Settings, _: &str) -> Option<f32> {
     let (lat, lon) = s.split_once(',')?;
     checks::coordinates(lat.trim().parse().ok()?, lon.trim().parse().ok()?).then_some(0.7)
 }
 
-fn ssn(s: &str, _: &Settings) -> Option<f32> {
+fn ssn(s: &str, _: &Settings, _: &str) -> Option<f32> {
     // Separated digits look like an SSN on their own; nine bare digits need context.
     checks::ssn(s).then_some(if s.contains('-') || s.contains(' ') { 0.6 } else { 0.2 })
 }
@@ -152,7 +149,10 @@ pub static BUILTIN: LazyLock<Vec<Recognizer>> = LazyLock::new(|| {
         builtin(
             "phone",
             "PHONE_NUMBER",
-            r"(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]?\d{2,4}){1,4}\b",
+            // An international prefix (`+49`, `0049`, then an optional `(0)`), or an area code in
+            // brackets, then digit groups of 1-5 with one separator each (space, `.`, `-`, `/`);
+            // not glued to a preceding letter or digit. libphonenumber decides (`phone.rs`).
+            r"(?:(?:\+|\b00)\d{1,3}[ .-]?(?:\(0\)[ .-]?)?|\(\d{1,5}\)[ .-]?|\b)\d{1,5}(?:[ ./-]?\d{1,5}){0,6}\b",
             0.0,
             Some(phone),
             &["phone", "tel", "telephone", "mobile", "cell", "call", "fax", "number"],
@@ -162,7 +162,7 @@ pub static BUILTIN: LazyLock<Vec<Recognizer>> = LazyLock::new(|| {
             "CREDIT_CARD",
             r"\b(?:\d[ -]?){12,18}\d\b",
             1.0,
-            Some(|s, _| checks::luhn(s).then_some(1.0)),
+            Some(|s, _, _| checks::luhn(s).then_some(1.0)),
             &["card", "credit", "visa", "mastercard", "amex", "payment"],
         ),
         builtin(
@@ -170,7 +170,7 @@ pub static BUILTIN: LazyLock<Vec<Recognizer>> = LazyLock::new(|| {
             "IBAN_CODE",
             r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
             1.0,
-            Some(|s, _| checks::iban(s).then_some(1.0)),
+            Some(|s, _, _| checks::iban(s).then_some(1.0)),
             &["iban", "bank", "account", "transfer"],
         ),
         builtin(
@@ -276,7 +276,7 @@ pub fn analyze(
     settings: &Settings,
 ) -> Vec<Finding> {
     let wanted = |e: &str| entities.is_none_or(|list| list.iter().any(|x| x == e));
-    let extra = extra_context.to_ascii_lowercase();
+    let extra = extra_context.to_lowercase();
     let mut found = Vec::new();
     let matching = BUILTIN_SET.matches(text);
     let candidates =
@@ -287,14 +287,15 @@ pub fn analyze(
         }
         for m in r.regex.find_iter(text) {
             let s = m.as_str();
+            let window_start = text[..m.start()].char_indices().rev().nth(CONTEXT_WINDOW - 1).map_or(0, |(i, _)| i);
+            let before = text[window_start..m.start()].to_lowercase();
             let Some(mut score) = (match r.validate {
-                Some(v) => v(s, settings),
+                Some(v) if extra.is_empty() => v(s, settings, &before),
+                Some(v) => v(s, settings, &format!("{before} {extra}")),
                 None => Some(r.score),
             }) else {
                 continue;
             };
-            let window_start = text[..m.start()].char_indices().rev().nth(CONTEXT_WINDOW - 1).map_or(0, |(i, _)| i);
-            let before = text[window_start..m.start()].to_ascii_lowercase();
             if has_context(&before, &r.context) || has_context(&extra, &r.context) {
                 score = (score + CONTEXT_BOOST).min(1.0);
             }

@@ -406,6 +406,12 @@ struct AnalyzeBody {
     return_decision_process: bool,
     #[serde(default)]
     correlation_id: Option<String>,
+    /// Presidio's context words: they count as near every match (boost, phone regions).
+    #[serde(default)]
+    context: Vec<String>,
+    /// Loom: regions tried first for phone numbers without a country code (`["ES"]`).
+    #[serde(default)]
+    phone_regions: Vec<String>,
 }
 
 fn english() -> String {
@@ -444,7 +450,7 @@ fn ad_hoc(list: Vec<AdHoc>, deny: &mut Vec<String>) -> std::result::Result<Vec<R
 
 /// Presidio analyzer: the PII entities found in a text, with character offsets and scores.
 #[utoipa::path(post, path = "/analyze",
-    request_body(content = Object, description = "Presidio's analyze request: `{\"text\", \"language\"?: \"en\", \"entities\"?, \"score_threshold\"?, \"ad_hoc_recognizers\"?, \"allow_list\"?, \"return_decision_process\"?, \"correlation_id\"?}`"),
+    request_body(content = Object, description = "Presidio's analyze request: `{\"text\", \"language\"?: \"en\", \"entities\"?, \"score_threshold\"?, \"ad_hoc_recognizers\"?, \"allow_list\"?, \"return_decision_process\"?, \"correlation_id\"?, \"context\"?: [word]}`; Loom's `\"phone_regions\"?: [\"ES\", ...]` adds regions whose national phone formats are recognized (beside countries named near a number and `privacy.phone_regions`)"),
     responses((status = 200, description = "Presidio's recognizer results: `[{entity_type, start, end, score, analysis_explanation, recognition_metadata}]`", body = Object)))]
 async fn analyze(State(api): State<Api>, ApiJson(body): ApiJson<AnalyzeBody>) -> Result<Json<Value>> {
     if body.language != "en" {
@@ -454,13 +460,25 @@ async fn analyze(State(api): State<Api>, ApiJson(body): ApiJson<AnalyzeBody>) ->
     let mut custom = ad_hoc(body.ad_hoc_recognizers, &mut deny)?;
     let ad_hoc_given = !custom.is_empty();
     custom.extend(api.custom.iter().cloned());
-    let settings = settings(&api.settings, body.score_threshold, body.allow_list, deny)?;
+    let mut settings = settings(&api.settings, body.score_threshold, body.allow_list, deny)?;
+    if body.phone_regions.len() > 32 || body.context.len() > MAX_LIST {
+        return Err(FilterError::Invalid(format!("at most 32 phone_regions and {MAX_LIST} context words")).into());
+    }
+    let asked = crate::phone::regions(&body.phone_regions)
+        .map_err(|r| FilterError::Invalid(format!("phone_regions: '{r}' is not a region code (ISO 3166 alpha-2)")))?;
+    settings.phone_regions = asked.iter().chain(&settings.phone_regions).fold(Vec::new(), |mut all, r| {
+        if !all.contains(r) {
+            all.push(*r);
+        }
+        all
+    });
+    let context = body.context.join(" ");
     let (text, entities, explain) = (body.text, body.entities, body.return_decision_process);
     let _ = body.correlation_id;
     let found: Vec<Finding> = if text.len() <= INLINE_SCAN_BYTES && !ad_hoc_given {
-        analyzer::analyze(&text, entities.as_deref(), "", &custom, &settings)
+        analyzer::analyze(&text, entities.as_deref(), &context, &custom, &settings)
     } else {
-        blocking(move || analyzer::analyze(&text, entities.as_deref(), "", &custom, &settings)).await?
+        blocking(move || analyzer::analyze(&text, entities.as_deref(), &context, &custom, &settings)).await?
     };
     let out: Vec<Value> = found
         .iter()

@@ -2,6 +2,10 @@
 //!
 //! - `analyzer.rs`: recognizers (patterns + validators + context), the linear scan, overlaps.
 //! - `checks.rs`: Luhn, IBAN mod-97, SSN ranges, coordinates (pure, table-tested).
+//! - `phone.rs`: phone numbers by libphonenumber with region candidates (request, context
+//!   words, `privacy.phone_regions`).
+//! - `presidio.rs` + `presidio/`: presidio-anonymizer's request checks, conflict resolution,
+//!   replace builder and operators (pure); `api/anonymizer.rs` serves them.
 //! - `operators.rs`: redact, replace, mask, generalize (pure) and the keyed hash, pseudonymize
 //!   and encrypt through the `Keyed` context.
 //! - `crypto.rs`: HMAC-SHA-256 subkeys, AES-SIV tokens, subject indexes (pure, table-tested).
@@ -25,6 +29,7 @@ mod erasure;
 mod error;
 mod keys;
 mod operators;
+mod phone;
 mod policies;
 mod presidio;
 mod store;
@@ -78,8 +83,12 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     tokio::spawn(erasures.clone().resume_loop());
     tokio::spawn(audit_retention(store.clone(), ctx.config.privacy.audit_retention.get()));
     let custom = Arc::new(analyzer::from_config(&ctx.config.privacy.recognizers));
+    let phone_regions = phone::regions(&ctx.config.privacy.phone_regions).unwrap_or_else(|unknown| {
+        tracing::error!(region = %unknown, "privacy.phone_regions: not a libphonenumber region; using Presidio's list");
+        phone::regions(phone::DEFAULT_REGIONS).unwrap_or_default()
+    });
     let api = api::Api {
-        settings: Arc::new(analyzer::Settings::default()),
+        settings: Arc::new(analyzer::Settings { phone_regions, ..analyzer::Settings::default() }),
         custom,
         store,
         keys,

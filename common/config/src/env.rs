@@ -245,6 +245,10 @@ env_table! {
     },
     "LOOM_PRIVACY_GROUP" => "privacy.group": |c, v| { c.privacy.group = v.to_owned(); Ok(()) },
     "LOOM_PRIVACY_DLQ_TOPIC" => "privacy.dlq_topic": |c, v| { c.privacy.dlq_topic = v.to_owned(); Ok(()) },
+    "LOOM_PRIVACY_PHONE_REGIONS" => "privacy.phone_regions": |c, v| {
+        c.privacy.phone_regions = split_list(v).iter().map(|r| r.to_ascii_uppercase()).collect();
+        Ok(())
+    },
     "LOOM_ROUTER_SCHEMA_REGISTRY" => "router.schema_registry_url": |c, v| {
         c.router.schema_registry_url = Some(v.to_owned());
         Ok(())

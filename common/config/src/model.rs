@@ -337,6 +337,10 @@ pub struct PrivacySection {
     pub dlq_topic: String,
     /// Custom pattern recognizers, used by every scan beside the built-in ones (TOML only).
     pub recognizers: Vec<PrivacyRecognizer>,
+    /// Regions (ISO 3166 alpha-2) whose national phone formats are recognized without a country
+    /// code, besides those a request or nearby words name (`LOOM_PRIVACY_PHONE_REGIONS="US,DE"`);
+    /// by default Presidio's list.
+    pub phone_regions: Vec<String>,
 }
 
 /// A custom recognizer of the Privacy Filter: a regular expression (linear-time engine) for an
@@ -375,6 +379,7 @@ impl Default for PrivacySection {
             group: "loom-privacy-filter".into(),
             dlq_topic: "loom.privacy.dlq".into(),
             recognizers: Vec::new(),
+            phone_regions: ["US", "GB", "DE", "FR", "IL", "IN", "CA", "BR"].map(String::from).to_vec(),
         }
     }
 }

@@ -188,6 +188,11 @@ fn validate_kafka(c: &NodeConfig) -> Result<(), ConfigError> {
     if !topic_ok(&p.dlq_topic) {
         return Err(invalid("privacy.dlq_topic", TOPIC_RULE));
     }
+    for (i, r) in p.phone_regions.iter().enumerate() {
+        if r.len() != 2 || !r.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(invalid(format!("privacy.phone_regions[{i}]"), "an ISO 3166 alpha-2 region code, like \"DE\""));
+        }
+    }
     for (i, s) in p.streams.iter().enumerate() {
         for (name, topic) in [("from", &s.from), ("to", &s.to)] {
             if !topic_ok(topic) {
