@@ -74,12 +74,14 @@ fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<b
 impl<S: Send + Sync> FromRequestParts<S> for Flags {
     type Rejection = RegistryError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Flags> {
-        match Query::<Flags>::from_request_parts(parts, state).await {
-            Ok(Query(flags)) => Ok(flags),
-            Err(e) => Err(RegistryError::BadQuery(e.body_text())),
-        }
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Flags> {
+        confluent_query(parts)
     }
+}
+
+/// The query string read into `T`; a malformed one is a 400 in Confluent's error shape.
+fn confluent_query<T: DeserializeOwned>(parts: &Parts) -> Result<T> {
+    Query::<T>::try_from_uri(&parts.uri).map(|Query(q)| q).map_err(|e| RegistryError::BadQuery(e.body_text()))
 }
 
 /// Paging of a list answer (`referencedby`): `offset` (default 0) and `limit` (default -1, no
@@ -102,11 +104,8 @@ impl Page {
 impl<S: Send + Sync> FromRequestParts<S> for Page {
     type Rejection = RegistryError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Page> {
-        match Query::<Page>::from_request_parts(parts, state).await {
-            Ok(Query(page)) => Ok(page),
-            Err(e) => Err(RegistryError::BadQuery(e.body_text())),
-        }
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Page> {
+        confluent_query(parts)
     }
 }
 
