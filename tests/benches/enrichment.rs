@@ -73,8 +73,11 @@ async fn main() {
         holidays: holidays.as_ref(),
         day_parts: [6, 12, 18, 22],
         holidays_missing: None,
+        fences: &[],
+        calendars: None,
+        calendar_margin: chrono::Duration::zero(),
     };
-    let (p, inc) = (Pointers::default(), Include { place: true, time: true, weather: false });
+    let (p, inc) = (Pointers::default(), Include { place: true, time: true, ..Include::NONE });
     let local = best_of(3, || {
         let t = Instant::now();
         for chunk in evs.chunks(BATCH) {

@@ -360,7 +360,6 @@ async fn bad_input_gets_a_reason_or_a_stable_4xx() {
     let too_many: Vec<Value> = (0..10_001).map(|_| json!({})).collect();
     let cases: Vec<(Value, u16, &str)> = vec![
         (json!({"events": too_many}), 413, "too_many_events"),
-        (json!({"events": [], "include": ["calendar"]}), 501, "not_built"),
         (json!({"events": [], "include": ["horoscope"]}), 400, "invalid_request"),
         (json!({"events": [], "pointers": {"lat": "lat"}}), 400, "invalid_request"),
         (json!({"events": [], "extra": 1}), 422, "invalid_body"),
@@ -569,4 +568,185 @@ async fn weather_is_cached_coalesced_batched_and_never_blocks_when_the_provider_
     assert_eq!(stats["weather"]["breaker"], "closed", "{stats}");
     assert!(stats["weather"]["cache_hits"].as_u64().unwrap() >= 1, "{stats}");
     server.abort();
+}
+
+async fn send(node: &LoomNode, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = http().request(method, node.url(CE, path));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("answers");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn put_ics(node: &LoomNode, path: &str, ics: String) -> (u16, Value) {
+    let r =
+        http().put(node.url(CE, path)).header("content-type", "text/calendar").body(ics).send().await.expect("answers");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+const TEAM_SYNC: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//loom//test//EN\r\n\
+BEGIN:VEVENT\r\nUID:sync@loom\r\nSUMMARY:Team sync\r\nLOCATION:Room 1\r\n\
+DTSTART;TZID=Europe/Berlin:20261103T083000\r\nDTEND;TZID=Europe/Berlin:20261103T093000\r\n\
+RRULE:FREQ=WEEKLY;BYDAY=TU\r\nEXDATE;TZID=Europe/Berlin:20261110T083000\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:offsite@loom\r\nSUMMARY:Offsite\r\nDTSTART;VALUE=DATE:20261117\r\nEND:VEVENT\r\n\
+END:VCALENDAR\r\n";
+
+/// Tenant geofences win over the nearest city, calendars attach the events in progress, and
+/// CEL rules over the result set fields — all written through the API and read back by
+/// `/enrich`; bad definitions get 4xx with stable codes.
+#[tokio::test]
+async fn geofences_calendars_and_rules_shape_the_context() {
+    use reqwest::Method;
+    let node = LoomNode::start_ready("ce-rules", no_weather()).await;
+    let office = json!({"id": "office", "name": "Head office", "point": {"lat": 48.1374, "lon": 11.5755}, "radius_m": 150,
+                        "properties": {"floor": 3}});
+    let campus = json!({"id": "campus", "tenant": "acme", "geometry": {"type": "Polygon", "coordinates":
+        [[[11.57, 48.13], [11.58, 48.13], [11.58, 48.14], [11.57, 48.14], [11.57, 48.13]]]}});
+    for p in [&office, &campus] {
+        let (s, v) = send(&node, Method::POST, "/places", Some(p.clone())).await;
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(v["version"], 1, "{v}");
+    }
+    let (s, v) = send(&node, Method::POST, "/places", Some(office.clone())).await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("conflict")), "{v}");
+    let rule = json!({"id": "commute-end", "priority": 10,
+        "when": "context.time.day_part == 'morning' && context.place.geofence == 'office'",
+        "set": {"/context/activity": "commute_end"}});
+    let meeting = json!({"id": "in-meeting", "when": "size(context.calendar.events) > 0",
+        "compute": {"/context/meeting": "context.calendar.events[0].summary", "/flags/busy": "true"}});
+    for r in [&rule, &meeting] {
+        let (s, v) = send(&node, Method::POST, "/rules", Some(r.clone())).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let (s, v) = put_ics(&node, "/calendars/alice", TEAM_SYNC.to_owned()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((v["events"].as_u64(), v["version"].as_i64()), (Some(2), Some(1)), "{v}");
+
+    // Tuesday 3 November 2026, 08:45 in Munich (07:45Z): at the office, in the team sync.
+    let at_office = json!({"device": "d1", "subject": "alice", "tenant": "acme", "lat": 48.1374, "lon": 11.5756,
+                           "ts": "2026-11-03T07:45:00Z"});
+    let elsewhere =
+        json!({"device": "d2", "subject": "bob", "lat": 48.1395, "lon": 11.5755, "ts": "2026-11-10T07:45:00Z"});
+    let offsite =
+        json!({"device": "d3", "subject": "alice", "lat": 52.52, "lon": 13.405, "ts": "2026-11-17T15:00:00Z"});
+    let (s, r) = post(&node, json!({"events": [at_office, elsewhere, offsite]})).await;
+    assert_eq!(s, 200, "{r}");
+    let e = r["events"].as_array().unwrap();
+    let c0 = &e[0]["context"];
+    assert_eq!(c0["place"]["geofence"], "office", "{c0}");
+    assert_eq!(c0["place"]["geofences"], json!(["office", "campus"]), "the most specific first: {c0}");
+    assert_eq!(c0["place"]["name"], "Head office");
+    assert_eq!(c0["place"]["country_code"], "DE", "the city's country is kept: {c0}");
+    assert_eq!(c0["place"]["properties"]["floor"], 3);
+    assert_eq!(c0["place"]["nearest"]["name"], "Munich", "{c0}");
+    assert_eq!(c0["calendar"]["events"][0]["summary"], "Team sync", "{c0}");
+    assert_eq!(c0["calendar"]["events"][0]["start"], "2026-11-03T07:30:00Z");
+    assert_eq!(c0["activity"], "commute_end", "{c0}");
+    assert_eq!(c0["meeting"], "Team sync", "{c0}");
+    assert_eq!(e[0]["flags"]["busy"], true, "writes outside /context go to the event: {}", e[0]);
+    assert_eq!(
+        c0["rules"]["applied"],
+        json!([{"id": "commute-end", "version": 1}, {"id": "in-meeting", "version": 1}])
+    );
+    // Bob: the campus is acme's only, he has no tenant; no calendar; the rules do not match.
+    let c1 = &e[1]["context"];
+    assert_eq!(c1["place"]["geofence"], Value::Null, "{c1}");
+    assert_eq!(c1["reasons"]["calendar"], "no_calendar", "{c1}");
+    assert!(c1.get("activity").is_none(), "{c1}");
+    assert_eq!(c1["rules"]["applied"], json!([]));
+    assert_eq!(c1["reasons"]["rules"], "rule_failed", "in-meeting reads a null calendar: {c1}");
+    // Alice on the offsite day: the all-day event (Berlin's date) is attached.
+    assert_eq!(e[2]["context"]["calendar"]["events"][0]["summary"], "Offsite", "{}", e[2]);
+    assert_eq!(e[2]["context"]["calendar"]["events"][0]["all_day"], true);
+    // The excluded week has no sync; the window query expands the rule only in the window.
+    let (s, w) = get(&node, "/calendars/alice/events?from=2026-11-01T00:00:00Z&to=2026-11-30T00:00:00Z").await;
+    assert_eq!(s, 200, "{w}");
+    let starts: Vec<&str> = w["events"].as_array().unwrap().iter().map(|i| i["start"].as_str().unwrap()).collect();
+    assert_eq!(starts, ["2026-11-03T07:30:00Z", "2026-11-17", "2026-11-17T07:30:00Z", "2026-11-24T07:30:00Z"], "{w}");
+    // `include` can leave groups out; /place applies geofences by tenant.
+    let (s, r) =
+        post(&node, json!({"events": [{"lat": 48.1374, "lon": 11.5756, "ts": 0}], "include": ["place"]})).await;
+    assert_eq!(s, 200);
+    assert!(r["events"][0]["context"].get("rules").is_none() && r["events"][0]["context"].get("time").is_none(), "{r}");
+    let (_, p) = get(&node, "/place?lat=48.1395&lon=11.5755&tenant=acme").await;
+    assert_eq!(p["geofence"], "campus", "{p}");
+
+    // Bad definitions: 4xx with stable codes, nothing stored.
+    let bad: Vec<(Method, &str, Value, u16, &str)> = vec![
+        (
+            Method::POST,
+            "/rules",
+            json!({"id": "x", "when": "context.time >", "set": {"/context/a": 1}}),
+            422,
+            "invalid_rule",
+        ),
+        (Method::POST, "/rules", json!({"id": "x", "when": "true", "set": {"context/a": 1}}), 422, "invalid_rule"),
+        (Method::POST, "/rules", json!({"id": "x", "when": "true"}), 422, "invalid_rule"),
+        (Method::POST, "/rules", json!({"id": "x", "when": "true", "set": {"/a": 1}, "then": 1}), 422, "invalid_body"),
+        (Method::PUT, "/rules/y", json!({"id": "x", "when": "true", "set": {"/a": 1}}), 400, "invalid_request"),
+        (
+            Method::POST,
+            "/places",
+            json!({"id": "x", "point": {"lat": 100, "lon": 0}, "radius_m": 5}),
+            422,
+            "invalid_place",
+        ),
+        (
+            Method::POST,
+            "/places",
+            json!({"id": "x", "geometry": {"type": "Point", "coordinates": [0, 0]}}),
+            422,
+            "invalid_place",
+        ),
+        (
+            Method::POST,
+            "/places",
+            json!({"id": "x", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}}),
+            422,
+            "invalid_place",
+        ),
+        (Method::DELETE, "/rules/nope", Value::Null, 404, "not_found"),
+        (Method::PUT, "/calendars/alice", json!({"url": "https://example.com/a.ics"}), 501, "not_built"),
+        (Method::PUT, "/calendars/alice", json!({"ics": 3}), 400, "invalid_request"),
+    ];
+    for (method, path, body, status, code) in bad {
+        let (s, v) = send(&node, method.clone(), path, (!body.is_null()).then_some(body.clone())).await;
+        assert_eq!((s, v["code"].as_str()), (status, Some(code)), "{method} {path} {body}: {v}");
+    }
+    let bad_ics = [
+        ("hello", "invalid_calendar"),
+        (
+            "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:a\r\nDTSTART;TZID=Mars/Base:20260101T000000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            "invalid_calendar",
+        ),
+        (
+            "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:a\r\nDTSTART:20260101T000000Z\r\nRRULE:FREQ=NEVER\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            "invalid_calendar",
+        ),
+    ];
+    for (ics, code) in bad_ics {
+        let (s, v) = put_ics(&node, "/calendars/carol", ics.to_owned()).await;
+        assert_eq!((s, v["code"].as_str()), (422, Some(code)), "{ics}: {v}");
+    }
+    let (s, v) = put_ics(&node, "/calendars/carol", "X".repeat(10 * 1024 * 1024)).await;
+    assert_eq!(s, 413, "a 10 MB calendar: {v}");
+    let (s, _) = get(&node, "/calendars/carol").await;
+    assert_eq!(s, 404);
+    let (_, rules) = get(&node, "/rules").await;
+    assert_eq!(rules["rules"].as_array().unwrap().len(), 2, "{rules}");
+
+    // Deleting takes effect on /enrich at once.
+    let (s, _) = send(&node, Method::DELETE, "/places/office", None).await;
+    assert_eq!(s, 204);
+    let (_, r) = post(
+        &node,
+        json!({"events": [{"tenant": "acme", "lat": 48.1374, "lon": 11.5756, "ts": 0}], "include": ["place"]}),
+    )
+    .await;
+    assert_eq!(r["events"][0]["context"]["place"]["geofence"], "campus", "{r}");
+    let (s, _) = send(&node, Method::DELETE, "/calendars/alice", None).await;
+    assert_eq!(s, 204);
+    let (s, _) = get(&node, "/calendars/alice/events?from=2026-11-01T00:00:00Z&to=2026-11-30T00:00:00Z").await;
+    assert_eq!(s, 404);
 }

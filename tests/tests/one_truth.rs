@@ -1,6 +1,6 @@
 //! One truth per cluster: configuration written through one node is what every node serves.
 //! On a shared PostgreSQL, each service's cluster-wide writes (router rules, privacy policies,
-//! registry schemas, aggregation jobs, dedup policies, quality monitors, devices) are read back
+//! registry schemas, aggregation jobs, dedup policies, enrichment rules and places, quality monitors, devices) are read back
 //! identically on the other nodes within 2 s, by a node started after the write too, and two
 //! writes racing on two nodes end in one version history everywhere. Clustered on node-local
 //! SQLite, the same writes answer 409 `cluster_store_required` while reads and the data plane
@@ -57,6 +57,22 @@ fn dedup(window: &str) -> Value {
     json!({"id": "truth-dedup", "identity": {"fields": ["/device", "/seq"]}, "window": {"time": window}, "keep": "first"})
 }
 
+fn enrich_rule(label: &str) -> Value {
+    json!({"id": "truth-enrich", "when": "true", "set": {"/context/label": label}})
+}
+
+fn fence(radius: f64) -> Value {
+    json!({"id": "truth-place", "point": {"lat": 48.1374, "lon": 11.5755}, "radius_m": radius})
+}
+
+fn calendar(summary: &str) -> Value {
+    let ics = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//loom//truth//EN\r\nBEGIN:VEVENT\r\nUID:t\r\n\
+         SUMMARY:{summary}\r\nDTSTART:20260105T090000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=WEEKLY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    );
+    json!({"ics": ics})
+}
+
 fn monitor(window: &str) -> Value {
     json!({"id": "truth-monitor", "time": {"field": "/ts"}, "window": window, "group_by": [],
            "fields": {"/speed": {"required": true, "range": [0, 200]}}})
@@ -104,6 +120,27 @@ fn cases() -> Vec<Case> {
             create: (Method::POST, "/policies", dedup("10m")),
             read: "/policies/truth-dedup".into(),
             race: Some((Method::PUT, "/policies/truth-dedup".into(), dedup("20m"), dedup("30m"))),
+        },
+        Case {
+            what: "enrichment rule",
+            port: 8023,
+            create: (Method::POST, "/rules", enrich_rule("a")),
+            read: "/rules/truth-enrich".into(),
+            race: Some((Method::PUT, "/rules/truth-enrich".into(), enrich_rule("b"), enrich_rule("c"))),
+        },
+        Case {
+            what: "enrichment place",
+            port: 8023,
+            create: (Method::POST, "/places", fence(100.0)),
+            read: "/places/truth-place".into(),
+            race: Some((Method::PUT, "/places/truth-place".into(), fence(200.0), fence(300.0))),
+        },
+        Case {
+            what: "enrichment calendar",
+            port: 8023,
+            create: (Method::PUT, "/calendars/truth-subject", calendar("a")),
+            read: "/calendars/truth-subject".into(),
+            race: Some((Method::PUT, "/calendars/truth-subject".into(), calendar("b"), calendar("c"))),
         },
         Case {
             what: "quality monitor",

@@ -1,4 +1,5 @@
-//! The routes on 8023: `POST /enrich`, `GET /place`, `GET /time`, `GET /holidays`, `GET /stats`.
+//! The data routes on 8023: `POST /enrich`, `GET /place`, `GET /time`, `GET /holidays`,
+//! `GET /stats` (the configuration routes are in `manage.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +41,8 @@ pub struct Api {
     pub day_parts: DayParts,
     pub stats: Arc<Stats>,
     pub weather: Weather,
+    pub books: crate::manage::Books,
+    pub calendar_margin: chrono::Duration,
 }
 
 /// The weather side: the cache every handler reads first and the actor behind the misses.
@@ -116,17 +119,18 @@ struct EnrichBody {
 }
 
 fn include_of(list: Option<&[String]>) -> std::result::Result<Include, EnrichError> {
-    let Some(list) = list else { return Ok(Include { place: true, time: true, weather: true }) };
-    let mut inc = Include { place: false, time: false, weather: false };
+    let Some(list) = list else { return Ok(Include::ALL) };
+    let mut inc = Include::NONE;
     for name in list {
         match name.as_str() {
             "place" => inc.place = true,
             "time" => inc.time = true,
             "weather" => inc.weather = true,
-            "calendar" => return Err(EnrichError::NotBuilt("calendar")),
+            "calendar" => inc.calendar = true,
+            "rules" => inc.rules = true,
             other => {
                 return Err(EnrichError::Invalid(format!(
-                    "include: '{other}' is not one of place, time, weather, calendar"
+                    "include: '{other}' is not one of place, time, weather, calendar, rules"
                 )));
             }
         }
@@ -136,7 +140,7 @@ fn include_of(list: Option<&[String]>) -> std::result::Result<Include, EnrichErr
 
 /// Enriches events with place, time and weather context, each group with its provenance.
 #[utoipa::path(post, path = "/enrich",
-    request_body(content = Object, description = "`{\"events\": [object, ...] (at most 10,000), \"include\"?: [\"place\",\"time\",\"weather\"], \"pointers\"?: {lat, lon, ts, subject}}`"),
+    request_body(content = Object, description = "`{\"events\": [object, ...] (at most 10,000), \"include\"?: [\"place\",\"time\",\"weather\",\"calendar\",\"rules\"], \"pointers\"?: {lat, lon, ts, subject, tenant}}`"),
     responses((status = 200, description = "`{events: [...]}` each with a `context` object", body = Object)))]
 async fn enrich(State(api): State<Api>, ApiJson(body): ApiJson<EnrichBody>) -> Result<Json<Value>> {
     if body.events.len() > MAX_EVENTS {
@@ -144,7 +148,14 @@ async fn enrich(State(api): State<Api>, ApiJson(body): ApiJson<EnrichBody>) -> R
     }
     let include = include_of(body.include.as_deref())?;
     let pointers = body.pointers.unwrap_or_default();
-    for (name, p) in [("lat", &pointers.lat), ("lon", &pointers.lon), ("ts", &pointers.ts)] {
+    let named = [
+        ("lat", &pointers.lat),
+        ("lon", &pointers.lon),
+        ("ts", &pointers.ts),
+        ("subject", &pointers.subject),
+        ("tenant", &pointers.tenant),
+    ];
+    for (name, p) in named {
         if !p.starts_with('/') {
             return Err(EnrichError::Invalid(format!("pointers.{name}: '{p}' is not a JSON pointer")).into());
         }
@@ -165,15 +176,22 @@ async fn enrich(State(api): State<Api>, ApiJson(body): ApiJson<EnrichBody>) -> R
     let places = api.data.places().await?;
     let zones = if include.time { Some(api.data.zones().await?) } else { None };
     let holidays = if include.time { Some(api.data.holidays().await) } else { None };
-    let (day_parts, stats) = (api.day_parts, api.stats.clone());
+    let (day_parts, stats, margin) = (api.day_parts, api.stats.clone(), api.calendar_margin);
+    let fences = if include.place || include.time { api.books.fences() } else { Vec::new() };
+    let (rules, revision) = if include.rules { api.books.rules() } else { (Vec::new(), 0) };
+    let books = api.books.clone();
     let out = tokio::task::spawn_blocking(move || {
         let missing = holidays.as_ref().and_then(|h| h.as_ref().err().cloned());
+        let find = |subject: &str| books.calendar(subject);
         let s = Sources {
             places: Some(&places),
             zones: zones.as_deref(),
             holidays: holidays.as_ref().and_then(|h| h.as_ref().ok()).map(|h| h.as_ref()),
             day_parts,
             holidays_missing: missing.as_deref(),
+            fences: &fences,
+            calendars: Some(&find),
+            calendar_margin: margin,
         };
         let mut refused = Vec::new();
         let mut events = Vec::with_capacity(body.events.len());
@@ -191,6 +209,20 @@ async fn enrich(State(api): State<Api>, ApiJson(body): ApiJson<EnrichBody>) -> R
                     Some(k) => weather.get(&k).map_or(Value::Null, |o| enrich::weather_group(&k, o)),
                     None => Value::Null,
                 };
+            }
+            if !rules.is_empty()
+                && let Value::Object(m) = &mut ctx
+            {
+                let applied = crate::rules::apply(&rules, &mut e, m);
+                let mut g = crate::rules::group(&applied, revision);
+                if !applied.errors.is_empty() {
+                    let errors: Vec<Value> =
+                        applied.errors.iter().map(|(id, why)| json!({"id": id, "message": why})).collect();
+                    g["errors"] = json!(errors);
+                    let reasons = m.entry("reasons").or_insert_with(|| json!({}));
+                    reasons["rules"] = json!("rule_failed");
+                }
+                m.insert("rules".into(), g);
             }
             n_place += u64::from(ctx.get("place").is_some_and(|p| !p.is_null()));
             n_time += u64::from(ctx.get("time").is_some_and(|t| !t.is_null()));
@@ -225,6 +257,7 @@ struct PlaceQuery {
     lat: Option<String>,
     lon: Option<String>,
     ts: Option<String>,
+    tenant: Option<String>,
 }
 
 fn at_of(q: &PlaceQuery) -> std::result::Result<Option<(f64, f64)>, EnrichError> {
@@ -239,8 +272,9 @@ fn at_of(q: &PlaceQuery) -> std::result::Result<Option<(f64, f64)>, EnrichError>
 /// The nearest populated place (GeoNames cities) or the tenant's place that contains the point.
 #[utoipa::path(get, path = "/place", params(
         ("lat" = Option<String>, Query, description = "latitude, decimal degrees"),
-        ("lon" = Option<String>, Query, description = "longitude, decimal degrees")),
-    responses((status = 200, description = "`{name, country_code, admin1, geonameid, distance_km, confidence, provenance}`", body = Object)))]
+        ("lon" = Option<String>, Query, description = "longitude, decimal degrees"),
+        ("tenant" = Option<String>, Query, description = "whose geofences apply besides the shared ones")),
+    responses((status = 200, description = "`{name, country_code, admin1, geonameid, distance_km, confidence, geofence, provenance}`", body = Object)))]
 async fn place(
     State(api): State<Api>,
     q: std::result::Result<Query<PlaceQuery>, QueryRejection>,
@@ -248,7 +282,18 @@ async fn place(
     let q = query(q)?;
     let (lat, lon) = at_of(&q)?.ok_or(EnrichError::Coordinates("missing_coordinates"))?;
     let places = api.data.places().await?;
-    Ok(Json(enrich::place_group(&places, lat, lon)))
+    let fences = api.books.fences();
+    let s = Sources {
+        places: None,
+        zones: None,
+        holidays: None,
+        day_parts: api.day_parts,
+        holidays_missing: None,
+        fences: &fences,
+        calendars: None,
+        calendar_margin: api.calendar_margin,
+    };
+    Ok(Json(enrich::place_or_fence(&s, &places, lat, lon, q.tenant.as_deref())))
 }
 
 /// Time context at a point and instant: zone, local time, day part, holiday, sunrise and sunset.
@@ -283,6 +328,9 @@ async fn time(
         holidays: holidays.as_ref().ok().map(|h| h.as_ref()),
         day_parts: api.day_parts,
         holidays_missing: missing.as_deref(),
+        fences: &[],
+        calendars: None,
+        calendar_margin: api.calendar_margin,
     };
     let c = country.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
     let v = enrich::time_group(&s, at, ms, c).ok_or_else(|| EnrichError::Time("out of range".into()))?;
@@ -355,6 +403,10 @@ async fn stats(State(api): State<Api>) -> Json<Value> {
             "breaker": w.breaker_name(),
             "cache": api.weather.cache.backend(),
         },
-        "sources": {"calendar": "not built"},
+        "configuration": {
+            "rules": {"count": api.books.rules.all().len(), "revision": api.books.rules.revision()},
+            "places": {"count": api.books.places.all().len(), "revision": api.books.places.revision()},
+            "calendars": {"count": api.books.calendars.all().len(), "revision": api.books.calendars.revision()},
+        },
     }))
 }

@@ -5,7 +5,11 @@
 //! - coordinates: `missing_coordinates`, `invalid_latitude` (not a number, NaN, outside
 //!   [-90, 90]), `invalid_longitude` (outside [-180, 180]; 180 itself is valid) — the place is
 //!   null and time context is computed in UTC without sun or holiday;
-//! - time: `missing_time`, `invalid_time` — the time group is null.
+//! - time: `missing_time`, `invalid_time` — the time group is null (and the calendar group);
+//! - calendar: `missing_subject` (no subject at `/subject`), `no_calendar` (none stored for it).
+//!
+//! A tenant geofence holding the point wins over the nearest city (`geofence.rs`); enrichment
+//! rules run after every group is computed (`rules.rs`, applied by the caller).
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -21,11 +25,21 @@ pub struct Pointers {
     pub lat: String,
     pub lon: String,
     pub ts: String,
+    /// Whose calendar (`/subject`).
+    pub subject: String,
+    /// Whose geofences (`/tenant`).
+    pub tenant: String,
 }
 
 impl Default for Pointers {
     fn default() -> Self {
-        Pointers { lat: "/lat".into(), lon: "/lon".into(), ts: "/ts".into() }
+        Pointers {
+            lat: "/lat".into(),
+            lon: "/lon".into(),
+            ts: "/ts".into(),
+            subject: "/subject".into(),
+            tenant: "/tenant".into(),
+        }
     }
 }
 
@@ -35,6 +49,13 @@ pub struct Include {
     pub place: bool,
     pub time: bool,
     pub weather: bool,
+    pub calendar: bool,
+    pub rules: bool,
+}
+
+impl Include {
+    pub const ALL: Include = Include { place: true, time: true, weather: true, calendar: true, rules: true };
+    pub const NONE: Include = Include { place: false, time: false, weather: false, calendar: false, rules: false };
 }
 
 /// An event's valid coordinate and time, if it has both.
@@ -73,6 +94,29 @@ pub struct Sources<'a> {
     pub day_parts: DayParts,
     /// Why there is no holiday table, when there is none.
     pub holidays_missing: Option<&'a str>,
+    /// Tenant places and geofences.
+    pub fences: &'a [std::sync::Arc<crate::geofence::Fence>],
+    /// A subject's calendar.
+    pub calendars: Option<&'a dyn Fn(&str) -> Option<std::sync::Arc<crate::calendar::Calendar>>>,
+    pub calendar_margin: chrono::Duration,
+}
+
+fn text_at<'e>(event: &'e Value, pointer: &str) -> Option<&'e str> {
+    event.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// The place group: a tenant geofence holding the point, else the nearest city (with
+/// `geofence: null`).
+pub fn place_or_fence(s: &Sources, places: &Places, lat: f64, lon: f64, tenant: Option<&str>) -> Value {
+    let mut city = place_group(places, lat, lon);
+    if !s.fences.is_empty() {
+        let hits = crate::geofence::hits(s.fences, lat, lon, tenant);
+        if let Some(g) = crate::geofence::place_group(&hits, Some(&city)) {
+            return g;
+        }
+    }
+    city["geofence"] = Value::Null;
+    city
 }
 
 /// A coordinate read from an event.
@@ -169,7 +213,7 @@ pub fn context(s: &Sources, event: &Value, p: &Pointers, include: Include) -> Va
     let mut country = None;
     if include.place || include.time {
         if let (Some((lat, lon)), Some(places)) = (at, s.places) {
-            let g = place_group(places, lat, lon);
+            let g = place_or_fence(s, places, lat, lon, text_at(event, &p.tenant));
             country = Some((
                 g["country_code"].as_str().unwrap_or("").to_owned(),
                 g["admin1"].as_str().unwrap_or("").to_owned(),
@@ -181,15 +225,35 @@ pub fn context(s: &Sources, event: &Value, p: &Pointers, include: Include) -> Va
             ctx.insert("place".into(), Value::Null);
         }
     }
-    if include.time {
+    if include.time || include.calendar {
         let source = loom_streams::time::TimeSource::Field {
             pointer: p.ts.clone(),
             format: loom_streams::time::TimeFormat::Auto,
         };
         match source.extract(event, None) {
             Ok(ms) => {
-                let c = country.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
-                ctx.insert("time".into(), time_group(s, at, ms, c).unwrap_or(Value::Null));
+                if include.time {
+                    let c = country.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+                    ctx.insert("time".into(), time_group(s, at, ms, c).unwrap_or(Value::Null));
+                }
+                if include.calendar {
+                    let group = match (text_at(event, &p.subject), s.calendars) {
+                        (None, _) => Err("missing_subject"),
+                        (Some(subject), Some(find)) => find(subject).ok_or("no_calendar").and_then(|c| {
+                            let at =
+                                chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).ok_or("invalid_time")?;
+                            Ok(c.group(at, s.calendar_margin))
+                        }),
+                        (Some(_), None) => Err("no_calendar"),
+                    };
+                    match group {
+                        Ok(g) => ctx.insert("calendar".into(), g),
+                        Err(r) => {
+                            reasons.insert("calendar".into(), json!(r));
+                            ctx.insert("calendar".into(), Value::Null)
+                        }
+                    };
+                }
             }
             Err(e) => {
                 let code = if matches!(e, loom_streams::time::TimeError::Missing(_)) {
@@ -198,7 +262,12 @@ pub fn context(s: &Sources, event: &Value, p: &Pointers, include: Include) -> Va
                     "invalid_time"
                 };
                 reasons.insert("time".into(), json!(code));
-                ctx.insert("time".into(), Value::Null);
+                if include.time {
+                    ctx.insert("time".into(), Value::Null);
+                }
+                if include.calendar {
+                    ctx.insert("calendar".into(), Value::Null);
+                }
             }
         }
     }
@@ -235,9 +304,17 @@ mod tests {
 
     #[test]
     fn without_indexes_time_is_utc_and_reasons_are_given() {
-        let s =
-            Sources { places: None, zones: None, holidays: None, day_parts: [6, 12, 18, 22], holidays_missing: None };
-        let both = Include { place: true, time: true, weather: false };
+        let s = Sources {
+            places: None,
+            zones: None,
+            holidays: None,
+            day_parts: [6, 12, 18, 22],
+            holidays_missing: None,
+            fences: &[],
+            calendars: None,
+            calendar_margin: chrono::Duration::zero(),
+        };
+        let both = Include { place: true, time: true, ..Include::NONE };
         let c = context(&s, &json!({"ts": "2026-07-14T10:00:00Z"}), &Pointers::default(), both);
         assert_eq!(c["time"]["tz"], "Etc/UTC");
         assert_eq!(c["time"]["day_part"], "morning");

@@ -1,6 +1,11 @@
 //! The enrichment service's errors: one enum, a stable code each, mapped to HTTP by loom-http.
 
 use loom_protocol::{ErrorKind, ServiceError};
+use loom_service::book::BookError;
+
+use crate::calendar::CalendarError;
+use crate::geofence::PlaceError;
+use crate::rules::RuleError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrichError {
@@ -18,6 +23,35 @@ pub enum EnrichError {
     NotFound(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error(transparent)]
+    BadRule(#[from] RuleError),
+    #[error(transparent)]
+    BadPlace(#[from] PlaceError),
+    #[error("invalid calendar: {0}")]
+    BadCalendar(#[from] CalendarError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("enrichment store error")]
+    Store(String),
+}
+
+impl From<loom_storage::sea_orm::DbErr> for EnrichError {
+    fn from(e: loom_storage::sea_orm::DbErr) -> Self {
+        tracing::error!(error = %e, "enrichment store error");
+        EnrichError::Store(e.to_string())
+    }
+}
+
+impl From<BookError> for EnrichError {
+    fn from(e: BookError) -> Self {
+        match e {
+            BookError::NotFound(id) => EnrichError::NotFound(format!("'{id}'")),
+            BookError::Full(n) => EnrichError::Conflict(format!("at most {n} entries of this kind")),
+            BookError::Store(e) => e.into(),
+        }
+    }
 }
 
 impl ServiceError for EnrichError {
@@ -28,6 +62,12 @@ impl ServiceError for EnrichError {
             EnrichError::NotBuilt(_) => ErrorKind::NotImplemented,
             EnrichError::NotFound(_) => ErrorKind::NotFound,
             EnrichError::Unavailable(_) => ErrorKind::Unavailable,
+            EnrichError::BadRule(_) | EnrichError::BadPlace(_) | EnrichError::BadCalendar(_) => {
+                ErrorKind::Unprocessable
+            }
+            EnrichError::Conflict(_) => ErrorKind::Conflict,
+            EnrichError::TooLarge(_) => ErrorKind::PayloadTooLarge,
+            EnrichError::Store(_) => ErrorKind::Unavailable,
         }
     }
 
@@ -40,6 +80,12 @@ impl ServiceError for EnrichError {
             EnrichError::NotBuilt(_) => "not_built",
             EnrichError::NotFound(_) => "not_found",
             EnrichError::Unavailable(_) => "data_unavailable",
+            EnrichError::BadRule(_) => "invalid_rule",
+            EnrichError::BadPlace(_) => "invalid_place",
+            EnrichError::BadCalendar(_) => "invalid_calendar",
+            EnrichError::Conflict(_) => "conflict",
+            EnrichError::TooLarge(_) => "too_large",
+            EnrichError::Store(_) => "enrichment_store_unavailable",
         }
     }
 }

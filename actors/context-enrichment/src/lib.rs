@@ -1,5 +1,6 @@
-//! Context Enrichment — port 8023 (issue #17): place, time, holiday and daylight context for
-//! events, each group with its provenance.
+//! Context Enrichment — port 8023 (issue #17): place, time, holiday, daylight, weather and
+//! calendar context for events, tenant geofences, and CEL rules over the result — each group
+//! with its provenance.
 //!
 //! - `place.rs`: the nearest GeoNames place (k-d tree on unit-sphere coordinates, haversine).
 //! - `time.rs`: time zone (tzf-rs), local time, weekday/weekend, day part, sunrise/sunset and
@@ -10,36 +11,47 @@
 //! - `weather.rs`: cache keys by (H3 cell, hour), Open-Meteo's request/response shapes, the
 //!   circuit breaker and the rate budget (pure); `provider.rs`: the weather actor, the only
 //!   caller of the provider (coalescing, batching, retries).
+//! - `geofence.rs`: tenant places — circles and GeoJSON polygons, most specific hit (pure).
+//! - `calendar.rs`: iCalendar parsing and windowed recurrence expansion (pure).
+//! - `rules.rs`: CEL rules over `event` and `context` that set fields (pure, `loom-expr`).
+//! - `manage.rs`: `/rules`, `/places`, `/calendars` — three cluster-wide books.
 //! - `api.rs`: `/enrich`, `/place`, `/time`, `/holidays`, `/stats`; `metrics.rs`; `error.rs`.
 //!
-//! Not built yet, and answered as such (501 `not_built` when asked for by name): calendars;
-//! enrichment rules and stream mode do not exist yet.
+//! Not built yet: stream mode (`enrichment.streams`) and calendar subscriptions by URL (501
+//! `not_built`).
 //!
 //! ```text
 //! enrichment supervisor
 //! ├── core     (place and time lookups are pure reads of shared immutable indexes, run in
-//! │             blocking tasks by the handlers)
+//! │             blocking tasks by the handlers; rules, places and calendars are books every
+//! │             node follows)
 //! └── weather  (WeatherActor: cache misses only; the one caller of the provider)
 //! ```
 
 mod api;
+pub mod calendar;
 mod data;
 pub mod enrich;
 mod error;
+pub mod geofence;
 pub mod holidays;
+mod manage;
 mod metrics;
 pub mod place;
 mod provider;
+pub mod rules;
 pub mod time;
 pub mod weather;
 
 use std::sync::Arc;
 
 use loom_protocol::ServiceId;
-use loom_service::{ServiceContext, ServiceDef, ServiceParts, actor_child};
+use loom_service::{Dependency, ServiceContext, ServiceDef, ServiceParts, actor_child};
 
 pub fn definition() -> ServiceDef {
     ServiceDef {
+        dependencies: &[Dependency::Database],
+        cluster_wide: manage::cluster_wide,
         build,
         description: env!("CARGO_PKG_DESCRIPTION"),
         ..ServiceDef::foundation_only(ServiceId::ContextEnrichment, env!("CARGO_PKG_VERSION"))
@@ -78,6 +90,18 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         wait: (w.timeout.get() * (w.retries + 1) + std::time::Duration::from_secs(2))
             .min(ctx.config.http.request_timeout.get() / 2),
     };
-    let api = api::Api { data, day_parts: ctx.config.enrichment.day_parts, stats: Arc::default(), weather };
-    ServiceParts { children, routes: parts.routes.merge(api::routes(api)), ..parts }
+    let cluster = ctx.cluster.is_clustered().then(|| ctx.cluster.clone());
+    let books = manage::Books::new(ctx.stores.database.conn().clone(), cluster);
+    books.follow();
+    let margin = chrono::Duration::from_std(ctx.config.enrichment.calendar_margin.get()).unwrap_or_default();
+    let api = api::Api {
+        data,
+        day_parts: ctx.config.enrichment.day_parts,
+        stats: Arc::default(),
+        weather,
+        books: books.clone(),
+        calendar_margin: margin,
+    };
+    let routes = parts.routes.merge(api::routes(api)).merge(manage::routes(books));
+    ServiceParts { children, routes, ..parts }
 }

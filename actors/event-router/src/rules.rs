@@ -18,14 +18,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cel::{Context, Program};
+use loom_expr::cel::{self, Context};
+use loom_expr::{Expr, remove_pointer, set_pointer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub const MAX_RULES: usize = 1000;
 pub const MAX_ACTIONS: usize = 32;
 pub const MAX_TOPICS_PER_ROUTE: usize = 16;
-pub const MAX_EXPRESSION: usize = 4096;
+pub use loom_expr::MAX_EXPRESSION;
 /// A routed event may go to this many topics in all.
 pub const MAX_OUTPUTS: usize = 64;
 
@@ -118,39 +119,12 @@ pub struct RuleError {
     pub position: Option<(isize, isize)>,
 }
 
-/// A compiled expression, with its source for messages.
-#[derive(Debug)]
-struct Expr {
-    program: Program,
-    /// `true` / `false` literals, decided without a CEL scope.
-    constant: Option<bool>,
-}
-
 fn compile(rule: &str, at: &str, source: &str) -> Result<Expr, RuleError> {
-    let err = |message: String, position| RuleError { rule: rule.to_owned(), at: at.to_owned(), message, position };
-    if source.trim().is_empty() {
-        return Err(err("empty expression".into(), None));
-    }
-    if source.len() > MAX_EXPRESSION {
-        return Err(err(format!("expression longer than {MAX_EXPRESSION} bytes"), None));
-    }
-    // The CEL parser is recursive: refuse pathological nesting before it sees it.
-    let depth = source.chars().fold((0i32, 0i32), |(d, max), c| match c {
-        '(' | '[' | '{' => (d + 1, max.max(d + 1)),
-        ')' | ']' | '}' => (d - 1, max),
-        _ => (d, max),
-    });
-    if depth.1 > 64 {
-        return Err(err("expression nested more than 64 levels".into(), None));
-    }
-    let constant = match source.trim() {
-        "true" => Some(true),
-        "false" => Some(false),
-        _ => None,
-    };
-    Program::compile(source).map(|program| Expr { program, constant }).map_err(|e| match e.errors.first() {
-        Some(first) => err(first.msg.clone(), Some(first.pos)),
-        None => err(e.to_string(), None),
+    Expr::compile(source).map_err(|e| RuleError {
+        rule: rule.to_owned(),
+        at: at.to_owned(),
+        message: e.message,
+        position: e.position,
     })
 }
 
@@ -191,7 +165,7 @@ fn template(rule: &str, at: &str, source: &str) -> Result<Template, RuleError> {
 }
 
 fn pointer_ok(rule: &str, at: &str, p: &str) -> Result<(), RuleError> {
-    if p.starts_with('/') && p.len() > 1 {
+    if loom_expr::field_pointer(p) {
         Ok(())
     } else {
         Err(RuleError {
@@ -342,7 +316,7 @@ pub struct RuleSet {
 impl CompiledRule {
     fn reads_event(&self) -> bool {
         let templated = |t: &Template| t.parts.iter().any(|p| matches!(p, Part::Expr(_)));
-        self.condition.constant.is_none()
+        self.condition.constant().is_none()
             || self.steps.iter().any(|s| match s {
                 Step::Route(topics) => topics.iter().any(templated),
                 Step::Drop => false,
@@ -426,29 +400,12 @@ fn headers_map(headers: &[(String, Vec<u8>)]) -> BTreeMap<String, String> {
     headers.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect()
 }
 
-fn to_string(v: &cel::Value) -> Option<String> {
-    Some(match v {
-        cel::Value::String(s) => s.to_string(),
-        cel::Value::Int(i) => i.to_string(),
-        cel::Value::UInt(u) => u.to_string(),
-        cel::Value::Float(f) => f.to_string(),
-        cel::Value::Bool(b) => b.to_string(),
-        _ => return None,
-    })
-}
-
 struct Working<'e> {
     event: &'e Event<'e>,
     json: Value,
     modified: bool,
     key: Option<Vec<u8>>,
     headers: Vec<(String, Vec<u8>)>,
-}
-
-thread_local! {
-    /// The standard CEL environment, built once per thread: building it registers every
-    /// standard function, far more work than evaluating a rule. Events get child scopes.
-    static ROOT: Context<'static, 'static> = Context::default();
 }
 
 impl Working<'_> {
@@ -487,9 +444,9 @@ impl<'r> Scope<'r> {
 }
 
 fn eval(e: &Expr, scope: &mut Scope<'_>, w: &Working<'_>) -> Result<cel::Value, String> {
-    match e.constant {
+    match e.constant() {
         Some(b) => Ok(cel::Value::Bool(b)),
-        None => e.program.execute(scope.get(w)?).map_err(|e| e.to_string()),
+        None => e.eval(scope.get(w)?),
     }
 }
 
@@ -500,40 +457,19 @@ fn render(t: &Template, scope: &mut Scope<'_>, w: &Working<'_>) -> Result<String
             Part::Text(s) => out.push_str(s),
             Part::Expr(e) => {
                 let v = eval(e, scope, w)?;
-                out.push_str(&to_string(&v).ok_or_else(|| format!("template part evaluated to {v:?}, not a scalar"))?);
+                out.push_str(
+                    &loom_expr::scalar_text(&v)
+                        .ok_or_else(|| format!("template part evaluated to {v:?}, not a scalar"))?,
+                );
             }
         }
     }
     Ok(out)
 }
 
-fn set_pointer(root: &mut Value, path: &str, value: Value) -> Result<(), String> {
-    let (parent, last) = path.rsplit_once('/').ok_or("not a pointer")?;
-    let last = last.replace("~1", "/").replace("~0", "~");
-    let target = if parent.is_empty() { Some(root) } else { root.pointer_mut(parent) };
-    match target {
-        Some(Value::Object(m)) => {
-            m.insert(last, value);
-            Ok(())
-        }
-        Some(_) => Err(format!("{parent} is not an object")),
-        None => Err(format!("{parent} does not exist")),
-    }
-}
-
-fn remove_pointer(root: &mut Value, path: &str) -> Option<Value> {
-    let (parent, last) = path.rsplit_once('/')?;
-    let last = last.replace("~1", "/").replace("~0", "~");
-    let target = if parent.is_empty() { Some(root) } else { root.pointer_mut(parent) };
-    match target {
-        Some(Value::Object(m)) => m.remove(&last),
-        _ => None,
-    }
-}
-
 /// Evaluates the rule set over one event.
 pub fn evaluate(set: &RuleSet, event: &Event<'_>, schemas: &dyn Schemas) -> Decision {
-    ROOT.with(|root| evaluate_in(root, set, event, schemas))
+    loom_expr::with_root(|root| evaluate_in(root, set, event, schemas))
 }
 
 fn evaluate_in(root: &Context<'static, 'static>, set: &RuleSet, event: &Event<'_>, schemas: &dyn Schemas) -> Decision {
@@ -625,7 +561,7 @@ fn evaluate_in(root: &Context<'static, 'static>, set: &RuleSet, event: &Event<'_
                 Step::Remove(path) => {
                     w.modified |= remove_pointer(&mut w.json, path).is_some();
                 }
-                Step::Header(name, e) => match eval(e, &mut scope, &w).map(|v| to_string(&v)) {
+                Step::Header(name, e) => match eval(e, &mut scope, &w).map(|v| loom_expr::scalar_text(&v)) {
                     Ok(Some(v)) => {
                         w.headers.retain(|(k, _)| k != name);
                         w.headers.push((name.clone(), v.into_bytes()));
@@ -633,7 +569,7 @@ fn evaluate_in(root: &Context<'static, 'static>, set: &RuleSet, event: &Event<'_
                     Ok(None) => return fail("rule_error", format!("{at}: header value is not a scalar")),
                     Err(e) => return fail("rule_error", format!("{at}: {e}")),
                 },
-                Step::Key(e) => match eval(e, &mut scope, &w).map(|v| to_string(&v)) {
+                Step::Key(e) => match eval(e, &mut scope, &w).map(|v| loom_expr::scalar_text(&v)) {
                     Ok(Some(v)) => w.key = Some(v.into_bytes()),
                     Ok(None) => return fail("rule_error", format!("{at}: key is not a scalar")),
                     Err(e) => return fail("rule_error", format!("{at}: {e}")),
@@ -688,7 +624,7 @@ impl Filter {
             key: event.key.map(<[u8]>::to_vec),
             headers: event.headers.to_vec(),
         };
-        ROOT.with(|root| match eval(&self.0, &mut Scope { root, ctx: None }, &w) {
+        loom_expr::with_root(|root| match eval(&self.0, &mut Scope { root, ctx: None }, &w) {
             Ok(cel::Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!("filter evaluated to {other:?}, not a bool")),
             Err(e) => Err(e.to_string()),

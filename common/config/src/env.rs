@@ -96,6 +96,10 @@ env_table! {
         c.enrichment.day_parts = hours.try_into().map_err(|_| "four hours: morning,afternoon,evening,night".to_owned())?;
         Ok(())
     },
+    "LOOM_ENRICH_CALENDAR_MARGIN" => "enrichment.calendar_margin": |c, v| {
+        c.enrichment.calendar_margin = HumanDuration::parse(v)?;
+        Ok(())
+    },
     "LOOM_ENRICH_WEATHER_URL" => "enrichment.weather.url": |c, v| { c.enrichment.weather.url = v.to_owned(); Ok(()) },
     "LOOM_ENRICH_WEATHER_ARCHIVE_URL" => "enrichment.weather.archive_url": |c, v| {
         c.enrichment.weather.archive_url = v.to_owned();

@@ -413,12 +413,20 @@ pub struct EnrichmentSection {
     /// Local hours where the day parts begin (`LOOM_ENRICH_DAY_PARTS="6,12,18,22"`): morning,
     /// afternoon, evening, night; before the first it is night too.
     pub day_parts: [u32; 4],
+    /// How far before and after an event's time calendar events still count as overlapping it
+    /// (`LOOM_ENRICH_CALENDAR_MARGIN`, default 0s: only events in progress at that instant).
+    pub calendar_margin: HumanDuration,
     pub weather: WeatherSection,
 }
 
 impl Default for EnrichmentSection {
     fn default() -> Self {
-        EnrichmentSection { holidays: None, day_parts: [6, 12, 18, 22], weather: WeatherSection::default() }
+        EnrichmentSection {
+            holidays: None,
+            day_parts: [6, 12, 18, 22],
+            calendar_margin: HumanDuration::from_secs(0),
+            weather: WeatherSection::default(),
+        }
     }
 }
 
