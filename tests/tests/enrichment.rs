@@ -750,3 +750,65 @@ async fn geofences_calendars_and_rules_shape_the_context() {
     let (s, _) = get(&node, "/calendars/alice/events?from=2026-11-01T00:00:00Z&to=2026-11-30T00:00:00Z").await;
     assert_eq!(s, 404);
 }
+
+#[path = "support/kafka.rs"]
+mod kafka;
+
+/// Stream mode: every JSON object on the source topic reaches the output topic with its
+/// context (the rules and places of the book included), key and headers kept; what is not a
+/// JSON object is dead-lettered raw with the reason; tombstones stay tombstones.
+#[tokio::test]
+async fn stream_mode_enriches_a_topic_into_another() {
+    use std::time::Duration;
+
+    use loom_testkit::eventually;
+    let p = kafka::prefix("enrich");
+    let (src, out, dlq) = (format!("{p}.in"), format!("{p}.out"), format!("{p}.dlq"));
+    loom_kafka::admin::ensure_topics(&kafka::kafka_section(), &[&src], 2).await.unwrap();
+    let options = no_weather()
+        .env("LOOM_KAFKA_BROKERS", infra::kafka_brokers())
+        .env("LOOM_KAFKA_SESSION_TIMEOUT", "6s")
+        .env("LOOM_KAFKA_HEARTBEAT_INTERVAL", "500ms")
+        .env("LOOM_ENRICH_STREAMS", format!("{src}:{out}"))
+        .env("LOOM_ENRICH_GROUP", format!("{p}.group"))
+        .env("LOOM_ENRICH_DLQ_TOPIC", &dlq);
+    let node = LoomNode::start_ready("ce-stream", options).await;
+    let rule = json!({"id": "tag", "when": "has(context.place) && context.place.country_code == 'DE'",
+                      "set": {"/context/region": "dach"}});
+    let r = http().post(node.url(CE, "/rules")).json(&rule).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+
+    let producer = kafka::client_producer();
+    for i in 0..20 {
+        let event = json!({"device": format!("d{i}"), "lat": 48.14, "lon": 11.58, "ts": 1_767_225_600_000_i64 + i});
+        kafka::produce(&producer, &src, &format!("k{i}"), event.to_string().as_bytes()).await;
+    }
+    kafka::produce(&producer, &src, "array", b"[1, 2, 3]").await;
+    kafka::produce(&producer, &src, "binary", &[0xff, 0xfe, 0x00]).await;
+    let enriched = eventually("20 records enriched", Duration::from_secs(60), || async {
+        let o = kafka::read_all(&out).await;
+        (o.len() >= 20).then_some(o)
+    })
+    .await;
+    assert_eq!(enriched.len(), 20, "each record once (no retries expected here)");
+    let k3 = enriched.iter().find(|r| r.key.as_deref() == Some(b"k3".as_slice())).expect("k3 enriched");
+    let v: Value = serde_json::from_slice(k3.payload.as_deref().unwrap()).unwrap();
+    assert_eq!(v["device"], "d3", "{v}");
+    assert_eq!(v["context"]["place"]["name"], "Munich", "{v}");
+    assert_eq!(v["context"]["time"]["tz"], "Europe/Berlin", "{v}");
+    assert_eq!(v["context"]["region"], "dach", "the rules run in stream mode too: {v}");
+    assert_eq!(kafka::header(k3, "origin").as_deref(), Some("test"), "headers kept");
+    let dead = eventually("2 records dead-lettered", Duration::from_secs(30), || async {
+        let d = kafka::read_all(&dlq).await;
+        (d.len() >= 2).then_some(d)
+    })
+    .await;
+    let class = |key: &[u8]| {
+        let r = dead.iter().find(|r| r.key.as_deref() == Some(key)).expect("dead-lettered");
+        (kafka::header(r, "loom.error.class"), kafka::header(r, "loom.source.topic"))
+    };
+    assert_eq!(class(b"array"), (Some("not_an_object".into()), Some(src.clone())));
+    assert_eq!(class(b"binary").0.as_deref(), Some("not_json"));
+    let metrics = http().get(node.url(CE, "/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("loom_enrich_stream_records_total"), "{metrics}");
+}

@@ -160,6 +160,18 @@ async fn enrich(State(api): State<Api>, ApiJson(body): ApiJson<EnrichBody>) -> R
             return Err(EnrichError::Invalid(format!("pointers.{name}: '{p}' is not a JSON pointer")).into());
         }
     }
+    Ok(Json(enrich_events(&api, body.events, include, pointers).await?))
+}
+
+/// Enriches a batch (the `/enrich` body's events, or a stream's records): `{count, events,
+/// refused: [{index, code}]}`, events in order, non-objects unchanged and listed in `refused`.
+pub async fn enrich_events(
+    api: &Api,
+    events: Vec<Value>,
+    include: Include,
+    pointers: Pointers,
+) -> std::result::Result<Value, EnrichError> {
+    let body = EnrichBody { events, include: None, pointers: None };
     let keys: Vec<Option<Key>> = if include.weather {
         let res = api.weather.resolution;
         body.events
@@ -180,7 +192,7 @@ async fn enrich(State(api): State<Api>, ApiJson(body): ApiJson<EnrichBody>) -> R
     let fences = if include.place || include.time { api.books.fences() } else { Vec::new() };
     let (rules, revision) = if include.rules { api.books.rules() } else { (Vec::new(), 0) };
     let books = api.books.clone();
-    let out = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let missing = holidays.as_ref().and_then(|h| h.as_ref().err().cloned());
         let find = |subject: &str| books.calendar(subject);
         let s = Sources {
@@ -247,8 +259,7 @@ async fn enrich(State(api): State<Api>, ApiJson(body): ApiJson<EnrichBody>) -> R
         json!({"count": events.len(), "events": events, "refused": refused})
     })
     .await
-    .map_err(|_| EnrichError::Unavailable("enrichment failed".into()))?;
-    Ok(Json(out))
+    .map_err(|_| EnrichError::Unavailable("enrichment failed".into()))
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,17 +15,19 @@
 //! - `calendar.rs`: iCalendar parsing and windowed recurrence expansion (pure).
 //! - `rules.rs`: CEL rules over `event` and `context` that set fields (pure, `loom-expr`).
 //! - `manage.rs`: `/rules`, `/places`, `/calendars` — three cluster-wide books.
+//! - `stream.rs`: stream mode — topics enriched into topics through the Kafka bridge.
 //! - `api.rs`: `/enrich`, `/place`, `/time`, `/holidays`, `/stats`; `metrics.rs`; `error.rs`.
 //!
-//! Not built yet: stream mode (`enrichment.streams`) and calendar subscriptions by URL (501
-//! `not_built`).
+//! Not built yet: calendar subscriptions by URL (501 `not_built`).
 //!
 //! ```text
 //! enrichment supervisor
 //! ├── core     (place and time lookups are pure reads of shared immutable indexes, run in
 //! │             blocking tasks by the handlers; rules, places and calendars are books every
 //! │             node follows)
-//! └── weather  (WeatherActor: cache misses only; the one caller of the provider)
+//! ├── weather  (WeatherActor: cache misses only; the one caller of the provider)
+//! └── kafka    (loom-kafka GroupMember, only with kafka.brokers and enrichment.streams)
+//!     └── PartitionActor per assigned partition, running stream.rs's processor
 //! ```
 
 mod api;
@@ -40,6 +42,7 @@ mod metrics;
 pub mod place;
 mod provider;
 pub mod rules;
+mod stream;
 pub mod time;
 pub mod weather;
 
@@ -102,6 +105,48 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
         books: books.clone(),
         calendar_margin: margin,
     };
+    let (children, probes) = stream_mode(ctx, &api, children);
     let routes = parts.routes.merge(api::routes(api)).merge(manage::routes(books));
-    ServiceParts { children, routes, ..parts }
+    ServiceParts { children, routes, probes, ..parts }
+}
+
+/// With `kafka.brokers` and `enrichment.streams` set: a supervised consumer-group member
+/// enriching the streams, and the `kafka:reachable` readiness probe.
+fn stream_mode(
+    ctx: &ServiceContext,
+    api: &api::Api,
+    mut children: Vec<loom_supervisors::ChildSpec>,
+) -> (Vec<loom_supervisors::ChildSpec>, Vec<loom_service::Probe>) {
+    let config = &ctx.config;
+    let e = &config.enrichment;
+    if !config.kafka.enabled() || e.streams.is_empty() {
+        return (children, Vec::new());
+    }
+    let producer = match loom_kafka::Producer::new(&config.kafka, ServiceId::ContextEnrichment.name()) {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::error!(error = %err, "Kafka producer could not be created; the stream mode is off");
+            return (children, Vec::new());
+        }
+    };
+    let processor = stream::StreamProcessor {
+        api: api.clone(),
+        routes: e.streams.iter().map(|s| (s.from.clone(), s.to.clone())).collect(),
+        producer: producer.clone(),
+        dlq_topic: e.dlq_topic.clone(),
+        kafka: config.kafka.clone(),
+        created: Default::default(),
+    };
+    let subscription = loom_kafka::Subscription {
+        service: ServiceId::ContextEnrichment.name(),
+        group: e.group.clone(),
+        topics: e.streams.iter().map(|s| s.from.clone()).collect(),
+        kafka: config.kafka.clone(),
+        processor: Arc::new(processor),
+        transactional: false,
+    };
+    let status = Arc::new(loom_kafka::consumer::SubscriptionStatus::default());
+    children.push(loom_kafka::service::member_child(ctx, subscription, status));
+    let probe = loom_kafka::service::kafka_probe(producer, config.kafka.brokers.len());
+    (children, vec![probe])
 }

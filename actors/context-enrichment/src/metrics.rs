@@ -17,6 +17,16 @@ pub fn describe() {
         "Failed weather provider calls, by API and kind (down, invalid_response)"
     );
     describe_counter!("loom_enrich_weather_cache_total", Unit::Count, "Weather cache lookups, by outcome (hit, miss)");
+    describe_counter!(
+        "loom_enrich_stream_records_total",
+        Unit::Count,
+        "Stream-mode records processed, by source topic"
+    );
+}
+
+pub fn streamed(topic: &str, records: usize) {
+    counter!("loom_enrich_stream_records_total", "service" => SERVICE, "topic" => topic.to_owned())
+        .increment(records as u64);
 }
 
 pub fn enriched(ok: usize, refused: usize, place: u64, time: u64, reasons: &BTreeMap<String, u64>) {

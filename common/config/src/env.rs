@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use loom_protocol::{Scope, ServiceId};
 
-use crate::{ConfigError, FilesTopics, HumanDuration, NodeConfig, ObjectBackend, PrivacyStream, Secret, TokenConfig};
+use crate::{
+    ConfigError, EnrichStream, FilesTopics, HumanDuration, NodeConfig, ObjectBackend, PrivacyStream, Secret,
+    TokenConfig,
+};
 
 type Apply = fn(&mut NodeConfig, &str) -> Result<(), String>;
 
@@ -100,6 +103,18 @@ env_table! {
         c.enrichment.calendar_margin = HumanDuration::parse(v)?;
         Ok(())
     },
+    "LOOM_ENRICH_STREAMS" => "enrichment.streams": |c, v| {
+        c.enrichment.streams = split_list(v)
+            .iter()
+            .map(|entry| match entry.split(':').collect::<Vec<_>>()[..] {
+                [from, to] => Ok(EnrichStream { from: from.into(), to: to.into() }),
+                _ => Err(format!("`{entry}` must be `from_topic:to_topic`")),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    },
+    "LOOM_ENRICH_GROUP" => "enrichment.group": |c, v| { c.enrichment.group = v.to_owned(); Ok(()) },
+    "LOOM_ENRICH_DLQ_TOPIC" => "enrichment.dlq_topic": |c, v| { c.enrichment.dlq_topic = v.to_owned(); Ok(()) },
     "LOOM_ENRICH_WEATHER_URL" => "enrichment.weather.url": |c, v| { c.enrichment.weather.url = v.to_owned(); Ok(()) },
     "LOOM_ENRICH_WEATHER_ARCHIVE_URL" => "enrichment.weather.archive_url": |c, v| {
         c.enrichment.weather.archive_url = v.to_owned();

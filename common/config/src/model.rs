@@ -416,7 +416,23 @@ pub struct EnrichmentSection {
     /// How far before and after an event's time calendar events still count as overlapping it
     /// (`LOOM_ENRICH_CALENDAR_MARGIN`, default 0s: only events in progress at that instant).
     pub calendar_margin: HumanDuration,
+    /// Stream mode: topics whose events are enriched into other topics
+    /// (`LOOM_ENRICH_STREAMS="in:out,…"`); needs `kafka.brokers`.
+    pub streams: Vec<EnrichStream>,
+    /// The stream mode's consumer group (`LOOM_ENRICH_GROUP`).
+    pub group: String,
+    /// Where records that are not JSON objects go, raw, with error headers
+    /// (`LOOM_ENRICH_DLQ_TOPIC`).
+    pub dlq_topic: String,
     pub weather: WeatherSection,
+}
+
+/// One enrichment stream: every JSON object on `from` is written to `to` with its `context`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichStream {
+    pub from: String,
+    pub to: String,
 }
 
 impl Default for EnrichmentSection {
@@ -425,6 +441,9 @@ impl Default for EnrichmentSection {
             holidays: None,
             day_parts: [6, 12, 18, 22],
             calendar_margin: HumanDuration::from_secs(0),
+            streams: Vec::new(),
+            group: "loom-context-enrichment".into(),
+            dlq_topic: "loom.enrichment.dlq".into(),
             weather: WeatherSection::default(),
         }
     }

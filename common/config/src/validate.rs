@@ -171,12 +171,6 @@ fn validate_kafka(c: &NodeConfig) -> Result<(), ConfigError> {
     if k.max_in_flight_per_partition == 0 {
         return Err(invalid("kafka.max_in_flight_per_partition", "must be at least 1"));
     }
-    let topic_ok = |topic: &str| {
-        !topic.is_empty()
-            && topic.len() <= 249
-            && topic.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
-    };
-    const TOPIC_RULE: &str = "a topic name is 1-249 characters of [A-Za-z0-9._-]";
     let r = &c.router;
     for (i, topic) in r.sources.iter().chain(std::iter::once(&r.dlq_topic)).enumerate() {
         if !topic_ok(topic) {
@@ -375,6 +369,14 @@ fn validate_files(c: &NodeConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn topic_ok(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= 249
+        && topic.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+}
+
+const TOPIC_RULE: &str = "a topic name is 1-249 characters of [A-Za-z0-9._-]";
+
 fn validate_enrichment(c: &NodeConfig) -> Result<(), ConfigError> {
     let [m, a, e, n] = c.enrichment.day_parts;
     if !(m < a && a < e && e < n && n <= 24) {
@@ -382,6 +384,26 @@ fn validate_enrichment(c: &NodeConfig) -> Result<(), ConfigError> {
             "enrichment.day_parts",
             "four increasing local hours (morning < afternoon < evening < night ≤ 24)",
         ));
+    }
+    let en = &c.enrichment;
+    for (i, s) in en.streams.iter().enumerate() {
+        for (name, topic) in [("from", &s.from), ("to", &s.to)] {
+            if !topic_ok(topic) {
+                return Err(invalid(format!("enrichment.streams[{i}].{name}"), TOPIC_RULE));
+            }
+        }
+        if s.from == s.to || s.to == en.dlq_topic || en.streams.iter().any(|o| o.to == s.from) {
+            return Err(invalid(
+                format!("enrichment.streams[{i}].to"),
+                "must differ from its source, the DLQ and every stream's source",
+            ));
+        }
+        if en.streams[..i].iter().any(|o| o.from == s.from) {
+            return Err(invalid(format!("enrichment.streams[{i}].from"), "a topic is enriched by one stream only"));
+        }
+    }
+    if !en.streams.is_empty() && !topic_ok(&en.dlq_topic) {
+        return Err(invalid("enrichment.dlq_topic", TOPIC_RULE));
     }
     let w = &c.enrichment.weather;
     for (field, url) in [("enrichment.weather.url", &w.url), ("enrichment.weather.archive_url", &w.archive_url)] {
