@@ -236,11 +236,12 @@ fn text(c: &Component<'_>, name: &str) -> Option<String> {
 fn nesting(ics: &str) -> usize {
     let (mut depth, mut max) = (0usize, 0usize);
     for line in ics.lines() {
-        let l = line.trim_start();
-        if l.len() >= 6 && l[..6].eq_ignore_ascii_case("BEGIN:") {
+        // Bytes, not str slices: byte 6 of a line may fall inside a multi-byte character.
+        let l = line.trim_start().as_bytes();
+        if l.get(..6).is_some_and(|b| b.eq_ignore_ascii_case(b"BEGIN:")) {
             depth += 1;
             max = max.max(depth);
-        } else if l.len() >= 4 && l[..4].eq_ignore_ascii_case("END:") {
+        } else if l.get(..4).is_some_and(|b| b.eq_ignore_ascii_case(b"END:")) {
             depth = depth.saturating_sub(1);
         }
     }
@@ -551,5 +552,9 @@ mod tests {
         assert!(compile(&spec("x".repeat(MAX_ICS_BYTES + 1)), 0).unwrap_err().0.contains("bytes"));
         assert!(cal("", "Nowhere/City").is_err());
         assert!(!subject_ok("a/b") && subject_ok("device-1@acme"));
+        // Multi-byte text where the BEGIN:/END: check looks must not panic.
+        assert_eq!(nesting("BEGIN:A\r\n en Maßnahmen\r\nEN€\r\nBEGIN:B\r\nß\r\nEND:B\r\nEND:A\r\n"), 2);
+        let mb = "BEGIN:VEVENT\r\nUID:ü\r\nSUMMARY:Besprechung en Maßnahmen\r\n DTSTART:20260101T000000Z\r\nDTSTART:20260101T000000Z\r\nEND:VEVENT\r\n";
+        assert!(cal(mb, "UTC").is_ok());
     }
 }
