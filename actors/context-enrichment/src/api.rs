@@ -167,14 +167,13 @@ async fn enrich(State(api): State<Api>, ApiJson(body): ApiJson<EnrichBody>) -> R
 /// refused: [{index, code}]}`, events in order, non-objects unchanged and listed in `refused`.
 pub async fn enrich_events(
     api: &Api,
-    events: Vec<Value>,
+    input: Vec<Value>,
     include: Include,
     pointers: Pointers,
 ) -> std::result::Result<Value, EnrichError> {
-    let body = EnrichBody { events, include: None, pointers: None };
     let keys: Vec<Option<Key>> = if include.weather {
         let res = api.weather.resolution;
-        body.events
+        input
             .iter()
             .map(|e| enrich::position(e, &pointers).and_then(|(lat, lon, ms)| Key::of(lat, lon, ms, res)))
             .collect()
@@ -206,10 +205,10 @@ pub async fn enrich_events(
             calendar_margin: margin,
         };
         let mut refused = Vec::new();
-        let mut events = Vec::with_capacity(body.events.len());
+        let mut events = Vec::with_capacity(input.len());
         let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
         let (mut n_place, mut n_time, mut n_holiday) = (0u64, 0u64, 0u64);
-        for (i, mut e) in body.events.into_iter().enumerate() {
+        for (i, mut e) in input.into_iter().enumerate() {
             if !e.is_object() {
                 refused.push(json!({"index": i, "code": "not_an_object"}));
                 events.push(e);

@@ -278,7 +278,7 @@ pub fn compile(spec: &CalendarSpec, version: i32) -> Result<Calendar, CalendarEr
     if vevents.len() > MAX_EVENTS {
         return Err(err(format!("at most {MAX_EVENTS} VEVENTs per calendar")));
     }
-    if vevents.is_empty() && !cal.components.iter().any(|c| c.name.as_str() != "VEVENT") && cal.properties.is_empty() {
+    if cal.components.is_empty() && cal.properties.is_empty() {
         return Err(err("not iCalendar text: no VCALENDAR or VEVENT".into()));
     }
     // Overrides first: (uid → overridden instance starts).

@@ -268,7 +268,7 @@ pub fn place_group(hits: &[(&Fence, f64)], city: Option<&Value>) -> Option<Value
         "country_code": pick("country_code"),
         "admin1": pick("admin1"),
         "geonameid": null,
-        "distance_km": (distance_m / 1000.0 * 1000.0).round() / 1000.0,
+        "distance_km": distance_m.round() / 1000.0,
         "confidence": 1.0,
         "properties": fence.spec.properties,
         "nearest": nearest,

@@ -122,12 +122,9 @@ fn stream_mode(
     if !config.kafka.enabled() || e.streams.is_empty() {
         return (children, Vec::new());
     }
-    let producer = match loom_kafka::Producer::new(&config.kafka, ServiceId::ContextEnrichment.name()) {
-        Ok(p) => p,
-        Err(err) => {
-            tracing::error!(error = %err, "Kafka producer could not be created; the stream mode is off");
-            return (children, Vec::new());
-        }
+    let Some(producer) = loom_kafka::service::bridge_producer(&config.kafka, ServiceId::ContextEnrichment.name())
+    else {
+        return (children, Vec::new());
     };
     let processor = stream::StreamProcessor {
         api: api.clone(),
@@ -137,16 +134,8 @@ fn stream_mode(
         kafka: config.kafka.clone(),
         created: Default::default(),
     };
-    let subscription = loom_kafka::Subscription {
-        service: ServiceId::ContextEnrichment.name(),
-        group: e.group.clone(),
-        topics: e.streams.iter().map(|s| s.from.clone()).collect(),
-        kafka: config.kafka.clone(),
-        processor: Arc::new(processor),
-        transactional: false,
-    };
-    let status = Arc::new(loom_kafka::consumer::SubscriptionStatus::default());
-    children.push(loom_kafka::service::member_child(ctx, subscription, status));
-    let probe = loom_kafka::service::kafka_probe(producer, config.kafka.brokers.len());
+    let topics = e.streams.iter().map(|s| s.from.clone()).collect();
+    let (child, probe) = loom_kafka::service::bridge(ctx, e.group.clone(), topics, Arc::new(processor), producer);
+    children.push(child);
     (children, vec![probe])
 }

@@ -65,21 +65,11 @@ impl StreamProcessor {
     }
 
     async fn dead_letter(&self, r: &Record, class: &str) -> Result<(), EnrichError> {
-        let mut headers: Vec<(String, Vec<u8>)> =
-            r.headers.iter().filter(|(k, _)| !k.starts_with("loom.")).cloned().collect();
         let message = match class {
             "not_json" => "the payload is not JSON",
             _ => "the payload is JSON but not an object",
         };
-        for (k, v) in [
-            ("loom.error.class", class.to_owned()),
-            ("loom.error.message", message.to_owned()),
-            ("loom.source.topic", r.topic.clone()),
-            ("loom.source.partition", r.partition.to_string()),
-            ("loom.source.offset", r.offset.to_string()),
-        ] {
-            headers.push((k.to_owned(), v.into_bytes()));
-        }
+        let headers = loom_kafka::service::dead_letter_headers(r, class, message);
         let out = Outgoing {
             topic: &self.dlq_topic,
             key: r.key.as_deref(),

@@ -100,12 +100,8 @@ fn bridge(
     let Some(topics) = config.files.topics.clone().filter(|_| config.kafka.enabled()) else {
         return (children, Vec::new());
     };
-    let producer = match loom_kafka::Producer::new(&config.kafka, ServiceId::FileProcessing.name()) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "Kafka producer could not be created; the files bridge is off");
-            return (children, Vec::new());
-        }
+    let Some(producer) = loom_kafka::service::bridge_producer(&config.kafka, ServiceId::FileProcessing.name()) else {
+        return (children, Vec::new());
     };
     let processor = kafka::UploadedProcessor {
         api: api.clone(),
@@ -113,16 +109,9 @@ fn bridge(
         processed: topics.processed.clone(),
         wait: config.files.job_timeout.get() * 2 + std::time::Duration::from_secs(30),
     };
-    let subscription = loom_kafka::Subscription {
-        service: ServiceId::FileProcessing.name(),
-        group: config.files.group.clone(),
-        topics: vec![topics.uploaded.clone()],
-        kafka: config.kafka.clone(),
-        processor: Arc::new(processor),
-        transactional: false,
-    };
-    let status = Arc::new(loom_kafka::consumer::SubscriptionStatus::default());
-    children.push(loom_kafka::service::member_child(ctx, subscription, status));
-    let probe = loom_kafka::service::kafka_probe(producer, config.kafka.brokers.len());
+    let group = config.files.group.clone();
+    let (child, probe) =
+        loom_kafka::service::bridge(ctx, group, vec![topics.uploaded.clone()], Arc::new(processor), producer);
+    children.push(child);
     (children, vec![probe])
 }

@@ -111,12 +111,8 @@ fn stream_mode(
     if !config.kafka.enabled() || config.privacy.streams.is_empty() {
         return (children, Vec::new());
     }
-    let producer = match loom_kafka::Producer::new(&config.kafka, ServiceId::PrivacyFilter.name()) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "Kafka producer could not be created; the stream mode is off");
-            return (children, Vec::new());
-        }
+    let Some(producer) = loom_kafka::service::bridge_producer(&config.kafka, ServiceId::PrivacyFilter.name()) else {
+        return (children, Vec::new());
     };
     let processor = stream::StreamProcessor {
         api: api.clone(),
@@ -126,17 +122,10 @@ fn stream_mode(
         kafka: config.kafka.clone(),
         created: Default::default(),
     };
-    let subscription = loom_kafka::Subscription {
-        service: ServiceId::PrivacyFilter.name(),
-        group: config.privacy.group.clone(),
-        topics: config.privacy.streams.iter().map(|s| s.from.clone()).collect(),
-        kafka: config.kafka.clone(),
-        processor: Arc::new(processor),
-        transactional: false,
-    };
-    let status = Arc::new(loom_kafka::consumer::SubscriptionStatus::default());
-    children.push(loom_kafka::service::member_child(ctx, subscription, status));
-    let probe = loom_kafka::service::kafka_probe(producer, config.kafka.brokers.len());
+    let topics = config.privacy.streams.iter().map(|s| s.from.clone()).collect();
+    let group = config.privacy.group.clone();
+    let (child, probe) = loom_kafka::service::bridge(ctx, group, topics, Arc::new(processor), producer);
+    children.push(child);
     (children, vec![probe])
 }
 

@@ -94,17 +94,7 @@ fn filter_payload(
 
 impl StreamProcessor {
     async fn dead_letter(&self, r: &Record, class: &str, message: &str) -> Result<(), FilterError> {
-        let mut headers: Vec<(String, Vec<u8>)> =
-            r.headers.iter().filter(|(k, _)| !k.starts_with("loom.")).cloned().collect();
-        for (k, v) in [
-            ("loom.error.class", class.to_owned()),
-            ("loom.error.message", message.to_owned()),
-            ("loom.source.topic", r.topic.clone()),
-            ("loom.source.partition", r.partition.to_string()),
-            ("loom.source.offset", r.offset.to_string()),
-        ] {
-            headers.push((k.to_owned(), v.into_bytes()));
-        }
+        let headers = loom_kafka::service::dead_letter_headers(r, class, message);
         let out = Outgoing {
             topic: &self.dlq_topic,
             key: r.key.as_deref(),

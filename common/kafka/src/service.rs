@@ -1,6 +1,8 @@
 //! What a stream service needs to put the bridge under its supervisor and readiness: the
 //! consumer-group member as a supervised child, and the `kafka:reachable` probe kept current by
-//! a metadata request every 2 s. Shared by the Event Router and the Privacy Filter's stream mode.
+//! a metadata request every 2 s ([`bridge`] puts both together for a service's subscription),
+//! and the dead-letter headers every stream mode writes. Shared by the Event Router, the
+//! Privacy Filter, File Processing and Context Enrichment.
 
 use std::sync::Arc;
 
@@ -9,8 +11,8 @@ use loom_protocol::{CheckResult, HealthStatus};
 use loom_service::ServiceContext;
 use loom_supervisors::ChildSpec;
 
-use crate::Producer;
-use crate::consumer::{GroupMember, Subscription, SubscriptionStatus};
+use crate::consumer::{GroupMember, Processor, Subscription, SubscriptionStatus};
+use crate::{Producer, Record};
 
 /// The subscription's group member as a supervised child (`kafka-consumer`) of the service.
 pub fn member_child(ctx: &ServiceContext, sub: Subscription, status: Arc<SubscriptionStatus>) -> ChildSpec {
@@ -55,4 +57,49 @@ pub fn kafka_probe(producer: Producer, brokers: usize) -> loom_service::Probe {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }
     })
+}
+
+/// The producer of a service's bridge; `None` (logged: the bridge stays off) when it cannot be
+/// created.
+pub fn bridge_producer(kafka: &loom_config::KafkaSection, service: &'static str) -> Option<Producer> {
+    match Producer::new(kafka, service) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!(service, error = %e, "Kafka producer could not be created; the bridge is off");
+            None
+        }
+    }
+}
+
+/// A service's bridge: a supervised consumer-group member on `topics` running `processor`
+/// (not transactional), and the `kafka:reachable` readiness probe on `producer`.
+pub fn bridge(
+    ctx: &ServiceContext,
+    group: String,
+    topics: Vec<String>,
+    processor: Arc<dyn Processor>,
+    producer: Producer,
+) -> (ChildSpec, loom_service::Probe) {
+    let kafka = ctx.config.kafka.clone();
+    let brokers = kafka.brokers.len();
+    let subscription = Subscription { service: ctx.id.name(), group, topics, kafka, processor, transactional: false };
+    let status = Arc::new(SubscriptionStatus::default());
+    (member_child(ctx, subscription, status), kafka_probe(producer, brokers))
+}
+
+/// A dead letter's headers: the record's own (without `loom.*`), then `loom.error.class`,
+/// `loom.error.message` and where it came from (`loom.source.topic`, `.partition`, `.offset`).
+pub fn dead_letter_headers(r: &Record, class: &str, message: &str) -> Vec<(String, Vec<u8>)> {
+    let mut headers: Vec<(String, Vec<u8>)> =
+        r.headers.iter().filter(|(k, _)| !k.starts_with("loom.")).cloned().collect();
+    for (k, v) in [
+        ("loom.error.class", class.to_owned()),
+        ("loom.error.message", message.to_owned()),
+        ("loom.source.topic", r.topic.clone()),
+        ("loom.source.partition", r.partition.to_string()),
+        ("loom.source.offset", r.offset.to_string()),
+    ] {
+        headers.push((k.to_owned(), v.into_bytes()));
+    }
+    headers
 }
