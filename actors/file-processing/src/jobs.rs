@@ -356,7 +356,8 @@ fn stored(e: FileError) -> Failure {
     Failure::new("store_unavailable", e.to_string())
 }
 
-/// The job's scratch space: the source copied locally for the tools, and what they write.
+/// The job's scratch space: where the tools write, and the source they read — the stored
+/// file itself on the local store (content-addressed, so never rewritten), else a local copy.
 struct Scratch {
     dir: tempfile::TempDir,
     source: std::path::PathBuf,
@@ -365,6 +366,9 @@ struct Scratch {
 async fn scratch(shared: &Shared, file: &str) -> Result<Scratch, Failure> {
     std::fs::create_dir_all(&shared.scratch).map_err(internal)?;
     let dir = tempfile::Builder::new().prefix("job-").tempdir_in(&shared.scratch).map_err(internal)?;
+    if let Some(source) = shared.store.local_path(file) {
+        return Ok(Scratch { dir, source });
+    }
     let source = dir.path().join("source");
     shared.store.to_file(file, &source).await.map_err(stored)?;
     Ok(Scratch { dir, source })
@@ -424,6 +428,7 @@ async fn execute(shared: &Shared, file: &str, media_type: &str, spec: &Op) -> Re
                 }
                 Kind::Video | Kind::Audio => media::probe(&scratch(shared, file).await?.source, deadline).await?,
                 Kind::Pdf => media::pdf_info(&scratch(shared, file).await?.source, deadline).await?,
+                Kind::Html => html_metadata(&html_of(shared, file).await?),
                 _ => return Err(Failure::new("unsupported_media", "no metadata reader for this type")),
             };
             Ok(json!({"metadata": metadata}))
@@ -472,6 +477,11 @@ async fn execute(shared: &Shared, file: &str, media_type: &str, spec: &Op) -> Re
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 Ok(text_result(vec![text], json!({"kind": "text"})))
             }
+            Kind::Html => {
+                let h = html_of(shared, file).await?;
+                let metadata = html_metadata(&h);
+                Ok(text_result(vec![h.text], metadata))
+            }
             _ => Err(Failure::new("unsupported_media", "no text extractor for this type")),
         },
         Op::Frames { frames, format } => {
@@ -500,6 +510,24 @@ async fn execute(shared: &Shared, file: &str, media_type: &str, spec: &Op) -> Re
             Ok(json!({"outputs": outputs}))
         }
     }
+}
+
+/// Largest HTML document the tokenizer reads (its memory is a few times the input).
+const MAX_HTML_BYTES: usize = 64 << 20;
+
+async fn html_of(shared: &Shared, file: &str) -> Result<crate::html::HtmlText, Failure> {
+    let bytes = shared.store.bytes(file).await.map_err(stored)?;
+    if bytes.len() > MAX_HTML_BYTES {
+        return Err(Failure::new(
+            "too_large",
+            format!("HTML text is read from documents up to {} MiB", MAX_HTML_BYTES >> 20),
+        ));
+    }
+    blocking(move || Ok(crate::html::text(&bytes))).await
+}
+
+fn html_metadata(h: &crate::html::HtmlText) -> Value {
+    json!({"kind": "html", "title": h.title, "lang": h.lang, "description": h.description, "encoding": h.encoding})
 }
 
 /// Most text characters a result carries; beyond, pages are cut and `truncated` is set.
@@ -532,6 +560,7 @@ pub enum Kind {
     Audio,
     Pdf,
     Text,
+    Html,
     Other,
 }
 
@@ -543,6 +572,7 @@ impl Kind {
             t if t.starts_with("audio/") => Kind::Audio,
             "application/pdf" => Kind::Pdf,
             "text/plain" => Kind::Text,
+            "text/html" => Kind::Html,
             _ => Kind::Other,
         }
     }
@@ -555,15 +585,12 @@ pub fn check_media(op: &Op, media_type: &str) -> Result<(), FileError> {
     let kind = Kind::of(media_type);
     let applies = match op {
         Op::Thumbnail { .. } => matches!(kind, Image | Video | Pdf),
-        Op::Metadata {} => matches!(kind, Image | Video | Audio | Pdf),
+        Op::Metadata {} => matches!(kind, Image | Video | Audio | Pdf | Html),
         Op::Audio { .. } => matches!(kind, Video | Audio),
-        Op::Text {} => matches!(kind, Pdf | Text),
+        Op::Text {} => matches!(kind, Pdf | Text | Html),
         Op::Frames { .. } => matches!(kind, Video),
     };
     if !applies {
-        if media_type == "text/html" && matches!(op, Op::Text {}) {
-            return Err(FileError::NotBuilt("`text` from HTML".into()));
-        }
         return Err(FileError::Unsupported(format!("`{}` does not apply to {media_type}", op.name())));
     }
     let tools: &[&str] = match (op, kind) {
@@ -589,7 +616,9 @@ mod tests {
             (&thumb, "image/png", None),
             (&thumb, "text/plain", Some("unsupported_media")),
             (&thumb, "application/octet-stream", Some("unsupported_media")),
-            (&Op::Text {}, "text/html", Some("not_built")),
+            (&Op::Text {}, "text/html", None),
+            (&Op::Metadata {}, "text/html", None),
+            (&thumb, "text/html", Some("unsupported_media")),
             (&Op::Text {}, "image/png", Some("unsupported_media")),
             (&Op::Text {}, "text/plain", None),
             (&Op::Metadata {}, "image/jpeg", None),

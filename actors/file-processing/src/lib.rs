@@ -3,6 +3,7 @@
 //! on the same store.
 //!
 //! - `sniff.rs`: the media type from the bytes, and a declared type that contradicts it (pure).
+//! - `html.rs`: the text, title, language and encoding of an HTML document (pure).
 //! - `ops.rs`: operations parsed strictly into canonical form; the derivation key (pure).
 //! - `imaging.rs`: decoding under `image::Limits`, orientation, thumbnails, encoding, EXIF
 //!   metadata (synchronous, run in blocking tasks).
@@ -15,8 +16,6 @@
 //! - `kafka.rs`: the bridge from `files.uploaded` requests to `files.processed` results.
 //! - `api.rs`: the routes; `error.rs`; `metrics.rs`.
 //!
-//! Not built yet, and answered as such (501 `not_built`): text from HTML.
-//!
 //! ```text
 //! files supervisor
 //! ├── core
@@ -27,6 +26,7 @@
 
 mod api;
 pub mod error;
+pub mod html;
 pub mod imaging;
 mod jobs;
 mod kafka;

@@ -1,5 +1,5 @@
-//! Media and documents through the tools (`tools.rs`), on a local copy of the source in the
-//! job's temporary directory: probing, a representative video frame, frames by interval, time
+//! Media and documents through the tools (`tools.rs`), on the source as a local file (the
+//! stored file itself on the local store, a copy in the job's directory otherwise): probing, a representative video frame, frames by interval, time
 //! or keyframe, audio conversion and chunking (fixed length or at silences), PDF info, text
 //! and the first page as an image. Each function returns data or a job [`Failure`] code.
 

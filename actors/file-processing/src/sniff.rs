@@ -18,7 +18,8 @@ pub struct Sniffed {
 pub fn sniff(head: &[u8], declared: Option<&str>) -> Sniffed {
     let media_type = match infer::get(head) {
         Some(t) => t.mime_type().to_owned(),
-        None if looks_like_text(head) => text_kind(head).to_owned(),
+        None if html_signature(head) => "text/html".to_owned(),
+        None if looks_like_text(head) => "text/plain".to_owned(),
         None => "application/octet-stream".to_owned(),
     };
     let declared = declared.map(essence).filter(|d| !d.is_empty());
@@ -61,9 +62,34 @@ fn looks_like_text(head: &[u8]) -> bool {
     !valid.is_empty() && valid.chars().all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t' | '\u{c}'))
 }
 
-fn text_kind(head: &[u8]) -> &'static str {
-    let start = String::from_utf8_lossy(&head[..head.len().min(512)]).trim_start().to_ascii_lowercase();
-    if start.starts_with("<!doctype html") || start.starts_with("<html") { "text/html" } else { "text/plain" }
+/// The WHATWG MIME Sniffing standard's HTML signatures (§7.1): after leading white space, one
+/// of these tags (ASCII case-insensitive) followed by a space or `>`. Byte patterns, so an HTML
+/// document in windows-1252 or Shift_JIS is HTML too, and a fragment starting `<div>` is one.
+fn html_signature(head: &[u8]) -> bool {
+    const TAGS: &[&[u8]] = &[
+        b"<!doctype html",
+        b"<html",
+        b"<head",
+        b"<script",
+        b"<iframe",
+        b"<h1",
+        b"<div",
+        b"<font",
+        b"<table",
+        b"<a",
+        b"<style",
+        b"<title",
+        b"<b",
+        b"<body",
+        b"<br",
+        b"<p",
+        b"<!--",
+    ];
+    let start = head.iter().position(|b| !matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ')).unwrap_or(head.len());
+    let rest = &head[start..];
+    TAGS.iter().any(|tag| {
+        rest.len() > tag.len() && rest[..tag.len()].eq_ignore_ascii_case(tag) && matches!(rest[tag.len()], b' ' | b'>')
+    })
 }
 
 #[cfg(test)]
@@ -76,7 +102,7 @@ mod tests {
 
     #[test]
     fn the_bytes_decide_and_contradictions_are_reported() {
-        let cases: [(&[u8], Option<&str>, &str, bool); 12] = [
+        let cases: [(&[u8], Option<&str>, &str, bool); 17] = [
             (PNG, Some("image/png"), "image/png", false),
             (PNG, Some("IMAGE/PNG; foo=bar"), "image/png", false),
             (PNG, Some("image/x-png"), "image/png", false),
@@ -88,6 +114,11 @@ mod tests {
             (PNG, None, "image/png", false),
             (b"hello, world\n", Some("text/plain; charset=utf-8"), "text/plain", false),
             (b"<!DOCTYPE html><html>", Some("text/html"), "text/html", false),
+            (b"  <div class=x>fragment</div>", None, "text/html", false),
+            (b"<HTML><p>caf\xe9 in windows-1252</p>", Some("text/html"), "text/html", false),
+            (b"<!-- c --><p>x</p>", None, "text/html", false),
+            (b"<bogus>not html</bogus>", None, "text/plain", false),
+            (b"<pre>is text</pre>", None, "text/plain", false),
             (b"\0\x01\x02garbage", Some("image/png"), "application/octet-stream", true),
         ];
         for (head, declared, want, mismatch) in cases {

@@ -260,6 +260,14 @@ impl FileStore {
         }
     }
 
+    /// The file's own path when the store is the local file system (tools read it in place).
+    pub fn local_path(&self, id: &str) -> Option<std::path::PathBuf> {
+        if !valid_id(id) {
+            return None;
+        }
+        self.objects.local_path(file_key(id).as_ref())
+    }
+
     /// Copies the file to a local path, streaming (for the tools, which read files).
     pub async fn to_file(&self, id: &str, path: &std::path::Path) -> Result<(), FileError> {
         use tokio::io::AsyncWriteExt;

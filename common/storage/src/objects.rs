@@ -16,6 +16,8 @@ use crate::{StoreError, secret_str};
 pub struct Objects {
     store: Arc<dyn ObjectStore>,
     backend: &'static str,
+    /// The local backend, for readers that can open its files in place.
+    local: Option<Arc<LocalFileSystem>>,
 }
 
 impl Objects {
@@ -26,8 +28,8 @@ impl Objects {
                 let fail =
                     |reason: String| StoreError { store: "objectStore", target: root.display().to_string(), reason };
                 std::fs::create_dir_all(&root).map_err(|e| fail(e.to_string()))?;
-                let fs = LocalFileSystem::new_with_prefix(&root).map_err(|e| fail(e.to_string()))?;
-                Ok(Objects { store: Arc::new(fs), backend: "local" })
+                let fs = Arc::new(LocalFileSystem::new_with_prefix(&root).map_err(|e| fail(e.to_string()))?);
+                Ok(Objects { store: fs.clone(), backend: "local", local: Some(fs) })
             }
             ObjectBackend::S3 => {
                 let bucket = config.bucket.clone().unwrap_or_default();
@@ -48,13 +50,21 @@ impl Objects {
                     builder = builder.with_access_key_id(key).with_secret_access_key(secret);
                 }
                 let s3 = builder.build().map_err(|e| fail(e.to_string()))?;
-                Ok(Objects { store: Arc::new(s3), backend: "s3" })
+                Ok(Objects { store: Arc::new(s3), backend: "s3", local: None })
             }
         }
     }
 
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    /// Where the object `key` lies on this machine's file system, when the backend is local and
+    /// the object exists — for tools that read files, so they need no copy. Objects are written
+    /// whole (a rename), so an existing path is a complete object.
+    pub fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
+        let path = self.local.as_ref()?.path_to_filesystem(&Path::from(key)).ok()?;
+        path.is_file().then_some(path)
     }
 
     /// The underlying store, for services that stream or list.

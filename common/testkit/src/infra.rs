@@ -58,6 +58,16 @@ pub fn febrl_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(required("LOOM_TEST_FEBRL_DIR"))
 }
 
+/// A Python with recurring-ical-events 3.8.2 installed (the calendar expansion oracle).
+pub fn rics_python() -> String {
+    required("LOOM_TEST_RICS_PYTHON")
+}
+
+/// The test calendars of the recurring-ical-events 3.8.2 sdist (`recurring_ical_events/test/calendars`).
+pub fn rics_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(required("LOOM_TEST_RICS_DIR"))
+}
+
 /// Creates a fresh PostgreSQL database for one test and returns its URL.
 pub async fn fresh_postgres_database(name_hint: &str) -> String {
     let server = postgres_url();
