@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine of this kind: installs and starts the real
-# infrastructure on loopback (scripts/infra.sh), checks formatting and lints, builds the `loom`
-# binary and runs every test (unit, integration over real sockets, real stores and brokers).
+# infrastructure on loopback (scripts/infra.sh), checks formatting, the Kubernetes manifests
+# (scripts/k8s-validate.sh) and lints, builds the `loom` binary and runs every test (unit,
+# integration over real sockets, real stores and brokers).
 # .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,9 @@ source "${LOOM_INFRA_DIR:-/tmp/loom-infra}/env"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+step "kubernetes manifests (kubernetes-validate)"
+scripts/k8s-validate.sh
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -167,6 +167,101 @@ async fn a_fourth_node_takes_about_a_quarter_of_keys_and_state_follows_by_hand_o
     eprintln!("a fourth node moved {:.3} of {} keys", fraction, probe.len());
 }
 
+/// A member running only the Health Aggregator (where the cluster routes and the debug counter
+/// live): cheap enough for ten on a 2-core machine.
+async fn slim_member(name: &str, cookie: &str, seeds: &[&LoomNode]) -> LoomNode {
+    let options = member_options(cookie, seeds).env("LOOM_SERVICES", "health-aggregator");
+    let mut node = LoomNode::start_on(name, loom_testkit::node::claim_address(), options);
+    node.wait_ready(&[CLUSTER_HTTP], SETTLE).await;
+    node
+}
+
+/// Ten members, then an eleventh under load: it takes about 1/11 of the keys, only keys that
+/// move to it move, every node agrees on the owners, and a counter written continuously
+/// through all nodes while the member joins ends with exactly the acknowledged sum (the
+/// hand-off hook moves keyed state with its keys).
+#[tokio::test]
+async fn an_eleventh_node_takes_about_an_eleventh_of_keys_while_state_follows_under_load() {
+    let c = cookie("eleven");
+    let first = slim_member("m01", &c, &[]).await;
+    let mut nodes = vec![first];
+    for i in 2..=10 {
+        let n = slim_member(&format!("m{i:02}"), &c, &[&nodes[0]]).await;
+        nodes.push(n);
+    }
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let refs: Vec<&LoomNode> = nodes.iter().collect();
+    wait_up(&refs, &name_refs, SETTLE).await;
+    let probe = keys(5000);
+    let before = owners(&nodes[0], &probe).await;
+
+    // Load: 24 counters incremented through every node in turn, before, during and after the join.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let urls: Vec<String> = nodes.iter().map(|n| n.url(CLUSTER_HTTP, "/cluster/debug/counter/")).collect();
+    let load = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut acked: std::collections::BTreeMap<String, u64> = Default::default();
+            let mut failed: std::collections::BTreeMap<String, u64> = Default::default();
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = format!("load-{}", i % 24);
+                let url = format!("{}{key}", urls[i % urls.len()]);
+                match http().post(url).json(&json!({"by": 1})).timeout(Duration::from_secs(6)).send().await {
+                    Ok(r) if r.status() == 200 => *acked.entry(key).or_default() += 1,
+                    // It may or may not have been applied: the count may include it.
+                    _ => *failed.entry(key).or_default() += 1,
+                }
+                i += 1;
+            }
+            (acked, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let joined = Instant::now();
+    let eleventh = slim_member("m11", &c, &[&nodes[3]]).await;
+    nodes.push(eleventh);
+    let mut all_names = name_refs.clone();
+    all_names.push("m11");
+    let refs: Vec<&LoomNode> = nodes.iter().collect();
+    wait_up(&refs, &all_names, SETTLE).await;
+    let converged = joined.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, failed) = load.await.unwrap();
+
+    let after = owners(&nodes[0], &probe).await;
+    for n in &nodes[1..] {
+        assert_eq!(owners(n, &probe).await, after, "{} agrees on every owner", n.name);
+    }
+    let moved: Vec<_> = before.iter().zip(&after).filter(|(b, a)| b.1 != a.1).collect();
+    for (b, a) in &moved {
+        assert_eq!(a.1, "m11", "{} moved from {} to {} instead of to the new node", b.0, b.1, a.1);
+    }
+    let fraction = moved.len() as f64 / probe.len() as f64;
+    assert!((0.065..=0.12).contains(&fraction), "the 11th node moved {fraction} of the keys, want ~{:.3}", 1.0 / 11.0);
+
+    let total: u64 = acked.values().sum();
+    let unsure: u64 = failed.values().sum();
+    for (i, (key, want)) in acked.iter().enumerate() {
+        let via = &nodes[i % nodes.len()];
+        let slack = failed.get(key).copied().unwrap_or(0);
+        eventually(&format!("{key} = {want} (+ up to {slack} unacknowledged) after hand-off"), SETTLE, || async move {
+            let v = counter(via, key, None).await["value"].as_u64()?;
+            (v >= *want && v <= want + slack).then_some(())
+        })
+        .await;
+    }
+    eprintln!(
+        "10 -> 11 members: joined and seen up by all in {converged:?}; moved {:.4} of {} keys (1/11 = {:.4}); \
+         {total} increments acknowledged under load ({unsure} failed), every count intact after hand-off",
+        fraction,
+        probe.len(),
+        1.0 / 11.0
+    );
+}
+
 #[tokio::test]
 async fn a_wrong_cookie_stays_out_and_both_sides_say_why() {
     let n1 = start_member("n1", member_options(&cookie("right"), &[])).await;
@@ -235,9 +330,68 @@ async fn garbage_on_the_cluster_port_crashes_nothing() {
         }
     }
     assert!(metric(&n1, "malformed").await + metric(&n1, "bad_tag").await >= 4000.0);
+
+    // The data plane's port: strangers, hellos cut short, the handshake with a wrong cookie, and
+    // authenticated peers sending frames over the limit or of unknown kinds.
+    use loom_cluster::datawire::{self, Key};
+    use tokio::io::AsyncReadExt;
+    let data: SocketAddr = format!("{}:4698", n1.address.ip).parse().unwrap();
+    let (wrong, right) = (Key::new("not-the-cluster-cookie"), Key::new(&c));
+    let mut sent = 0;
+    for i in 0..40 {
+        let Ok(mut tcp) = tokio::net::TcpStream::connect(data).await else { continue };
+        sent += 1;
+        match i % 4 {
+            0 => {
+                let bytes: Vec<u8> = (0..rng.random_range(1..65_536usize)).map(|_| rng.random()).collect();
+                let _ = tcp.write_all(&bytes).await;
+            }
+            1 => {
+                let _ = tcp.write_all(b"LMD\x01\xff").await;
+            }
+            _ => {
+                let key = if i % 4 == 2 { &wrong } else { &right };
+                let nonce = [i as u8; datawire::NONCE_LEN];
+                tcp.write_all(&datawire::hello("intruder", &nonce)).await.unwrap();
+                let mut challenge = [0u8; datawire::CHALLENGE_LEN];
+                tcp.read_exact(&mut challenge).await.unwrap();
+                let server_nonce = &challenge[4..4 + datawire::NONCE_LEN];
+                let ok = datawire::read_challenge(key, &nonce, &challenge).is_ok();
+                assert_eq!(ok, i % 4 == 3, "only the right cookie verifies the server");
+                let _ = tcp.write_all(&key.client_tag(server_nonce, &nonce, "intruder")).await;
+                let mut accepted = [0u8; 1];
+                let got = tcp.read_exact(&mut accepted).await.is_ok();
+                assert_eq!(got, i % 4 == 3, "the server accepts the right cookie only");
+                if got {
+                    let garbage: &[u8] = if i % 8 == 3 { &[0xff; 16] } else { b"\0\0\0\x09\x07\0\0\0\0\0\0\0\0" };
+                    let _ = tcp.write_all(garbage).await;
+                    let mut rest = Vec::new();
+                    let _ = tcp.read_to_end(&mut rest).await; // closed by the node
+                }
+            }
+        }
+        let _ = tcp.shutdown().await;
+    }
+    let refused = eventually("the data port to count what it refused", BOUND, || async {
+        let text = http().get(n1.url(CLUSTER_HTTP, "/metrics")).send().await.ok()?.text().await.ok()?;
+        let sum: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("loom_cluster_data_refused_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (sum >= f64::from(sent) * 0.9).then_some(sum)
+    })
+    .await;
+    eprintln!("data port: {sent} hostile connections, {refused} refused");
     wait_up(&[&n1, &n2], &["n1", "n2"], SETTLE).await;
     let reply = counter(&n2, "after-garbage", Some(1)).await;
     assert_eq!(reply["value"], 1);
+    // Calls in both directions still cross the data plane.
+    let mut served_by = std::collections::BTreeSet::new();
+    for key in keys(16) {
+        served_by.insert(counter(&n2, &key, Some(1)).await["served_by"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(served_by.contains("n1") && served_by.contains("n2"), "{served_by:?}");
     for node in [&n1, &n2] {
         let ready = http().get(node.url(8010, "/ready")).send().await.unwrap().status();
         assert_eq!(ready, 200, "{} still serves", node.name);
@@ -262,6 +416,7 @@ async fn forged_or_replayed_gossip_can_neither_add_nor_kill_a_member() {
     let as_id = |m: &Value| NodeId {
         name: m["name"].as_str().unwrap().into(),
         addr: m["addr"].as_str().unwrap().parse().unwrap(),
+        data_port: m["data_addr"].as_str().and_then(|a| a.parse::<SocketAddr>().ok()).map_or(0, |a| a.port()),
         generation: m["generation"].as_u64().unwrap(),
         version: m["version"].as_str().unwrap().into(),
         services: serde_json::from_value(m["services"].clone()).unwrap(),
@@ -273,6 +428,7 @@ async fn forged_or_replayed_gossip_can_neither_add_nor_kill_a_member() {
     let evil = NodeId {
         name: "evil".into(),
         addr: udp.local_addr().unwrap(),
+        data_port: 0,
         generation: 1,
         version: "0.1.0".into(),
         services: vec![],

@@ -1,9 +1,9 @@
-//! Location-transparent keyed calls. Each node runs one endpoint actor, joined to the process
-//! group `loom.endpoint.<node>`, which ractor_cluster syncs to every peer with a session. A
-//! service registers a typed handler with [`Cluster::serve_keyed`](crate::Cluster::serve_keyed)
-//! and gets a [`Keyed`] client: `call(key, request)` runs the handler in-process when this node
-//! owns the key, and otherwise sends the encoded request to the owner's endpoint, with a
-//! timeout, retrying once if ownership moved and the call certainly did not run (never a timed-out or
+//! Location-transparent keyed calls. A service registers a typed handler with
+//! [`Cluster::serve_keyed`](crate::Cluster::serve_keyed) and gets a [`Keyed`] client:
+//! `call(key, request)` runs the handler in-process when this node owns the key, and otherwise
+//! sends the encoded request to the owner over the data plane (`dataplane.rs`; or, for a peer
+//! announcing none, to its endpoint actor in the process group `loom.endpoint.<node>` that
+//! ractor_cluster syncs to every peer with a session), with a timeout, retrying once if ownership moved and the call certainly did not run (never a timed-out or
 //! lost call, which may have been applied).
 
 use std::collections::HashMap;
@@ -56,7 +56,7 @@ impl Registry {
     }
 
     /// Serves one encoded call.
-    async fn serve(&self, bytes: &[u8]) -> Vec<u8> {
+    pub(crate) async fn serve(&self, bytes: &[u8]) -> Vec<u8> {
         let outcome = async {
             let incoming = wire::decode_call(bytes)?;
             let handler = self.get(incoming.service, &incoming.endpoint).ok_or_else(|| {
@@ -231,6 +231,13 @@ where
 
     async fn remote(&self, owner: &str, bytes: Vec<u8>) -> Result<Served<Resp>, CallFailure> {
         let timeout = self.cluster.call_timeout();
+        if let Some((plane, addr)) = self.cluster.data_route(owner) {
+            let reply = plane.call(owner, addr, &bytes, timeout).await?;
+            return wire::decode_reply::<Resp>(&reply)
+                .map(|value| Served { value, node: owner.to_owned() })
+                .map_err(CallFailure::Remote);
+        }
+        // A peer without a data plane: through its session's endpoint actor.
         let members = ractor::pg::get_members(&endpoint_group(owner));
         let Some(cell) = members.into_iter().next() else {
             return Err(CallFailure::Unreachable { owner: owner.to_owned(), why: "no session to it yet".into() });

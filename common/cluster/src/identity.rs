@@ -1,6 +1,6 @@
 //! Who a node is on the gossip layer: the foca [`Identity`](foca::Identity) every member carries.
 //! It holds what never changes during a process's life — name, cluster address (UDP gossip and
-//! TCP sessions share the port number), version, the services it hosts — and a generation that
+//! TCP sessions share the port number), the data plane's port, version, the services it hosts — and a generation that
 //! is fresh on every start (and bumped when foca renews a member declared down), so a restarted
 //! node replaces its old incarnation at once instead of waiting for it to time out.
 
@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 pub struct NodeId {
     pub name: String,
     pub addr: SocketAddr,
+    /// The data plane's TCP port on `addr`'s IP (0: none, calls go through the sessions).
+    pub data_port: u16,
     pub generation: u64,
     pub version: String,
     pub services: Vec<ServiceId>,
@@ -22,7 +24,7 @@ pub struct NodeId {
 impl NodeId {
     /// A placeholder for a seed whose identity we do not know yet: foca only uses its address.
     pub fn seed(addr: SocketAddr) -> NodeId {
-        NodeId { name: String::new(), addr, generation: 0, version: String::new(), services: Vec::new() }
+        NodeId { name: String::new(), addr, data_port: 0, generation: 0, version: String::new(), services: Vec::new() }
     }
 
     pub fn hosts(&self, service: ServiceId) -> bool {

@@ -10,13 +10,17 @@
 //!   (cookie-authenticated), with a session dialed to every member gossip reports alive and
 //!   re-dialed after it drops.
 //! - **Ownership** (`ring`): rendezvous hashing of a key over the `up` members hosting a service.
-//! - **Calls** (`calls`, `wire`): `Keyed::call(key, request)` runs locally or on the owner.
+//! - **Calls** (`calls`, `wire`): `Keyed::call(key, request)` runs locally or on the owner —
+//!   through the **data plane** (`dataplane`, `datawire`): one multiplexed, cookie-authenticated
+//!   TCP connection per peer pair on `cluster.data_port`; the sessions carry the rest.
 //! - **Topics** (`topics`): best-effort cluster-wide broadcasts (cache invalidation).
 //!
 //! A node without a cookie runs alone: the view holds only itself and every key is local.
 
 mod calls;
 pub mod counter;
+mod dataplane;
+pub mod datawire;
 mod gossip;
 mod identity;
 mod membership;
@@ -66,6 +70,7 @@ struct Inner {
     membership: Option<ActorRef<ClusterMsg>>,
     registry: Registry,
     call_timeout: Duration,
+    data: Option<Arc<dataplane::DataPlane>>,
     /// Becomes true if the membership actor stops (it is not restarted: the node must exit).
     stopped: watch::Receiver<bool>,
 }
@@ -85,10 +90,15 @@ impl Cluster {
     /// socket, the session server, the membership actor and this node's call endpoint.
     pub async fn start(config: &NodeConfig, version: &str, services: Vec<ServiceId>) -> Result<Cluster, String> {
         let c = &config.cluster;
-        let addr = SocketAddr::new(config.node.bind_addr, c.port);
-        let me = NodeId {
+        let bind = SocketAddr::new(config.node.bind_addr, c.port);
+        let addr = match (&c.advertise_addr, c.cookie.is_some()) {
+            (Some(host), true) => advertised(host, c.port).await?,
+            _ => bind,
+        };
+        let mut me = NodeId {
             name: config.node.name.clone(),
             addr,
+            data_port: 0,
             generation: identity::fresh_generation(),
             version: version.to_owned(),
             services,
@@ -107,19 +117,23 @@ impl Cluster {
                 membership: None,
                 registry,
                 call_timeout: c.call_timeout.get(),
+                data: None,
                 stopped,
             };
             return Ok(Cluster { inner: Arc::new(inner) });
         };
 
-        let socket = std::net::UdpSocket::bind(addr).map_err(|e| {
+        let socket = std::net::UdpSocket::bind(bind).map_err(|e| {
             let why =
                 if e.kind() == std::io::ErrorKind::AddrInUse { "address already in use".into() } else { e.to_string() };
-            format!("cannot listen for cluster gossip on {addr} (udp): {why}")
+            format!("cannot listen for cluster gossip on {bind} (udp): {why}")
         })?;
         socket.set_nonblocking(true).map_err(|e| format!("cluster gossip socket: {e}"))?;
         let socket = Arc::new(UdpSocket::from_std(socket).map_err(|e| format!("cluster gossip socket: {e}"))?);
         let server = sessions::start_server(config.node.bind_addr, c.port, cookie.clone(), me.name.clone()).await?;
+        let data_bind = SocketAddr::new(config.node.bind_addr, c.data_port);
+        let data = dataplane::DataPlane::start(data_bind, &cookie, &me.name, registry.clone()).await?;
+        me.data_port = data.addr().port();
 
         let (endpoint, _) = Actor::spawn(None, EndpointActor, registry.clone())
             .await
@@ -142,7 +156,8 @@ impl Cluster {
         let stopped = self::watch_stop(membership_done);
         let opener = Opener::new(&cookie, c.max_clock_skew.get().as_millis() as u64, REPLAY_CACHE);
         tokio::spawn(gossip::receive(socket, opener, membership.clone()));
-        info!(%addr, seeds = c.seeds.len(), generation = me.generation, "cluster listening (gossip udp, sessions tcp)");
+        info!(%addr, %bind, data_port = me.data_port, seeds = c.seeds.len(), generation = me.generation,
+            "cluster listening (gossip udp, sessions tcp, data plane tcp)");
         let inner = Inner {
             me,
             view: view_rx,
@@ -150,6 +165,7 @@ impl Cluster {
             membership: Some(membership),
             registry,
             call_timeout: c.call_timeout.get(),
+            data: Some(data),
             stopped,
         };
         Ok(Cluster { inner: Arc::new(inner) })
@@ -176,6 +192,13 @@ impl Cluster {
 
     pub fn call_timeout(&self) -> Duration {
         self.inner.call_timeout
+    }
+
+    /// The data plane and the owner's data address, when both exist.
+    pub(crate) fn data_route(&self, owner: &str) -> Option<(&dataplane::DataPlane, SocketAddr)> {
+        let plane = self.inner.data.as_deref()?;
+        let addr = self.inner.view.borrow().member(owner)?.data_addr?;
+        Some((plane, addr))
     }
 
     /// The latest published view (states only; see [`Cluster::members`] for last-heard times).
@@ -274,6 +297,14 @@ impl Cluster {
     {
         calls::client(self, &self.inner.registry, service, endpoint)
     }
+}
+
+/// The address peers reach this node at: `host` (a name or an IP) resolved once, on `port`.
+async fn advertised(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let mut found = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cluster.advertise_addr `{host}` does not resolve: {e}"))?;
+    found.next().ok_or_else(|| format!("cluster.advertise_addr `{host}` resolves to no address"))
 }
 
 /// foca's settings from `[cluster]`: LAN defaults, with the probe and suspicion timing made

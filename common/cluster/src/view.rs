@@ -75,6 +75,8 @@ pub struct Member {
     pub state: MemberState,
     /// Gossip (UDP) and session (TCP) address.
     pub addr: SocketAddr,
+    /// Where keyed calls to it go (the data plane), when it runs one.
+    pub data_addr: Option<SocketAddr>,
     pub generation: u64,
     pub version: String,
     pub services: Vec<ServiceId>,
@@ -309,6 +311,7 @@ impl Tracker {
                     name: name.clone(),
                     state: e.state,
                     addr: e.id.addr,
+                    data_addr: (e.id.data_port != 0).then(|| SocketAddr::new(e.id.addr.ip(), e.id.data_port)),
                     generation: e.id.generation,
                     version: e.id.version.clone(),
                     services: e.id.services.clone(),
@@ -330,6 +333,7 @@ mod tests {
         NodeId {
             name: name.into(),
             addr: "127.0.0.2:4697".parse().unwrap(),
+            data_port: 4698,
             generation,
             version: "0.1.0".into(),
             services: vec![ServiceId::Dedup],

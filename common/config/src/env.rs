@@ -167,6 +167,14 @@ env_table! {
         c.cluster.call_timeout = HumanDuration::parse(v)?;
         Ok(())
     },
+    "LOOM_CLUSTER_DATA_PORT" => "cluster.data_port": |c, v| {
+        c.cluster.data_port = v.parse().map_err(|_| format!("`{v}` is not a port (0-65535)"))?;
+        Ok(())
+    },
+    "LOOM_ADVERTISE_ADDR" => "cluster.advertise_addr": |c, v| {
+        c.cluster.advertise_addr = Some(v.to_owned()).filter(|v| !v.is_empty());
+        Ok(())
+    },
     "LOOM_LOG" => "log.filter": |c, v| { c.log.filter = v.to_owned(); Ok(()) },
     "LOOM_LOG_FORMAT" => "log.format": |c, v| {
         c.log.format = match v {

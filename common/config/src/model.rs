@@ -81,6 +81,12 @@ pub struct ClusterSection {
     pub max_clock_skew: HumanDuration,
     /// Bound on one cross-node call, including the reply (`LOOM_CLUSTER_CALL_TIMEOUT`).
     pub call_timeout: HumanDuration,
+    /// TCP port of the data plane, where peers send keyed calls (`LOOM_CLUSTER_DATA_PORT`;
+    /// 0: any free port, announced through gossip).
+    pub data_port: u16,
+    /// The host or IP address peers reach this node at (`LOOM_ADVERTISE_ADDR`; resolved once
+    /// at start). Default: `node.bind_addr`, which then must not be a wildcard (0.0.0.0, ::).
+    pub advertise_addr: Option<String>,
 }
 
 impl Default for ClusterSection {
@@ -94,6 +100,8 @@ impl Default for ClusterSection {
             suspect_timeout: HumanDuration::from_millis(2500),
             max_clock_skew: HumanDuration::from_millis(30_000),
             call_timeout: HumanDuration::from_millis(5_000),
+            data_port: 4698,
+            advertise_addr: None,
         }
     }
 }

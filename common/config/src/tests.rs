@@ -54,9 +54,12 @@ fn environment_overrides_apply() {
             ("LOOM_LOG", "debug"),
             ("LOOM_SERVICES", "schema-registry,health-aggregator"),
             ("LOOM_AUTH_TOKENS", "ops:admin:aaaaaaaaaaaaaaaa,ci:read+write:bbbbbbbbbbbbbbbb"),
+            ("LOOM_CLUSTER_DATA_PORT", "0"),
+            ("LOOM_ADVERTISE_ADDR", "loom-2.example"),
         ]),
     )
     .unwrap();
+    assert_eq!((c.cluster.data_port, c.cluster.advertise_addr.as_deref()), (0, Some("loom-2.example")));
     assert_eq!(c.node.name, "n2");
     assert_eq!(c.node.bind_addr.to_string(), "127.0.0.2");
     assert_eq!(c.cluster.seeds, ["127.0.0.1:4697", "127.0.0.3:4697"]);
@@ -112,6 +115,14 @@ fn errors_name_the_field_and_why() {
         ("", &[("LOOM_CLUSTER_PROBE_TIMEOUT", "2s")], "`cluster.probe_timeout`: must be shorter than"),
         ("[cluster]\nsuspect_timeout = \"0s\"\n", &[], "`cluster.suspect_timeout`: must be longer than zero"),
         ("", &[("LOOM_CLUSTER_PORT", "99999")], "LOOM_CLUSTER_PORT"),
+        ("", &[("LOOM_CLUSTER_DATA_PORT", "4697")], "`cluster.data_port`: must differ from cluster.port"),
+        ("", &[("LOOM_CLUSTER_DATA_PORT", "x")], "LOOM_CLUSTER_DATA_PORT"),
+        (
+            "",
+            &[("LOOM_BIND_ADDR", "0.0.0.0"), ("LOOM_COOKIE", "0123456789abcdef")],
+            "`cluster.advertise_addr`: required when node.bind_addr is 0.0.0.0",
+        ),
+        ("", &[("LOOM_ADVERTISE_ADDR", "host:4697")], "`cluster.advertise_addr`: must be a host name or an IP"),
         ("", &[("LOOM_DATABASE_URL", "mysql://x")], "`storage.database_url`: must start with"),
         ("", &[("LOOM_REDIS_URL", "http://x")], "`storage.redis_url`"),
         ("", &[("LOOM_OBJECT_STORE", "s3")], "`storage.objects.bucket`: required"),

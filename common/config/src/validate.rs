@@ -66,6 +66,28 @@ fn validate_cluster(c: &NodeConfig) -> Result<(), ConfigError> {
     if cl.probe_timeout.get() >= cl.probe_period.get() {
         return Err(invalid("cluster.probe_timeout", "must be shorter than cluster.probe_period"));
     }
+    if cl.data_port != 0 && cl.data_port == cl.port {
+        return Err(invalid("cluster.data_port", "must differ from cluster.port (or be 0 for any free port)"));
+    }
+    match &cl.advertise_addr {
+        Some(a)
+            if a.is_empty()
+                || a.len() > 253
+                || (a.contains([':', '/', ' ']) && a.parse::<std::net::IpAddr>().is_err()) =>
+        {
+            return Err(invalid("cluster.advertise_addr", "must be a host name or an IP address (no port)"));
+        }
+        None if cl.cookie.is_some() && c.node.bind_addr.is_unspecified() => {
+            return Err(invalid(
+                "cluster.advertise_addr",
+                format!(
+                    "required when node.bind_addr is {} and a cookie is set: peers need an address that reaches this node (set LOOM_ADVERTISE_ADDR to its host name or IP)",
+                    c.node.bind_addr
+                ),
+            ));
+        }
+        _ => {}
+    }
     match &c.cluster.cookie {
         None if c.cluster.is_multi_node() => Err(invalid(
             "cluster.cookie",

@@ -23,6 +23,8 @@ pub const CLUSTER_DATAGRAMS: &str = "loom_cluster_gossip_datagrams_total";
 pub const CLUSTER_SESSIONS: &str = "loom_cluster_sessions";
 pub const CLUSTER_CALLS: &str = "loom_cluster_calls_total";
 pub const CLUSTER_CALL_DURATION: &str = "loom_cluster_call_duration_seconds";
+pub const CLUSTER_DATA_DIALS: &str = "loom_cluster_data_dials_total";
+pub const CLUSTER_DATA_REFUSED: &str = "loom_cluster_data_refused_total";
 pub const KAFKA_CONSUMED: &str = "loom_kafka_consumed_total";
 pub const KAFKA_CONSUMED_BYTES: &str = "loom_kafka_consumed_bytes_total";
 pub const KAFKA_PRODUCED: &str = "loom_kafka_produced_total";
@@ -58,6 +60,11 @@ pub fn describe_all() {
     describe_gauge!(CLUSTER_SESSIONS, "Ready ractor_cluster sessions to other members");
     describe_counter!(CLUSTER_CALLS, "Keyed calls, by service, route (local or remote) and outcome");
     describe_histogram!(CLUSTER_CALL_DURATION, Unit::Seconds, "Keyed call latency, by service and route");
+    describe_counter!(CLUSTER_DATA_DIALS, "Data-plane connections dialed to peers, by outcome (ok, failed, timeout)");
+    describe_counter!(
+        CLUSTER_DATA_REFUSED,
+        "Data-plane connections closed for garbage, by side (server, client) and reason (bad_magic, bad_tag, ...)"
+    );
     describe_gauge!(
         SLA_AVAILABILITY,
         "Service availability over a rolling window (1h, 24h, 30d), as seen by this node"

@@ -20,6 +20,9 @@ pub const PORTS: [u16; 10] = [8010, 8011, 8012, 8013, 8020, 8021, 8022, 8023, 80
 /// The default cluster port.
 pub const CLUSTER_PORT: u16 = 4697;
 
+/// The default data-plane port.
+pub const DATA_PORT: u16 = 4698;
+
 /// A claimed loopback address; released when dropped.
 pub struct Address {
     pub ip: String,
@@ -43,7 +46,7 @@ pub fn claim_address() -> Address {
 }
 
 fn ports_free(ip: &str) -> bool {
-    PORTS.iter().chain([&CLUSTER_PORT]).all(|port| std::net::TcpListener::bind((ip, *port)).is_ok())
+    PORTS.iter().chain([&CLUSTER_PORT, &DATA_PORT]).all(|port| std::net::TcpListener::bind((ip, *port)).is_ok())
 }
 
 /// The `loom` binary under test: `LOOM_BIN`, else `<target dir>/debug/loom`.
@@ -139,6 +142,18 @@ impl LoomNode {
         let LoomNode { address, mut child, .. } = self;
         let _ = child.kill().await;
         address
+    }
+
+    /// Stops the process with SIGTERM (the graceful drain) and hands back how it exited
+    /// (`None`: still running after `timeout`, then killed) and its address, for a restart.
+    pub async fn terminate_into_address(mut self, timeout: Duration) -> (Option<ExitStatus>, Address) {
+        self.signal("TERM");
+        let exit = self.wait_exit(timeout).await;
+        if exit.is_none() {
+            let _ = self.child.kill().await;
+        }
+        let LoomNode { address, .. } = self;
+        (exit, address)
     }
 
     pub fn url(&self, port: u16, path: &str) -> String {

@@ -1,0 +1,377 @@
+//! The data plane: keyed calls between nodes on one multiplexed TCP connection per peer pair,
+//! beside ractor_cluster's sessions (which keep process groups, topics and remote actors).
+//!
+//! Path of a call, hop by hop (ARCHITECTURE.md draws it): the caller encodes the envelope,
+//! takes an in-flight permit of the connection, registers a reply slot under a fresh request
+//! id and writes the frame itself (no writer task); the peer's connection task reads it and
+//! polls the handler inside its own loop (no task per call; at most [`MAX_RUNNING`] at once,
+//! beyond which it stops reading and TCP pushes back); it writes the reply frame; this node's
+//! reader task hands the bytes to the waiting caller through its slot.
+//!
+//! Connections are dialed on first use (concurrent first calls share one dial), authenticated
+//! by the cookie handshake of [`datawire`], and dropped when either side sees an error or EOF;
+//! calls waiting on a dropped connection fail `owner_lost` (they may have run), calls that
+//! could not be written fail `owner_unreachable` (they did not). Garbage on the port — bad
+//! magic, a wrong cookie, a frame over the limit, an unknown kind — closes that connection and
+//! is counted, nothing else.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use loom_telemetry::names;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, oneshot};
+use tracing::{debug, warn};
+
+use crate::calls::{CallFailure, Registry};
+use crate::datawire::{self, Key, Kind, Refusal};
+
+/// Calls one connection has in flight from this side; more wait (within the call timeout).
+pub const MAX_IN_FLIGHT: usize = 1024;
+/// Calls one inbound connection runs at once; beyond it the connection stops reading.
+pub const MAX_RUNNING: usize = 1024;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// This node's side of the data plane: its listener's address and its outbound connections.
+pub struct DataPlane {
+    key: Key,
+    me: String,
+    addr: SocketAddr,
+    conns: Mutex<HashMap<SocketAddr, Arc<Conn>>>,
+    dialing: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl DataPlane {
+    /// Binds `addr` (port 0: any free port) and serves calls from peers through `registry`.
+    pub async fn start(addr: SocketAddr, cookie: &str, me: &str, registry: Registry) -> Result<Arc<DataPlane>, String> {
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            let why =
+                if e.kind() == std::io::ErrorKind::AddrInUse { "address already in use".into() } else { e.to_string() };
+            format!("cannot listen for cluster calls on {addr} (tcp, cluster.data_port): {why}")
+        })?;
+        let addr = listener.local_addr().map_err(|e| format!("cluster data port: {e}"))?;
+        let key = Key::new(cookie);
+        tokio::spawn(accept(listener, key.clone(), registry));
+        Ok(Arc::new(DataPlane { key, me: me.to_owned(), addr, conns: Mutex::default(), dialing: Mutex::default() }))
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sends an encoded call to the peer at `addr` and waits for its encoded reply.
+    pub async fn call(
+        &self,
+        owner: &str,
+        addr: SocketAddr,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, CallFailure> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let conn = self.conn(owner, addr, deadline).await?;
+        let unreachable = |why: String| CallFailure::Unreachable { owner: owner.to_owned(), why };
+        let permit = match tokio::time::timeout_at(deadline, conn.permits.acquire()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(unreachable("connection closed".into())),
+            Err(_) => return Err(CallFailure::Timeout { owner: owner.to_owned(), timeout }),
+        };
+        let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = conn.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if !conn.alive.load(Ordering::Acquire) {
+                return Err(unreachable("connection closed".into()));
+            }
+            pending.insert(id, tx);
+        }
+        let frame = datawire::frame(Kind::Call, id, bytes);
+        let written = {
+            let mut w = conn.writer.lock().await;
+            tokio::time::timeout_at(deadline, w.write_all(&frame)).await
+        };
+        match written {
+            Ok(Ok(())) => {}
+            failed => {
+                conn.forget(id);
+                // A frame cut short is never served: the peer reads whole frames only.
+                conn.close();
+                self.drop_conn(addr, &conn);
+                return Err(match failed {
+                    Err(_) => CallFailure::Timeout { owner: owner.to_owned(), timeout },
+                    Ok(Err(e)) => unreachable(e.to_string()),
+                    Ok(Ok(())) => unreachable("unreachable".into()),
+                });
+            }
+        }
+        let out = match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(CallFailure::Lost { owner: owner.to_owned() }),
+            Err(_) => {
+                conn.forget(id);
+                Err(CallFailure::Timeout { owner: owner.to_owned(), timeout })
+            }
+        };
+        drop(permit);
+        out
+    }
+
+    /// The live connection to `addr`, dialing it when there is none.
+    async fn conn(
+        &self,
+        owner: &str,
+        addr: SocketAddr,
+        deadline: tokio::time::Instant,
+    ) -> Result<Arc<Conn>, CallFailure> {
+        if let Some(c) = self.live(addr) {
+            return Ok(c);
+        }
+        let gate = self.dialing.lock().unwrap_or_else(|e| e.into_inner()).entry(addr).or_default().clone();
+        let _dialing = gate.lock().await;
+        if let Some(c) = self.live(addr) {
+            return Ok(c);
+        }
+        let unreachable = |why: String| CallFailure::Unreachable { owner: owner.to_owned(), why };
+        let dial = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + HANDSHAKE_TIMEOUT), async {
+            let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            let _ = stream.set_nodelay(true);
+            client_handshake(stream, &self.key, &self.me).await
+        })
+        .await;
+        let (reader, writer) = match dial {
+            Ok(Ok(halves)) => halves,
+            Ok(Err(why)) => {
+                metrics::counter!(names::CLUSTER_DATA_DIALS, "outcome" => "failed").increment(1);
+                return Err(unreachable(why));
+            }
+            Err(_) => {
+                metrics::counter!(names::CLUSTER_DATA_DIALS, "outcome" => "timeout").increment(1);
+                return Err(unreachable("dial and handshake timed out".into()));
+            }
+        };
+        metrics::counter!(names::CLUSTER_DATA_DIALS, "outcome" => "ok").increment(1);
+        let conn = Arc::new(Conn {
+            writer: tokio::sync::Mutex::new(writer),
+            pending: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            permits: Semaphore::new(MAX_IN_FLIGHT),
+            alive: AtomicBool::new(true),
+        });
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(addr, conn.clone());
+        tokio::spawn(read_replies(reader, conn.clone()));
+        debug!(peer = owner, %addr, "cluster data connection open");
+        Ok(conn)
+    }
+
+    fn live(&self, addr: SocketAddr) -> Option<Arc<Conn>> {
+        let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.get(&addr).filter(|c| c.alive.load(Ordering::Acquire)).cloned()
+    }
+
+    fn drop_conn(&self, addr: SocketAddr, conn: &Arc<Conn>) {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if conns.get(&addr).is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            conns.remove(&addr);
+        }
+    }
+}
+
+/// One outbound connection: the write half shared by callers, the reply slots by request id.
+struct Conn {
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
+    next_id: AtomicU64,
+    permits: Semaphore,
+    alive: AtomicBool,
+}
+
+impl Conn {
+    fn forget(&self, id: u64) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+
+    /// Marks the connection dead and fails every waiting call (`owner_lost`).
+    fn close(&self) {
+        self.alive.store(false, Ordering::Release);
+        self.permits.close();
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+fn refused(side: &'static str, r: &Refusal) {
+    metrics::counter!(names::CLUSTER_DATA_REFUSED, "side" => side, "reason" => r.label()).increment(1);
+}
+
+/// Reads reply frames and hands each to its caller, until the connection ends.
+async fn read_replies(mut reader: OwnedReadHalf, conn: Arc<Conn>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    'read: loop {
+        match reader.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        loop {
+            match datawire::parse(&buf) {
+                Ok(Some(f)) if f.kind == Kind::Reply => {
+                    let (id, payload, used) = (f.id, f.payload.to_vec(), f.used);
+                    buf.advance(used);
+                    let slot = conn.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                    if let Some(tx) = slot {
+                        let _ = tx.send(payload);
+                    }
+                }
+                Ok(Some(_)) => {
+                    refused("client", &Refusal::Malformed("a call on an outbound connection"));
+                    break 'read;
+                }
+                Ok(None) => break,
+                Err(r) => {
+                    refused("client", &r);
+                    break 'read;
+                }
+            }
+        }
+    }
+    conn.close();
+}
+
+async fn client_handshake(
+    mut stream: TcpStream,
+    key: &Key,
+    me: &str,
+) -> Result<(OwnedReadHalf, OwnedWriteHalf), String> {
+    let nonce: [u8; datawire::NONCE_LEN] = rand::random();
+    stream.write_all(&datawire::hello(me, &nonce)).await.map_err(|e| e.to_string())?;
+    let mut head = [0u8; 4];
+    stream.read_exact(&mut head).await.map_err(|e| format!("no handshake answer: {e}"))?;
+    let mut challenge = head.to_vec();
+    if &head[..3] == datawire::MAGIC && head[3] == datawire::VERSION {
+        let mut rest = [0u8; datawire::CHALLENGE_LEN - 4];
+        stream.read_exact(&mut rest).await.map_err(|e| format!("handshake cut short: {e}"))?;
+        challenge.extend_from_slice(&rest);
+    }
+    let server_nonce = datawire::read_challenge(key, &nonce, &challenge).map_err(|r| {
+        refused("client", &r);
+        r.to_string()
+    })?;
+    let tag = key.client_tag(server_nonce, &nonce, me);
+    stream.write_all(&tag).await.map_err(|e| e.to_string())?;
+    let mut ok = [0u8; 1];
+    stream.read_exact(&mut ok).await.map_err(|_| "the peer refused the handshake (cookie)".to_owned())?;
+    if ok[0] != datawire::ACCEPTED {
+        return Err("the peer refused the handshake".into());
+    }
+    Ok(stream.into_split())
+}
+
+async fn accept(listener: TcpListener, key: Key, registry: Registry) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cluster data port: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (key, registry) = (key.clone(), registry.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, server_handshake(stream, &key)).await {
+                Ok(Ok((name, stream))) => {
+                    debug!(peer = name, %peer, "cluster data connection accepted");
+                    serve(stream, registry).await;
+                }
+                Ok(Err(r)) => {
+                    refused("server", &r);
+                    debug!(%peer, reason = %r, "cluster data connection refused");
+                }
+                Err(_) => refused("server", &Refusal::Malformed("handshake timed out")),
+            }
+        });
+    }
+}
+
+async fn server_handshake(mut stream: TcpStream, key: &Key) -> Result<(String, TcpStream), Refusal> {
+    let cut = |_| Refusal::Malformed("handshake cut short");
+    let mut head = [0u8; datawire::HELLO_HEAD];
+    stream.read_exact(&mut head).await.map_err(cut)?;
+    let name_len = match datawire::hello_head(&head) {
+        Ok(n) => n,
+        Err(Refusal::Version(v)) => {
+            // Say which version this node speaks, so the peer can report the mismatch.
+            let _ = stream
+                .write_all(&[datawire::MAGIC[0], datawire::MAGIC[1], datawire::MAGIC[2], datawire::VERSION])
+                .await;
+            return Err(Refusal::Version(v));
+        }
+        Err(r) => return Err(r),
+    };
+    let mut rest = vec![0u8; name_len + datawire::NONCE_LEN];
+    stream.read_exact(&mut rest).await.map_err(cut)?;
+    let (name, client_nonce) = rest.split_at(name_len);
+    let name = std::str::from_utf8(name).map_err(|_| Refusal::Malformed("peer name is not UTF-8"))?.to_owned();
+    let server_nonce: [u8; datawire::NONCE_LEN] = rand::random();
+    stream.write_all(&datawire::challenge(key, client_nonce, &server_nonce)).await.map_err(cut)?;
+    let mut tag = [0u8; datawire::TAG_LEN];
+    stream.read_exact(&mut tag).await.map_err(cut)?;
+    key.verify_client(&server_nonce, client_nonce, &name, &tag)?;
+    stream.write_all(&[datawire::ACCEPTED]).await.map_err(cut)?;
+    Ok((name, stream))
+}
+
+/// Serves one authenticated inbound connection: reads calls, polls their handlers in this
+/// task, writes each reply when it is ready (in completion order).
+async fn serve(stream: TcpStream, registry: Registry) {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Boxed so the set has one nameable type: an allocation per call, never a task.
+    let mut running: FuturesUnordered<BoxFuture<'static, (u64, Vec<u8>)>> = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            Some((id, reply)) = running.next(), if !running.is_empty() => {
+                if writer.write_all(&datawire::frame(Kind::Reply, id, &reply)).await.is_err() {
+                    return;
+                }
+            }
+            read = reader.read_buf(&mut buf), if running.len() < MAX_RUNNING => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    break;
+                }
+                loop {
+                    match datawire::parse(&buf) {
+                        Ok(Some(f)) if f.kind == Kind::Call => {
+                            let (id, payload, used) = (f.id, f.payload.to_vec(), f.used);
+                            buf.advance(used);
+                            let registry = registry.clone();
+                            running.push(Box::pin(async move { (id, registry.serve(&payload).await) }));
+                        }
+                        Ok(Some(_)) => {
+                            refused("server", &Refusal::Malformed("a reply on an inbound connection"));
+                            return;
+                        }
+                        Ok(None) => break,
+                        Err(r) => {
+                            refused("server", &r);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // The peer closed its side: finish what runs, so its replies are not lost.
+    while let Some((id, reply)) = running.next().await {
+        if writer.write_all(&datawire::frame(Kind::Reply, id, &reply)).await.is_err() {
+            return;
+        }
+    }
+}
