@@ -18,10 +18,14 @@ use serde_json::Value;
 
 const CE: u16 = 8023;
 
+// Measured on recurring-ical-events 3.8.2's 95 calendars: 91 of 94 agree in every window and
+// 2,937 instances match with 2 missing and 1 extra (99.90 %). The differences are deliberate or
+// left: a CANCELLED event is not listed (not context), an RDATE given as a DATE in a DATE-TIME
+// series stays a date, and a file with `END:VTOOD` is refused as malformed text.
 /// Instances (UID, start) both sides must agree on, of all instances either side lists.
-const INSTANCE_FLOOR: f64 = 0.95;
+const INSTANCE_FLOOR: f64 = 0.995;
 /// Calendars whose every compared window agrees, of the calendars the oracle reads.
-const FILE_FLOOR: f64 = 0.80;
+const FILE_FLOOR: f64 = 0.95;
 
 type Key = (String, String);
 
@@ -104,7 +108,7 @@ async fn calendar_expansion_agrees_with_recurring_ical_events() {
             }
             (None, false) => {
                 t.files += 1;
-                t.loom_refuses.push(format!("{file}: {status} {}", body["error"]["message"]));
+                t.loom_refuses.push(format!("{file}: {status} {}", body["detail"]));
                 continue;
             }
             (None, true) => t.files += 1,

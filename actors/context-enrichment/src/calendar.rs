@@ -2,14 +2,22 @@
 //! (the `icalendar` crate's parser), its VEVENTs expanded per lookup only within the asked
 //! window (the `rrule` crate, with its iteration limits). Pure.
 //!
-//! What is read of each VEVENT: DTSTART (UTC `…Z`, `TZID=` an IANA name, floating, or
-//! `VALUE=DATE` for all-day events), DTEND or DURATION (default: one day for all-day events,
-//! zero otherwise), RRULE, EXDATE and RDATE (several properties, comma lists), RECURRENCE-ID
-//! (an overridden instance replaces the master's instance at that time), STATUS:CANCELLED
-//! (skipped), SUMMARY, LOCATION, UID. Floating times and dates are in the calendar's time zone
-//! (`?tz=` when stored, else X-WR-TIMEZONE, else UTC). VTIMEZONE definitions are not read: a
-//! TZID must be an IANA name (or is refused with the event's UID named). UNTIL is normalised to
-//! UTC as RFC 5545 requires with a zoned DTSTART. Limits: [`MAX_ICS_BYTES`] of text,
+//! What is read of each VEVENT: DTSTART (UTC `…Z`, `TZID=`, floating, or `VALUE=DATE` for
+//! all-day events), DTEND or DURATION (default: one day for all-day events, zero otherwise; an
+//! end before the start reads as the two swapped), RRULE (empty ones and COUNT=0 add no
+//! instances, a negative COUNT is dropped), EXDATE and RDATE (several properties, comma lists), RECURRENCE-ID (the override
+//! replaces the master's instance at that time; with `RANGE=THISANDFUTURE` its shift and length
+//! apply to every later instance), SEQUENCE (per UID the master with the highest counts, per
+//! recurrence id the override with the highest; an override with its own RRULE and a lower
+//! SEQUENCE than the master is dropped when the master no longer has its instance, and any
+//! override of an EXDATE'd instance is), STATUS:CANCELLED (skipped: a cancelled meeting is not
+//! context), SUMMARY, LOCATION, UID. A TZID is an IANA name or one the calendar's VTIMEZONE
+//! maps to an IANA zone (`vtimezone.rs`: Windows names, vendor prefixes); an unknown TZID is
+//! refused with the event's UID named. Floating times and dates are in the calendar's time zone
+//! (`?tz=` when stored, else X-WR-TIMEZONE, else UTC). DTSTART is the first instance unless it
+//! lies after the rules' last UNTIL. UNTIL is normalised to UTC as RFC 5545 requires with a
+//! zoned DTSTART. These rules follow recurring-ical-events (PyPI), the oracle the suite
+//! compares expansions with (`tests/tests/calendar_oracle.rs`). Limits: [`MAX_ICS_BYTES`] of text,
 //! [`MAX_EVENTS`] VEVENTs, nesting of BEGIN blocks at most 8 deep (the parser is recursive), at
 //! most [`MAX_INSTANCES`] instances per lookup.
 
@@ -61,9 +69,35 @@ struct VEvent {
     all_day: bool,
     start: DateTime<Utc>,
     duration: Duration,
+    /// Added to every rule instance (a DTEND before DTSTART: the two read swapped).
+    shift: Duration,
     recurrence: Recurrence,
     /// Instance starts replaced by RECURRENCE-ID overrides of the same UID.
     overridden: HashSet<i64>,
+    /// RANGE=THISANDFUTURE overrides: (recurrence id, shift, duration) for the instances after
+    /// the id, sorted by id.
+    future: Vec<(i64, Duration, Duration)>,
+}
+
+impl VEvent {
+    /// Whether the event has an instance starting at `at` (unix seconds), EXDATEs applied.
+    fn produces(&self, at: i64) -> bool {
+        match &self.recurrence {
+            Recurrence::Once => self.start.timestamp() == at,
+            Recurrence::Rule(set) => {
+                let tz = set.get_dt_start().timezone();
+                let t = DateTime::<Utc>::from_timestamp(at, 0).unwrap_or_default();
+                let (after, before) =
+                    ((t - Duration::seconds(1)).with_timezone(&tz), (t + Duration::seconds(1)).with_timezone(&tz));
+                set.as_ref().clone().after(after).before(before).all(2).dates.iter().any(|d| d.timestamp() == at)
+            }
+        }
+    }
+
+    /// The shift and length of the rule instance that starts at `at` before shifting.
+    fn instance_at(&self, at: i64) -> (Duration, Duration) {
+        self.future.iter().rev().find(|f| f.0 < at).map_or((self.shift, self.duration), |f| (f.1, f.2))
+    }
 }
 
 /// A parsed calendar.
@@ -130,6 +164,14 @@ impl When {
         }
     }
 
+    /// The date as written (before any zone conversion).
+    fn local_date(self) -> NaiveDate {
+        match self {
+            When::Utc(t) | When::Zoned(t, _) | When::Floating(t) => t.date(),
+            When::Date(d) => d,
+        }
+    }
+
     /// As rrule wants DTSTART: in its zone (floating and dates in the calendar's).
     fn zoned(self, floating: chrono_tz::Tz) -> DateTime<rrule::Tz> {
         let tz = match self {
@@ -141,7 +183,10 @@ impl When {
     }
 }
 
-fn parse_value(v: &str, tzid: Option<&str>, date: bool) -> Result<When, String> {
+/// TZIDs a calendar's VTIMEZONEs define, mapped to IANA zones (`vtimezone.rs`).
+type Zones = HashMap<String, chrono_tz::Tz>;
+
+fn parse_value(v: &str, tzid: Option<&str>, date: bool, zones: &Zones) -> Result<When, String> {
     let v = v.trim();
     if date || (v.len() == 8 && v.chars().all(|c| c.is_ascii_digit())) {
         return NaiveDate::parse_from_str(v, "%Y%m%d").map(When::Date).map_err(|_| format!("'{v}' is not a DATE"));
@@ -154,13 +199,21 @@ fn parse_value(v: &str, tzid: Option<&str>, date: bool) -> Result<When, String> 
     Ok(match (utc, tzid) {
         (true, _) => When::Utc(t),
         (false, Some(name)) => {
-            When::Zoned(t, zone(name).ok_or_else(|| format!("unknown TZID '{name}' (IANA names only)"))?)
+            let tz = zone(name)
+                .or_else(|| zones.get(crate::vtimezone::key(name)).copied())
+                .or_else(|| crate::vtimezone::suffix(name));
+            When::Zoned(
+                t,
+                tz.ok_or_else(|| {
+                    format!("unknown TZID '{name}' (not an IANA name, and no VTIMEZONE of it maps to one)")
+                })?,
+            )
         }
         (false, None) => When::Floating(t),
     })
 }
 
-fn values(p: &Property<'_>) -> Result<Vec<When>, String> {
+fn values(p: &Property<'_>, zones: &Zones) -> Result<Vec<When>, String> {
     let date = param(p, "VALUE").is_some_and(|v| v.eq_ignore_ascii_case("DATE"));
     let period = param(p, "VALUE").is_some_and(|v| v.eq_ignore_ascii_case("PERIOD"));
     p.val
@@ -169,13 +222,13 @@ fn values(p: &Property<'_>) -> Result<Vec<When>, String> {
         .filter(|s| !s.trim().is_empty())
         .map(|s| {
             let s = if period { s.split('/').next().unwrap_or(s) } else { s };
-            parse_value(s, param(p, "TZID"), date)
+            parse_value(s, param(p, "TZID"), date, zones)
         })
         .collect()
 }
 
-fn when_of(p: &Property<'_>) -> Result<When, String> {
-    values(p)?.into_iter().next().ok_or_else(|| format!("{} has no value", p.name.as_str()))
+fn when_of(p: &Property<'_>, zones: &Zones) -> Result<When, String> {
+    values(p, zones)?.into_iter().next().ok_or_else(|| format!("{} has no value", p.name.as_str()))
 }
 
 /// An ISO 8601 / RFC 5545 duration (`P1D`, `PT1H30M`, `-PT15M`, `P2W`).
@@ -210,22 +263,50 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     (any && num.is_empty()).then(|| Duration::seconds(if neg { -total } else { total }))
 }
 
-/// RRULE text with UNTIL in UTC (dates end-of-day in the calendar's zone, floating in it).
-fn normalise_rrule(rule: &str, floating: chrono_tz::Tz) -> Result<String, String> {
-    let mut parts = Vec::new();
+/// RRULE text with UNTIL in UTC (dates end-of-day in the calendar's zone, floating in it),
+/// and that UNTIL; `None` for a rule with no instances (COUNT=0).
+fn normalise_rrule(rule: &str, floating: chrono_tz::Tz) -> Result<Option<(String, Option<DateTime<Utc>>)>, String> {
+    let (mut parts, mut until) = (Vec::new(), None);
     for part in rule.trim().trim_start_matches("RRULE:").split(';').filter(|p| !p.is_empty()) {
         match part.split_once('=') {
             Some((k, v)) if k.eq_ignore_ascii_case("UNTIL") => {
-                let until = match parse_value(v, None, false)? {
+                let at = match parse_value(v, None, false, &Zones::new())? {
                     When::Date(d) => resolve(floating, d.and_hms_opt(23, 59, 59).unwrap_or_default()),
                     other => other.instant(floating),
                 };
-                parts.push(format!("UNTIL={}", until.format("%Y%m%dT%H%M%SZ")));
+                until = Some(at);
+                parts.push(format!("UNTIL={}", at.format("%Y%m%dT%H%M%SZ")));
             }
+            // A negative COUNT (seen in exports) is dropped, as recurring-ical-events does; a
+            // COUNT of 0 leaves the rule without instances.
+            Some((k, v)) if k.eq_ignore_ascii_case("COUNT") && v.trim().parse::<i64>().is_ok_and(|n| n < 0) => {}
+            Some((k, v)) if k.eq_ignore_ascii_case("COUNT") && v.trim() == "0" => return Ok(None),
             _ => parts.push(part.to_owned()),
         }
     }
-    Ok(parts.join(";"))
+    Ok(Some((parts.join(";"), until)))
+}
+
+/// A VEVENT's start and length: DTEND or DURATION (default: a day for all-day events, zero
+/// otherwise). An end before the start reads as the two swapped, as recurring-ical-events does.
+fn span(
+    c: &Component<'_>,
+    zones: &Zones,
+    tz: chrono_tz::Tz,
+) -> Result<(DateTime<Utc>, Duration), (&'static str, String)> {
+    let dtstart = c.find_prop("DTSTART").ok_or(("DTSTART", "missing".to_owned()))?;
+    let sw = when_of(dtstart, zones).map_err(|m| ("DTSTART", m))?;
+    let start = sw.instant(tz);
+    if let Some(end) = c.find_prop("DTEND") {
+        let end = when_of(end, zones).map_err(|m| ("DTEND", m))?.instant(tz);
+        return Ok(if end < start { (end, start - end) } else { (start, end - start) });
+    }
+    if let Some(d) = c.find_prop("DURATION") {
+        let d = parse_duration(d.val.as_str())
+            .ok_or_else(|| ("DURATION", format!("'{}' is not a duration", d.val.as_str())))?;
+        return Ok(if d < Duration::zero() { (start + d, -d) } else { (start, d) });
+    }
+    Ok((start, if matches!(sw, When::Date(_)) { Duration::days(1) } else { Duration::zero() }))
 }
 
 fn text(c: &Component<'_>, name: &str) -> Option<String> {
@@ -281,72 +362,120 @@ pub fn compile(spec: &CalendarSpec, version: i32) -> Result<Calendar, CalendarEr
     if cal.components.is_empty() && cal.properties.is_empty() {
         return Err(err("not iCalendar text: no VCALENDAR or VEVENT".into()));
     }
-    // Overrides first: (uid → overridden instance starts).
-    let mut overrides: HashMap<String, HashSet<i64>> = HashMap::new();
+    let zones = crate::vtimezone::zones(&cal.components);
+    let sequence = |c: &Component<'_>| text(c, "SEQUENCE").and_then(|s| s.trim().parse::<i64>().ok()).unwrap_or(0);
+    let uid_of = |i: usize, c: &Component<'_>| text(c, "UID").unwrap_or_else(|| format!("#{i}"));
+    // Which VEVENTs count (RFC 5546's SEQUENCE, as recurring-ical-events reads it): per UID
+    // the master with the highest SEQUENCE, per (UID, RECURRENCE-ID) the override with the
+    // highest — the first of equals.
+    let mut masters: HashMap<String, (usize, i64)> = HashMap::new();
+    // Overrides by (UID, instant of the recurrence id); each also knows the id's written date,
+    // which is what matches an all-day master's instance (an Outlook all-day series names its
+    // instances `RECURRENCE-ID;TZID=…:20200416T000000`).
+    let mut overrides: HashMap<(String, i64), (usize, i64)> = HashMap::new();
+    let mut rid_dates: HashMap<usize, i64> = HashMap::new();
     for (i, c) in vevents.iter().enumerate() {
-        if let Some(rid) = c.find_prop("RECURRENCE-ID") {
-            let uid = text(c, "UID").unwrap_or_else(|| format!("#{i}"));
-            let at = when_of(rid).map_err(|m| err(format!("VEVENT {uid}: RECURRENCE-ID: {m}")))?;
-            overrides.entry(uid).or_default().insert(at.instant(tz).timestamp());
+        let (uid, seq) = (uid_of(i, c), sequence(c));
+        let slot = match c.find_prop("RECURRENCE-ID") {
+            Some(rid) => {
+                let at = when_of(rid, &zones).map_err(|m| err(format!("VEVENT {uid}: RECURRENCE-ID: {m}")))?;
+                rid_dates.insert(i, When::Date(at.local_date()).instant(tz).timestamp());
+                overrides.entry((uid, at.instant(tz).timestamp())).or_insert((i, seq))
+            }
+            None => masters.entry(uid).or_insert((i, seq)),
+        };
+        if seq > slot.1 {
+            *slot = (i, seq);
         }
     }
-    let mut events = Vec::with_capacity(vevents.len());
-    for (i, c) in vevents.iter().enumerate() {
-        let uid = text(c, "UID").unwrap_or_else(|| format!("#{i}"));
+    let mut events: Vec<VEvent> = Vec::with_capacity(vevents.len());
+    // Masters first, so overrides can be checked against them.
+    let mut master_of: HashMap<String, (usize, i64, HashSet<i64>)> = HashMap::new();
+    let mut order: Vec<(usize, Option<i64>)> = masters.values().map(|(i, _)| (*i, None)).collect();
+    order.sort_unstable();
+    let mut kept_overrides: Vec<(usize, i64)> = overrides.iter().map(|((_, at), (i, _))| (*i, *at)).collect();
+    kept_overrides.sort_unstable();
+    order.extend(kept_overrides.into_iter().map(|(i, at)| (i, Some(at))));
+    for (i, rid_at) in order {
+        let c = vevents[i];
+        let uid = uid_of(i, c);
         let fail = |field: &str, m: String| err(format!("VEVENT {uid}: {field}: {m}"));
-        // Cancelled: skipped; a cancelled override removes its instance (in `overrides`).
-        if text(c, "STATUS").is_some_and(|s| s.eq_ignore_ascii_case("CANCELLED")) {
+        let cancelled = text(c, "STATUS").is_some_and(|s| s.eq_ignore_ascii_case("CANCELLED"));
+        if let Some(at) = rid_at
+            && let Some((m, master_seq, exdates)) = master_of.get(&uid)
+        {
+            let at = if events[*m].all_day { rid_dates.get(&i).copied().unwrap_or(at) } else { at };
+            let stale = c.find_prop("RRULE").is_some() && sequence(c) < *master_seq && !events[*m].produces(at);
+            if exdates.contains(&at) || stale {
+                continue; // an override of an instance the newer master no longer has
+            }
+            let this_and_future = c
+                .find_prop("RECURRENCE-ID")
+                .and_then(|p| param(p, "RANGE"))
+                .is_some_and(|r| r.eq_ignore_ascii_case("THISANDFUTURE"));
+            // Cancelled or not, the override replaces the master's instance at `at`.
+            events[*m].overridden.insert(at);
+            if this_and_future && !cancelled {
+                let (start, duration) = span(c, &zones, tz).map_err(|(f, m)| fail(f, m))?;
+                let rid = DateTime::<Utc>::from_timestamp(at, 0).unwrap_or_default();
+                events[*m].future.push((at, start - rid, duration));
+                events[*m].future.sort_by_key(|f| f.0);
+            }
+        }
+        // Cancelled: skipped (a cancelled override removed its instance above).
+        if cancelled {
             continue;
         }
         let Some(dtstart) = c.find_prop("DTSTART") else { return Err(fail("DTSTART", "missing".into())) };
-        let start_when = when_of(dtstart).map_err(|m| fail("DTSTART", m))?;
+        let start_when = when_of(dtstart, &zones).map_err(|m| fail("DTSTART", m))?;
         let all_day = matches!(start_when, When::Date(_));
-        let start = start_when.instant(tz);
-        let duration = if let Some(end) = c.find_prop("DTEND") {
-            let end = when_of(end).map_err(|m| fail("DTEND", m))?.instant(tz);
-            (end - start).max(Duration::zero())
-        } else if let Some(d) = c.find_prop("DURATION") {
-            parse_duration(d.val.as_str())
-                .ok_or_else(|| fail("DURATION", format!("'{}' is not a duration", d.val.as_str())))?
-        } else if all_day {
-            Duration::days(1)
-        } else {
-            Duration::zero()
-        };
-        let is_override = c.find_prop("RECURRENCE-ID").is_some();
-        let rules: Vec<&Property<'_>> = c.properties.iter().filter(|p| p.name.as_str() == "RRULE").collect();
+        let (start, duration) = span(c, &zones, tz).map_err(|(f, m)| fail(f, m))?;
+        let rules: Vec<&Property<'_>> =
+            c.properties.iter().filter(|p| p.name.as_str() == "RRULE" && !p.val.as_str().trim().is_empty()).collect();
         let rdates: Vec<&Property<'_>> = c.properties.iter().filter(|p| p.name.as_str() == "RDATE").collect();
-        let recurrence = if is_override || (rules.is_empty() && rdates.is_empty()) {
+        let mut exdates = HashSet::new();
+        let recurrence = if rid_at.is_some() || (rules.is_empty() && rdates.is_empty()) {
             Recurrence::Once
         } else {
             let dt_start = start_when.zoned(tz);
             let mut set = rrule::RRuleSet::new(dt_start);
+            let mut last_until: Option<DateTime<Utc>> = None;
             for r in rules {
-                let text = normalise_rrule(r.val.as_str(), tz).map_err(|m| fail("RRULE", m))?;
+                // A rule with no instances (COUNT of 0 or less) adds none.
+                let Some((text, until)) = normalise_rrule(r.val.as_str(), tz).map_err(|m| fail("RRULE", m))? else {
+                    continue;
+                };
+                last_until = last_until.max(until);
                 let rule = rrule::RRule::from_str(&text).map_err(|e| fail("RRULE", e.to_string()))?;
                 match rule.validate(dt_start) {
                     Ok(v) => set = set.rrule(v),
-                    // UNTIL before DTSTART: the rule has no instances but DTSTART itself.
+                    // UNTIL before DTSTART: the rule has no instances.
                     Err(rrule::RRuleError::ValidationError(rrule::ValidationError::UntilBeforeStart { .. })) => {}
                     Err(e) => return Err(fail("RRULE", e.to_string())),
                 }
             }
-            // DTSTART is always the first instance (RFC 5545 §3.8.5.3), even when the rule
-            // would not produce it.
-            set = set.rdate(dt_start);
+            // DTSTART is the first instance (RFC 5545 §3.8.5.3) even when the rule would not
+            // produce it — unless it lies after the last UNTIL (as recurring-ical-events reads it).
+            if last_until.is_none_or(|u| dt_start.with_timezone(&Utc) <= u) {
+                set = set.rdate(dt_start);
+            }
             for p in rdates {
-                for w in values(p).map_err(|m| fail("RDATE", m))? {
+                for w in values(p, &zones).map_err(|m| fail("RDATE", m))? {
                     set = set.rdate(w.instant(tz).with_timezone(&dt_start.timezone()));
                 }
             }
             for p in c.properties.iter().filter(|p| p.name.as_str() == "EXDATE") {
-                for w in values(p).map_err(|m| fail("EXDATE", m))? {
-                    set = set.exdate(w.instant(tz).with_timezone(&dt_start.timezone()));
+                for w in values(p, &zones).map_err(|m| fail("EXDATE", m))? {
+                    let at = w.instant(tz);
+                    exdates.insert(at.timestamp());
+                    set = set.exdate(at.with_timezone(&dt_start.timezone()));
                 }
             }
             Recurrence::Rule(Box::new(set))
         };
-        let overridden = if is_override { HashSet::new() } else { overrides.get(&uid).cloned().unwrap_or_default() };
+        if rid_at.is_none() {
+            master_of.insert(uid.clone(), (events.len(), sequence(c), exdates));
+        }
         events.push(VEvent {
             uid,
             summary: text(c, "SUMMARY"),
@@ -354,8 +483,10 @@ pub fn compile(spec: &CalendarSpec, version: i32) -> Result<Calendar, CalendarEr
             all_day,
             start,
             duration,
+            shift: start - start_when.instant(tz),
             recurrence,
-            overridden,
+            overridden: HashSet::new(),
+            future: Vec::new(),
         });
     }
     Ok(Calendar { subject: spec.subject.clone(), version, tz, events })
@@ -390,13 +521,13 @@ impl Calendar {
             if d.is_zero() { s >= from && s <= to } else { s <= to && e > from }
         };
         for ev in &self.events {
-            let mut push = |s: DateTime<Utc>, recurring: bool| {
+            let mut push = |s: DateTime<Utc>, length: Duration, recurring: bool| {
                 out.instances.push(Instance {
                     uid: ev.uid.clone(),
                     summary: ev.summary.clone(),
                     location: ev.location.clone(),
                     start: format_instant(s, ev.all_day, self.tz),
-                    end: format_instant(s + ev.duration, ev.all_day, self.tz),
+                    end: format_instant(s + length, ev.all_day, self.tz),
                     all_day: ev.all_day,
                     recurring,
                 });
@@ -404,20 +535,31 @@ impl Calendar {
             match &ev.recurrence {
                 Recurrence::Once => {
                     if overlaps(ev.start, ev.duration) {
-                        push(ev.start, false);
+                        push(ev.start, ev.duration, false);
                     }
                 }
                 Recurrence::Rule(set) => {
                     let tz = set.get_dt_start().timezone();
-                    // An instance starting up to its duration before `from` still overlaps.
-                    let after = (from - ev.duration - Duration::seconds(1)).with_timezone(&tz);
-                    let before = (to + Duration::seconds(1)).with_timezone(&tz);
+                    // An instance starting up to its (shifted) length before `from` still
+                    // overlaps; a shift can bring one from beyond the window into it.
+                    let reach = std::iter::once((ev.shift, ev.duration))
+                        .chain(ev.future.iter().map(|f| (f.1, f.2)))
+                        .map(|(shift, length)| Duration::seconds(shift.num_seconds().abs()) + length)
+                        .max()
+                        .unwrap_or_default();
+                    let after = (from - reach - Duration::seconds(1)).with_timezone(&tz);
+                    let before = (to + reach + Duration::seconds(1)).with_timezone(&tz);
                     let r = set.as_ref().clone().after(after).before(before).all(MAX_INSTANCES);
                     out.limited |= r.limited;
                     for d in r.dates {
-                        let s = d.with_timezone(&Utc);
-                        if !ev.overridden.contains(&s.timestamp()) && overlaps(s, ev.duration) {
-                            push(s, true);
+                        let original = d.with_timezone(&Utc);
+                        if ev.overridden.contains(&original.timestamp()) {
+                            continue;
+                        }
+                        let (shift, length) = ev.instance_at(original.timestamp());
+                        let s = original + shift;
+                        if overlaps(s, length) {
+                            push(s, length, true);
                         }
                     }
                 }
@@ -509,6 +651,65 @@ mod tests {
         assert_eq!(g["events"][0]["end"], "2026-03-09T08:30:00Z");
         assert_eq!(c.group(at("2026-03-09T08:30:00Z"), Duration::zero())["events"], json!([]));
         assert_eq!(c.group(at("2026-03-09T08:35:00Z"), Duration::minutes(10))["events"].as_array().unwrap().len(), 1);
+    }
+
+    /// What real exports do (each case from a recurring-ical-events issue): the instances in
+    /// March–May 2026 as "uid start".
+    #[test]
+    fn sequences_ranges_zones_and_quirks_of_real_exports() {
+        let weekly = "DTSTART:20260302T090000Z\r\nDTEND:20260302T100000Z\r\nRRULE:FREQ=WEEKLY;COUNT=3\r\n";
+        let cases: Vec<(String, Vec<&str>)> = vec![
+            // A newer SEQUENCE of the master replaces the older one (its EXDATE applies).
+            (
+                format!("BEGIN:VEVENT\r\nUID:a\r\nSEQUENCE:1\r\n{weekly}END:VEVENT\r\n\
+                 BEGIN:VEVENT\r\nUID:a\r\nSEQUENCE:2\r\n{weekly}EXDATE:20260309T090000Z\r\nEND:VEVENT\r\n"),
+                vec!["a 2026-03-02T09:00:00Z", "a 2026-03-16T09:00:00Z"],
+            ),
+            // An override of an instance the newer master EXDATEs is dropped.
+            (
+                format!("BEGIN:VEVENT\r\nUID:b\r\nSEQUENCE:2\r\n{weekly}EXDATE:20260309T090000Z\r\nEND:VEVENT\r\n\
+                 BEGIN:VEVENT\r\nUID:b\r\nSEQUENCE:1\r\nRECURRENCE-ID:20260309T090000Z\r\nDTSTART:20260310T090000Z\r\nEND:VEVENT\r\n"),
+                vec!["b 2026-03-02T09:00:00Z", "b 2026-03-16T09:00:00Z"],
+            ),
+            // RANGE=THISANDFUTURE moves this and every later instance by the override's shift.
+            (
+                format!("BEGIN:VEVENT\r\nUID:c\r\n{weekly}END:VEVENT\r\n\
+                 BEGIN:VEVENT\r\nUID:c\r\nRECURRENCE-ID;RANGE=THISANDFUTURE:20260309T090000Z\r\nDTSTART:20260309T113000Z\r\nDTEND:20260309T120000Z\r\nEND:VEVENT\r\n"),
+                vec!["c 2026-03-02T09:00:00Z", "c 2026-03-09T11:30:00Z", "c 2026-03-16T11:30:00Z"],
+            ),
+            // UNTIL before DTSTART: no instance at all.
+            (
+                "BEGIN:VEVENT\r\nUID:d\r\nDTSTART;VALUE=DATE:20260302\r\nRRULE:FREQ=WEEKLY;UNTIL=20260301\r\nEND:VEVENT\r\n".into(),
+                vec![],
+            ),
+            // DTEND before DTSTART reads as swapped; a negative COUNT is dropped (UNTIL bounds).
+            (
+                "BEGIN:VEVENT\r\nUID:e\r\nDTSTART:20260302T093000Z\r\nDTEND:20260302T090000Z\r\n\
+                 RRULE:FREQ=WEEKLY;COUNT=-1;UNTIL=20260310T000000Z\r\nEND:VEVENT\r\n".into(),
+                vec!["e 2026-03-02T09:00:00Z", "e 2026-03-09T09:00:00Z"],
+            ),
+            // A Windows zone name defined by the calendar's VTIMEZONE (with a stray ':').
+            (
+                "BEGIN:VTIMEZONE\r\nTZID:W. Europe Standard Time:\r\nBEGIN:STANDARD\r\nDTSTART:16010101T030000\r\n\
+                 TZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nRRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10\r\nEND:STANDARD\r\n\
+                 BEGIN:DAYLIGHT\r\nDTSTART:16010101T020000\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\n\
+                 RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\n\
+                 BEGIN:VEVENT\r\nUID:f\r\nDTSTART;TZID=W. Europe Standard Time:20260323T090000\r\nRRULE:FREQ=WEEKLY;COUNT=2\r\nEND:VEVENT\r\n"
+                    .into(),
+                vec!["f 2026-03-23T08:00:00Z", "f 2026-03-30T07:00:00Z"],
+            ),
+            // An all-day series' instance named by a zoned RECURRENCE-ID of the same date.
+            (
+                "BEGIN:VEVENT\r\nUID:g\r\nDTSTART;VALUE=DATE:20260302\r\nRRULE:FREQ=WEEKLY;COUNT=2\r\nEND:VEVENT\r\n\
+                 BEGIN:VEVENT\r\nUID:g\r\nRECURRENCE-ID;TZID=Europe/London:20260309T000000\r\nDTSTART;VALUE=DATE:20260310\r\nEND:VEVENT\r\n"
+                    .into(),
+                vec!["g 2026-03-02", "g 2026-03-10"],
+            ),
+        ];
+        for (body, want) in cases {
+            let c = cal(&body, "UTC").unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(starts(&c, "2026-03-01T00:00:00Z", "2026-05-31T00:00:00Z"), want, "{body}");
+        }
     }
 
     #[test]

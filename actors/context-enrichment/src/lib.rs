@@ -12,7 +12,8 @@
 //!   circuit breaker and the rate budget (pure); `provider.rs`: the weather actor, the only
 //!   caller of the provider (coalescing, batching, retries).
 //! - `geofence.rs`: tenant places — circles and GeoJSON polygons, most specific hit (pure).
-//! - `calendar.rs`: iCalendar parsing and windowed recurrence expansion (pure).
+//! - `calendar.rs`: iCalendar parsing and windowed recurrence expansion (pure);
+//!   `vtimezone.rs`: VTIMEZONE definitions mapped to IANA zones (pure).
 //! - `rules.rs`: CEL rules over `event` and `context` that set fields (pure, `loom-expr`).
 //! - `manage.rs`: `/rules`, `/places`, `/calendars` — three cluster-wide books.
 //! - `stream.rs`: stream mode — topics enriched into topics through the Kafka bridge.
@@ -44,6 +45,7 @@ mod provider;
 pub mod rules;
 mod stream;
 pub mod time;
+pub mod vtimezone;
 pub mod weather;
 
 use std::sync::Arc;
