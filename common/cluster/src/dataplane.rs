@@ -5,8 +5,9 @@
 //! takes an in-flight permit of the connection, registers a reply slot under a fresh request
 //! id and writes the frame itself (no writer task); the peer's connection task reads it and
 //! polls the handler inside its own loop (no task per call; at most [`MAX_RUNNING`] at once,
-//! beyond which it stops reading and TCP pushes back); it writes the reply frame; this node's
-//! reader task hands the bytes to the waiting caller through its slot.
+//! beyond which it stops reading and TCP pushes back); it writes the reply frame; the caller
+//! reads it itself when no other caller holds the read half, else the caller reading hands it
+//! over through the slot.
 //!
 //! Connections are dialed on first use (concurrent first calls share one dial), authenticated
 //! by the cookie handshake of [`datawire`], and dropped when either side sees an error or EOF;
@@ -112,9 +113,9 @@ impl DataPlane {
                 });
             }
         }
-        let out = match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(CallFailure::Lost { owner: owner.to_owned() }),
+        let out = match tokio::time::timeout_at(deadline, conn.reply(id, rx)).await {
+            Ok(Some(reply)) => Ok(reply),
+            Ok(None) => Err(CallFailure::Lost { owner: owner.to_owned() }),
             Err(_) => {
                 conn.forget(id);
                 Err(CallFailure::Timeout { owner: owner.to_owned(), timeout })
@@ -132,7 +133,13 @@ impl DataPlane {
         deadline: tokio::time::Instant,
     ) -> Result<Arc<Conn>, CallFailure> {
         if let Some(c) = self.live(addr) {
-            return Ok(c);
+            // A peer that restarted closed this connection: notice before writing, so the call
+            // goes out on a fresh one instead of failing `owner_lost`.
+            if c.check_closed() {
+                self.drop_conn(addr, &c);
+            } else {
+                return Ok(c);
+            }
         }
         let gate = self.dialing.lock().unwrap_or_else(|e| e.into_inner()).entry(addr).or_default().clone();
         let _dialing = gate.lock().await;
@@ -160,13 +167,13 @@ impl DataPlane {
         metrics::counter!(names::CLUSTER_DATA_DIALS, "outcome" => "ok").increment(1);
         let conn = Arc::new(Conn {
             writer: tokio::sync::Mutex::new(writer),
+            reader: tokio::sync::Mutex::new(Reader { half: reader, buf: BytesMut::with_capacity(64 * 1024) }),
             pending: Mutex::default(),
             next_id: AtomicU64::new(1),
             permits: Semaphore::new(MAX_IN_FLIGHT),
             alive: AtomicBool::new(true),
         });
         self.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(addr, conn.clone());
-        tokio::spawn(read_replies(reader, conn.clone()));
         debug!(peer = owner, %addr, "cluster data connection open");
         Ok(conn)
     }
@@ -184,9 +191,12 @@ impl DataPlane {
     }
 }
 
-/// One outbound connection: the write half shared by callers, the reply slots by request id.
+/// One outbound connection: the write half shared by callers, the read half read by whichever
+/// waiting caller holds it (it hands other callers' replies to their slots), the reply slots by
+/// request id. No task of its own: on the sequential path the caller reads its reply itself.
 struct Conn {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    reader: tokio::sync::Mutex<Reader>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
     next_id: AtomicU64,
     permits: Semaphore,
@@ -210,37 +220,99 @@ fn refused(side: &'static str, r: &Refusal) {
     metrics::counter!(names::CLUSTER_DATA_REFUSED, "side" => side, "reason" => r.label()).increment(1);
 }
 
-/// Reads reply frames and hands each to its caller, until the connection ends.
-async fn read_replies(mut reader: OwnedReadHalf, conn: Arc<Conn>) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    'read: loop {
-        match reader.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+struct Reader {
+    half: OwnedReadHalf,
+    buf: BytesMut,
+}
+
+enum Parsed {
+    Mine(Vec<u8>),
+    More,
+    Garbage,
+}
+
+impl Conn {
+    /// Waits for the reply to `id`: from its slot when another caller read it, else by reading
+    /// the connection itself (one caller at a time). `None`: the connection ended first.
+    async fn reply(&self, id: u64, mut rx: oneshot::Receiver<Vec<u8>>) -> Option<Vec<u8>> {
+        tokio::select! {
+            biased;
+            r = &mut rx => r.ok(),
+            mut reader = self.reader.lock() => {
+                if let Ok(r) = rx.try_recv() {
+                    return Some(r);
+                }
+                self.read_until(&mut reader, id).await
+            }
         }
+    }
+
+    /// Reads frames, handing other callers' replies to their slots, until `id`'s arrives.
+    async fn read_until(&self, r: &mut Reader, id: u64) -> Option<Vec<u8>> {
         loop {
-            match datawire::parse(&buf) {
+            match self.dispatch(&mut r.buf, Some(id)) {
+                Parsed::Mine(reply) => return Some(reply),
+                Parsed::Garbage => break,
+                Parsed::More => {}
+            }
+            // Cancel-safe: a timed-out caller leaves what it read in the buffer.
+            match r.half.read_buf(&mut r.buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        self.close();
+        None
+    }
+
+    /// Hands every whole reply in `buf` to its slot; stops at `mine`'s.
+    fn dispatch(&self, buf: &mut BytesMut, mine: Option<u64>) -> Parsed {
+        loop {
+            match datawire::parse(buf) {
                 Ok(Some(f)) if f.kind == Kind::Reply => {
-                    let (id, payload, used) = (f.id, f.payload.to_vec(), f.used);
+                    let (fid, payload, used) = (f.id, f.payload.to_vec(), f.used);
                     buf.advance(used);
-                    let slot = conn.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                    if Some(fid) == mine {
+                        self.forget(fid);
+                        return Parsed::Mine(payload);
+                    }
+                    let slot = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&fid);
                     if let Some(tx) = slot {
                         let _ = tx.send(payload);
                     }
                 }
                 Ok(Some(_)) => {
                     refused("client", &Refusal::Malformed("a call on an outbound connection"));
-                    break 'read;
+                    return Parsed::Garbage;
                 }
-                Ok(None) => break,
+                Ok(None) => return Parsed::More,
                 Err(r) => {
                     refused("client", &r);
-                    break 'read;
+                    return Parsed::Garbage;
                 }
             }
         }
     }
-    conn.close();
+
+    /// Without waiting: whether the peer closed the connection (or sent garbage). Looks only
+    /// when no caller is reading.
+    fn check_closed(&self) -> bool {
+        if !self.alive.load(Ordering::Acquire) {
+            return true;
+        }
+        let Ok(mut guard) = self.reader.try_lock() else { return false };
+        let r = &mut *guard;
+        let closed = match r.half.try_read_buf(&mut r.buf) {
+            Ok(0) => true,
+            Ok(_) => matches!(self.dispatch(&mut r.buf, None), Parsed::Garbage),
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        };
+        drop(guard);
+        if closed {
+            self.close();
+        }
+        closed
+    }
 }
 
 async fn client_handshake(

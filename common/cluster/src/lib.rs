@@ -131,9 +131,14 @@ impl Cluster {
         socket.set_nonblocking(true).map_err(|e| format!("cluster gossip socket: {e}"))?;
         let socket = Arc::new(UdpSocket::from_std(socket).map_err(|e| format!("cluster gossip socket: {e}"))?);
         let server = sessions::start_server(config.node.bind_addr, c.port, cookie.clone(), me.name.clone()).await?;
-        let data_bind = SocketAddr::new(config.node.bind_addr, c.data_port);
-        let data = dataplane::DataPlane::start(data_bind, &cookie, &me.name, registry.clone()).await?;
-        me.data_port = data.addr().port();
+        let data = if c.data_plane {
+            let bind = SocketAddr::new(config.node.bind_addr, c.data_port);
+            let plane = dataplane::DataPlane::start(bind, &cookie, &me.name, registry.clone()).await?;
+            me.data_port = plane.addr().port();
+            Some(plane)
+        } else {
+            None
+        };
 
         let (endpoint, _) = Actor::spawn(None, EndpointActor, registry.clone())
             .await
@@ -165,7 +170,7 @@ impl Cluster {
             membership: Some(membership),
             registry,
             call_timeout: c.call_timeout.get(),
-            data: Some(data),
+            data,
             stopped,
         };
         Ok(Cluster { inner: Arc::new(inner) })

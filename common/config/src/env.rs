@@ -171,6 +171,10 @@ env_table! {
         c.cluster.data_port = v.parse().map_err(|_| format!("`{v}` is not a port (0-65535)"))?;
         Ok(())
     },
+    "LOOM_CLUSTER_DATA_PLANE" => "cluster.data_plane": |c, v| {
+        c.cluster.data_plane = parse_bool(v)?;
+        Ok(())
+    },
     "LOOM_ADVERTISE_ADDR" => "cluster.advertise_addr": |c, v| {
         c.cluster.advertise_addr = Some(v.to_owned()).filter(|v| !v.is_empty());
         Ok(())

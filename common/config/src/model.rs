@@ -84,6 +84,10 @@ pub struct ClusterSection {
     /// TCP port of the data plane, where peers send keyed calls (`LOOM_CLUSTER_DATA_PORT`;
     /// 0: any free port, announced through gossip).
     pub data_port: u16,
+    /// Whether this node runs the data plane (`LOOM_CLUSTER_DATA_PLANE`). Off: it opens no data
+    /// port and announces none, so peers call it through the ractor_cluster sessions (slower;
+    /// for networks that allow one cluster port only).
+    pub data_plane: bool,
     /// The host or IP address peers reach this node at (`LOOM_ADVERTISE_ADDR`; resolved once
     /// at start). Default: `node.bind_addr`, which then must not be a wildcard (0.0.0.0, ::).
     pub advertise_addr: Option<String>,
@@ -101,6 +105,7 @@ impl Default for ClusterSection {
             max_clock_skew: HumanDuration::from_millis(30_000),
             call_timeout: HumanDuration::from_millis(5_000),
             data_port: 4698,
+            data_plane: true,
             advertise_addr: None,
         }
     }
