@@ -313,7 +313,7 @@ async fn garbage_on_the_cluster_port_crashes_nothing() {
         let len = rng.random_range(0..1500usize);
         let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
         if i % 2 == 0 && len > 4 {
-            bytes[..4].copy_from_slice(b"LMG\x01"); // looks like a sealed datagram
+            bytes[..4].copy_from_slice(b"LMG\x02"); // looks like a sealed datagram of this release
         }
         let _ = udp.send_to(&bytes, target).await;
     }

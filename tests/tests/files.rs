@@ -741,11 +741,25 @@ async fn cancellation_timeouts_and_quarantine() {
     // A running job and a queued one behind it, both cancelled; a finished job cannot be.
     let (_, running) = call(&node, reqwest::Method::POST, &format!("/files/{id}/jobs"), Some(slow("0.1s"))).await;
     let (_, queued) = call(&node, reqwest::Method::POST, &format!("/files/{id}/jobs"), Some(slow("0.2s"))).await;
+    // The running job's ffmpeg is busy before the cancel.
+    let children = || {
+        let out = Command::new("pgrep").args(["-P", &node.pid().to_string()]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().count()
+    };
+    let busy = eventually("the running job to start its tool", Duration::from_secs(10), || async {
+        (children() > 0).then_some(())
+    });
+    busy.await;
     for job in [&queued, &running] {
         let path = format!("/jobs/{}", job["id"].as_str().unwrap());
         let (s, j) = call(&node, reqwest::Method::DELETE, &path, None).await;
         assert_eq!((s, j["state"].as_str()), (200, Some("cancelled")), "{j}");
     }
+    // Cancelled means stopped: the tool is killed, well before the job's timeout.
+    eventually("the cancelled job's tool to be killed", Duration::from_millis(1500), || async {
+        (children() == 0).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     for job in [&queued, &running] {
         let (_, j) = call(&node, reqwest::Method::GET, &format!("/jobs/{}", job["id"].as_str().unwrap()), None).await;

@@ -291,9 +291,25 @@ async fn run(shared: &Shared, mut job: Job, spec: Op, media_type: &str) {
     job.updated_ms = loom_storage::documents::now_ms();
     shared.save(&job).await;
     let started = std::time::Instant::now();
-    let outcome = match tokio::time::timeout(shared.timeout, execute(shared, &job.file, media_type, &spec)).await {
-        Ok(r) => r,
-        Err(_) => Err(Failure::new("timeout", format!("the job ran past {} s", shared.timeout.as_secs()))),
+    // A cancel drops the work: its tools are killed with it (`kill_on_drop`); a decode already
+    // in a blocking thread finishes there, bounded by the image limits, and is discarded.
+    let cancelled = async {
+        match shared.follow(&job.id) {
+            Some(mut rx) => {
+                let _ = rx.wait_for(|j| j.state == State::Cancelled).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(shared.timeout, execute(shared, &job.file, media_type, &spec)) => match r {
+            Ok(r) => r,
+            Err(_) => Err(Failure::new("timeout", format!("the job ran past {} s", shared.timeout.as_secs()))),
+        },
+        () = cancelled => {
+            metrics::histogram!(crate::metrics::JOB_SECONDS, "op" => job.op.clone()).record(started.elapsed().as_secs_f64());
+            return;
+        }
     };
     metrics::histogram!(crate::metrics::JOB_SECONDS, "op" => job.op.clone()).record(started.elapsed().as_secs_f64());
     if shared.is_cancelled(&job.id) {

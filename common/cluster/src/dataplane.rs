@@ -23,9 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use loom_telemetry::names;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -33,13 +33,19 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
 use tracing::{debug, warn};
 
+use crate::WireError;
 use crate::calls::{CallFailure, Registry};
 use crate::datawire::{self, Key, Kind, Refusal};
+use crate::wire;
 
 /// Calls one connection has in flight from this side; more wait (within the call timeout).
 pub const MAX_IN_FLIGHT: usize = 1024;
 /// Calls one inbound connection runs at once; beyond it the connection stops reading.
 pub const MAX_RUNNING: usize = 1024;
+/// Inbound connections at once (a member keeps one per peer); beyond it new ones are closed.
+pub const MAX_INBOUND: usize = 1024;
+/// Unauthenticated connections at once: a flood of slow handshakes cannot take the rest.
+pub const MAX_HANDSHAKES: usize = 64;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// This node's side of the data plane: its listener's address and its outbound connections.
@@ -83,7 +89,11 @@ impl DataPlane {
         let permit = match tokio::time::timeout_at(deadline, conn.permits.acquire()).await {
             Ok(Ok(p)) => p,
             Ok(Err(_)) => return Err(unreachable("connection closed".into())),
-            Err(_) => return Err(CallFailure::Timeout { owner: owner.to_owned(), timeout }),
+            // Never sent: as the endpoint's overload answer, safe to retry elsewhere.
+            Err(_) => {
+                let why = format!("{MAX_IN_FLIGHT} calls in flight to {owner} for the whole call timeout");
+                return Err(CallFailure::Remote(WireError::new("overloaded", why)));
+            }
         };
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -95,10 +105,16 @@ impl DataPlane {
             pending.insert(id, tx);
         }
         let frame = datawire::frame(Kind::Call, id, bytes);
-        let written = {
+        let written = tokio::time::timeout_at(deadline, async {
             let mut w = conn.writer.lock().await;
-            tokio::time::timeout_at(deadline, w.write_all(&frame)).await
-        };
+            // Another caller's frame may have been cut short while this one waited: the stream
+            // is no longer framed, so nothing more may go on it.
+            if !conn.alive.load(Ordering::Acquire) {
+                return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection closed"));
+            }
+            w.write_all(&frame).await
+        })
+        .await;
         match written {
             Ok(Ok(())) => {}
             failed => {
@@ -141,8 +157,17 @@ impl DataPlane {
                 return Ok(c);
             }
         }
-        let gate = self.dialing.lock().unwrap_or_else(|e| e.into_inner()).entry(addr).or_default().clone();
-        let _dialing = gate.lock().await;
+        let gate = {
+            let mut dialing = self.dialing.lock().unwrap_or_else(|e| e.into_inner());
+            // Gates nobody waits at any more (departed peers) go; so do dead connections.
+            dialing.retain(|a, g| *a == addr || Arc::strong_count(g) > 1);
+            self.conns.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, c| c.alive.load(Ordering::Acquire));
+            dialing.entry(addr).or_default().clone()
+        };
+        let Ok(_dialing) = tokio::time::timeout_at(deadline, gate.lock()).await else {
+            let why = "a dial to it is still under way at the deadline".to_owned();
+            return Err(CallFailure::Unreachable { owner: owner.to_owned(), why });
+        };
         if let Some(c) = self.live(addr) {
             return Ok(c);
         }
@@ -345,6 +370,7 @@ async fn client_handshake(
 }
 
 async fn accept(listener: TcpListener, key: Key, registry: Registry) {
+    let (inbound, handshakes) = (Arc::new(Semaphore::new(MAX_INBOUND)), Arc::new(Semaphore::new(MAX_HANDSHAKES)));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -354,13 +380,21 @@ async fn accept(listener: TcpListener, key: Key, registry: Registry) {
                 continue;
             }
         };
+        let (Ok(slot), Ok(shaking)) = (inbound.clone().try_acquire_owned(), handshakes.clone().try_acquire_owned())
+        else {
+            refused("server", &Refusal::Busy);
+            continue; // dropped: closed at once
+        };
         let _ = stream.set_nodelay(true);
         let (key, registry) = (key.clone(), registry.clone());
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, server_handshake(stream, &key)).await {
+            let shaken = tokio::time::timeout(HANDSHAKE_TIMEOUT, server_handshake(stream, &key)).await;
+            drop(shaking);
+            match shaken {
                 Ok(Ok((name, stream))) => {
                     debug!(peer = name, %peer, "cluster data connection accepted");
                     serve(stream, registry).await;
+                    drop(slot);
                 }
                 Ok(Err(r)) => {
                     refused("server", &r);
@@ -424,7 +458,14 @@ async fn serve(stream: TcpStream, registry: Registry) {
                             let (id, payload, used) = (f.id, f.payload.to_vec(), f.used);
                             buf.advance(used);
                             let registry = registry.clone();
-                            running.push(Box::pin(async move { (id, registry.serve(&payload).await) }));
+                            // A handler that panics fails its own call, not the connection's others.
+                            running.push(Box::pin(async move {
+                                let served = std::panic::AssertUnwindSafe(registry.serve(&payload)).catch_unwind().await;
+                                let reply = served.unwrap_or_else(|_| {
+                                    wire::encode_reply(Err(WireError::new("handler_panicked", "the handler panicked")))
+                                });
+                                (id, reply)
+                            }));
                         }
                         Ok(Some(_)) => {
                             refused("server", &Refusal::Malformed("a reply on an inbound connection"));

@@ -55,6 +55,8 @@ pub enum Refusal {
     Malformed(&'static str),
     #[error("frame of {0} bytes (limit {MAX_FRAME})")]
     TooLarge(usize),
+    #[error("too many connections or handshakes at once")]
+    Busy,
 }
 
 impl Refusal {
@@ -65,6 +67,7 @@ impl Refusal {
             Refusal::BadTag => "bad_tag",
             Refusal::Malformed(_) => "malformed",
             Refusal::TooLarge(_) => "too_large",
+            Refusal::Busy => "busy",
         }
     }
 }

@@ -63,7 +63,14 @@ pub async fn receive(socket: Arc<UdpSocket>, mut opener: Opener, actor: ActorRef
                         peer = %from,
                         reason = why.label(),
                         "gossip datagram rejected{}",
-                        if why == Rejection::BadTag { ": authentication failed (a node with a different LOOM_COOKIE?)" } else { "" }
+                        match why {
+                            Rejection::BadTag => ": authentication failed (a node with a different LOOM_COOKIE?)",
+                            Rejection::Version => {
+                                ": sent by a node of another Loom release whose gossip this one cannot read; \
+                                 upgrade every node (stop all, then start all) — releases do not mix in one cluster"
+                            }
+                            _ => "",
+                        }
                     );
                     if why == Rejection::BadTag {
                         let _ = socket.try_send_to(REJECT_NOTICE, from);

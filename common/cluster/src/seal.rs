@@ -13,7 +13,8 @@ use sha2::Sha256;
 type HmacSha256 = Hmac<Sha256>;
 
 const MAGIC: &[u8; 3] = b"LMG";
-const VERSION: u8 = 1;
+/// 2: the identity carries the data plane's port (a node of version 1 cannot read it).
+const VERSION: u8 = 2;
 const TAG_LEN: usize = 32;
 /// magic + version + timestamp + nonce + name length.
 const HEADER_LEN: usize = 3 + 1 + 8 + 8 + 1;
@@ -28,6 +29,8 @@ pub const REJECT_NOTICE: &[u8] = b"LMG-REJECTED-COOKIE";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     Malformed,
+    /// Sealed by a node of another release (its identity layout differs).
+    Version,
     BadTag,
     Stale,
     Replayed,
@@ -38,6 +41,7 @@ impl Rejection {
     pub fn label(self) -> &'static str {
         match self {
             Rejection::Malformed => "malformed",
+            Rejection::Version => "version",
             Rejection::BadTag => "bad_tag",
             Rejection::Stale => "stale",
             Rejection::Replayed => "replayed",
@@ -117,8 +121,11 @@ impl Opener {
     }
 
     pub fn open<'a>(&mut self, now_ms: u64, datagram: &'a [u8]) -> Result<Opened<'a>, Rejection> {
-        if datagram.len() < MIN_SEALED_LEN || &datagram[..3] != MAGIC || datagram[3] != VERSION {
+        if datagram.len() < MIN_SEALED_LEN || &datagram[..3] != MAGIC {
             return Err(Rejection::Malformed);
+        }
+        if datagram[3] != VERSION {
+            return Err(Rejection::Version);
         }
         let (body, tag) = datagram.split_at(datagram.len() - TAG_LEN);
         let name_len = body[HEADER_LEN - 1] as usize;
@@ -203,6 +210,10 @@ mod tests {
         for case in cases {
             assert!(matches!(opener().open(NOW, case), Err(Rejection::Malformed | Rejection::BadTag)), "{case:?}");
         }
+        // A datagram of another release is named as such (mixed versions cannot form a cluster).
+        let mut older = sealed.clone();
+        older[3] = 1;
+        assert_eq!(opener().open(NOW, &older), Err(Rejection::Version));
     }
 
     #[test]
