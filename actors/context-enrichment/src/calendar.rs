@@ -362,7 +362,15 @@ pub fn compile(spec: &CalendarSpec, version: i32) -> Result<Calendar, CalendarEr
     if cal.components.is_empty() && cal.properties.is_empty() {
         return Err(err("not iCalendar text: no VCALENDAR or VEVENT".into()));
     }
-    let zones = crate::vtimezone::zones(&cal.components);
+    // The TZIDs the events name: only their VTIMEZONEs are resolved.
+    let wanted: HashSet<String> = vevents
+        .iter()
+        .flat_map(|c| c.properties.iter())
+        .filter_map(|p| param(p, "TZID"))
+        .filter(|t| zone(t).is_none())
+        .map(|t| crate::vtimezone::key(t).to_owned())
+        .collect();
+    let zones = crate::vtimezone::zones(&cal.components, &wanted);
     let sequence = |c: &Component<'_>| text(c, "SEQUENCE").and_then(|s| s.trim().parse::<i64>().ok()).unwrap_or(0);
     let uid_of = |i: usize, c: &Component<'_>| text(c, "UID").unwrap_or_else(|| format!("#{i}"));
     // Which VEVENTs count (RFC 5546's SEQUENCE, as recurring-ical-events reads it): per UID

@@ -11,6 +11,10 @@
 //! with the same offsets in that year are interchangeable for it; the first in chrono-tz's
 //! order wins, canonical `Area/City` names before aliases. A definition no zone matches is
 //! left out (its TZID is then unknown, as without a VTIMEZONE).
+//!
+//! Bounded against hostile text: only the VTIMEZONEs the events name are resolved, at most
+//! [`MAX_ZONES`]; 16 observances each, 64 RDATEs each; only `FREQ=YEARLY` rules are read, and
+//! expanded from the year before the asked window; matches are cached by definition.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -20,6 +24,11 @@ use icalendar::parser::Component;
 
 /// Observance onsets expanded per evaluation at most.
 const MAX_ONSETS: u16 = 500;
+/// VTIMEZONEs resolved per calendar (only those its events name), observances read per
+/// VTIMEZONE, RDATEs read per observance: a hostile definition stays cheap.
+pub const MAX_ZONES: usize = 32;
+const MAX_OBSERVANCES: usize = 16;
+const MAX_RDATES: usize = 64;
 
 /// A TZID as the zone map keys it.
 pub fn key(tzid: &str) -> &str {
@@ -74,6 +83,7 @@ fn observances(vtz: &Component<'_>) -> Vec<Observance> {
     vtz.components
         .iter()
         .filter(|c| matches!(c.name.as_str(), "STANDARD" | "DAYLIGHT"))
+        .take(MAX_OBSERVANCES)
         .filter_map(|c| {
             let prop = |n: &str| c.find_prop(n).map(|p| p.val.as_str().to_owned());
             Some(Observance {
@@ -86,6 +96,7 @@ fn observances(vtz: &Component<'_>) -> Vec<Observance> {
                     .iter()
                     .filter(|p| p.name.as_str() == "RDATE")
                     .flat_map(|p| p.val.as_str().split(',').filter_map(local).collect::<Vec<_>>())
+                    .take(MAX_RDATES)
                     .collect(),
             })
         })
@@ -97,9 +108,19 @@ fn onsets(o: &Observance, lo: DateTime<Utc>, hi: DateTime<Utc>) -> Vec<DateTime<
     let shift = Duration::seconds(i64::from(o.from));
     let mut out: Vec<DateTime<Utc>> =
         std::iter::once(o.start).chain(o.rdates.iter().copied()).map(|l| l.and_utc() - shift).collect();
-    if let Some(rule) = &o.rule {
+    // Observances recur yearly; other rules are not time-zone rules and are ignored. Without a
+    // COUNT, the expansion starts a year before the window (same month, day and time), so a
+    // rule from 1601 costs a few steps, not four centuries.
+    let yearly = o.rule.as_deref().filter(|r| r.to_ascii_uppercase().contains("FREQ=YEARLY"));
+    if let Some(rule) = yearly {
+        let from_year = (lo + shift).year() - 1;
+        let start = if rule.to_ascii_uppercase().contains("COUNT=") || o.start.year() >= from_year {
+            o.start
+        } else {
+            o.start.with_year(from_year).unwrap_or(o.start)
+        };
         // Local times computed as if in UTC (the rule counts wall-clock days), then shifted.
-        let dt_start = o.start.and_utc().with_timezone(&rrule::Tz::UTC);
+        let dt_start = start.and_utc().with_timezone(&rrule::Tz::UTC);
         let set = rrule::RRule::from_str(rule.trim().trim_start_matches("RRULE:"))
             .ok()
             .and_then(|r| r.validate(dt_start).ok())
@@ -134,12 +155,17 @@ fn offset_at(obs: &[Observance], t: DateTime<Utc>) -> Option<i32> {
 
 /// Definitions already matched (the same Outlook zones recur in every calendar, and a stored
 /// calendar is compiled again on every node and every write of the book).
-static MATCHED: std::sync::LazyLock<std::sync::Mutex<HashMap<String, Option<chrono_tz::Tz>>>> =
+static MATCHED: std::sync::LazyLock<std::sync::Mutex<HashMap<u64, Option<chrono_tz::Tz>>>> =
     std::sync::LazyLock::new(Default::default);
 const MAX_MATCHED: usize = 4096;
 
 fn matching_cached(obs: &[Observance]) -> Option<chrono_tz::Tz> {
-    let key = format!("{obs:?}");
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        format!("{obs:?}").hash(&mut h);
+        h.finish()
+    };
     if let Some(hit) = MATCHED.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return *hit;
     }
@@ -184,13 +210,23 @@ fn matching(obs: &[Observance]) -> Option<chrono_tz::Tz> {
         .copied()
 }
 
-/// The zones a calendar's VTIMEZONE components define, by TZID.
-pub fn zones(components: &[Component<'_>]) -> HashMap<String, chrono_tz::Tz> {
+/// The zones a calendar's VTIMEZONE components define, by TZID — only for the TZIDs in
+/// `wanted` (those its events name, keyed by [`key`]), at most [`MAX_ZONES`].
+pub fn zones(
+    components: &[Component<'_>],
+    wanted: &std::collections::HashSet<String>,
+) -> HashMap<String, chrono_tz::Tz> {
     let mut out = HashMap::new();
     for vtz in components.iter().filter(|c| c.name.as_str() == "VTIMEZONE") {
         // Keyed as `calendar.rs` looks names up: trimmed, a stray trailing ':' dropped (seen in
         // Outlook exports: `TZID:Pacific Standard Time:`).
         let Some(tzid) = vtz.find_prop("TZID").map(|p| key(p.val.as_str()).to_owned()) else { continue };
+        if !wanted.contains(&tzid) || out.contains_key(&tzid) {
+            continue;
+        }
+        if out.len() >= MAX_ZONES {
+            break;
+        }
         let named = iana(&tzid).or_else(|| suffix(&tzid));
         let lic = || vtz.find_prop("X-LIC-LOCATION").and_then(|p| iana(p.val.as_str().trim()));
         if let Some(tz) = named.or_else(lic).or_else(|| matching_cached(&observances(vtz))) {
@@ -208,7 +244,9 @@ mod tests {
         let text = format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{body}END:VCALENDAR\r\n");
         let unfolded = icalendar::parser::unfold(&text);
         let cal = icalendar::parser::read_calendar(&unfolded).unwrap();
-        zones(&cal.components)
+        let wanted =
+            cal.components.iter().filter_map(|c| c.find_prop("TZID")).map(|p| key(p.val.as_str()).to_owned()).collect();
+        zones(&cal.components, &wanted)
     }
 
     const PACIFIC: &str = "BEGIN:VTIMEZONE\r\nTZID:Pacific Standard Time\r\n\
@@ -292,6 +330,24 @@ DTSTART:16010101T000000\r\nTZOFFSETFROM:+0530\r\nTZOFFSETTO:+0530\r\nEND:STANDAR
             "BEGIN:VTIMEZONE\r\nTZID:Nowhere\r\nBEGIN:STANDARD\r\nDTSTART:x\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n",
         );
         assert!(z.is_empty());
+        // A hostile definition (a secondly "observance" from 1601, many RDATEs) stays cheap: the
+        // rule is not a yearly time-zone rule and is ignored, RDATEs are capped.
+        let rdates: Vec<String> = (0..5000).map(|i| format!("{}0101T000000", 1700 + i % 300)).collect();
+        let hostile = format!(
+            "BEGIN:VTIMEZONE\r\nTZID:Hostile\r\nBEGIN:STANDARD\r\nDTSTART:16010101T000000\r\nTZOFFSETFROM:+0000\r\n\
+             TZOFFSETTO:+0000\r\nRRULE:FREQ=SECONDLY\r\nRDATE:{}\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n",
+            rdates.join(",")
+        );
+        let started = std::time::Instant::now();
+        let z = vtimezone(&hostile);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            z.get("Hostile").is_some_and(|t| t
+                .offset_from_utc_datetime(&Utc::now().naive_utc())
+                .fix()
+                .local_minus_utc()
+                == 0)
+        );
         // X-LIC-LOCATION names the zone.
         let z = vtimezone("BEGIN:VTIMEZONE\r\nTZID:Custom\r\nX-LIC-LOCATION:Asia/Tokyo\r\nEND:VTIMEZONE\r\n");
         assert_eq!(z.get("Custom").map(|t| t.name()), Some("Asia/Tokyo"));
