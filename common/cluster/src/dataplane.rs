@@ -434,23 +434,40 @@ async fn server_handshake(mut stream: TcpStream, key: &Key) -> Result<(String, T
     Ok((name, stream))
 }
 
+/// Replies waiting to be written on one connection, at most; beyond it the connection takes no
+/// more calls until the peer reads.
+const MAX_UNSENT: usize = 8 << 20;
+
 /// Serves one authenticated inbound connection: reads calls, polls their handlers in this
-/// task, writes each reply when it is ready (in completion order).
+/// task, and writes each reply when it is ready (in completion order) — writing and reading at
+/// once, so a peer that is busy writing a large call while its replies pile up never deadlocks
+/// the two (replies buffer up to [`MAX_UNSENT`]).
 async fn serve(stream: TcpStream, registry: Registry) {
     let (mut reader, mut writer) = stream.into_split();
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut out = BytesMut::new();
     // Boxed so the set has one nameable type: an allocation per call, never a task.
     let mut running: FuturesUnordered<BoxFuture<'static, (u64, Vec<u8>)>> = FuturesUnordered::new();
+    // The peer still sends; after it closes its side, what runs is finished and written.
+    let mut open = true;
     loop {
+        if !open && running.is_empty() && out.is_empty() {
+            return;
+        }
         tokio::select! {
             Some((id, reply)) = running.next(), if !running.is_empty() => {
-                if writer.write_all(&datawire::frame(Kind::Reply, id, &reply)).await.is_err() {
+                out.extend_from_slice(&datawire::frame(Kind::Reply, id, &reply));
+            }
+            // Cancel-safe: when another branch wins, nothing was written.
+            written = writer.write_buf(&mut out), if !out.is_empty() => {
+                if !matches!(written, Ok(n) if n > 0) {
                     return;
                 }
             }
-            read = reader.read_buf(&mut buf), if running.len() < MAX_RUNNING => {
+            read = reader.read_buf(&mut buf), if open && running.len() < MAX_RUNNING && out.len() < MAX_UNSENT => {
                 if !matches!(read, Ok(n) if n > 0) {
-                    break;
+                    open = false;
+                    continue;
                 }
                 loop {
                     match datawire::parse(&buf) {
@@ -479,12 +496,7 @@ async fn serve(stream: TcpStream, registry: Registry) {
                     }
                 }
             }
-        }
-    }
-    // The peer closed its side: finish what runs, so its replies are not lost.
-    while let Some((id, reply)) = running.next().await {
-        if writer.write_all(&datawire::frame(Kind::Reply, id, &reply)).await.is_err() {
-            return;
+            else => return,
         }
     }
 }
