@@ -11,7 +11,7 @@
 
 use std::io::Cursor;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use loom_testkit::{LoomNode, NodeOptions, eventually, http, infra};
@@ -793,6 +793,54 @@ async fn cancellation_timeouts_and_quarantine() {
 }
 
 /// The node's peak resident memory (VmHWM), in KiB.
+/// An ffmpeg that stops reporting progress (here: stopped with SIGSTOP) is killed after
+/// `files.no_progress_timeout`, long before the job's own timeout, and the job fails `timeout`
+/// saying why; a healthy long job is not (ffmpeg reports every 2 s).
+#[tokio::test]
+async fn a_stalled_tool_is_killed_for_reporting_no_progress() {
+    let node = LoomNode::start_ready(
+        "files-stall",
+        NodeOptions::default()
+            .env("LOOM_FILES_WORKERS", "1")
+            .env("LOOM_FILES_JOB_TIMEOUT", "120s")
+            .env("LOOM_FILES_NO_PROGRESS_TIMEOUT", "4s"),
+    )
+    .await;
+    // Two hours of a tone (a few MB of FLAC) take ffmpeg many seconds to turn into Opus.
+    let dir = tempfile::tempdir().unwrap();
+    let tone = format!("sine=frequency={}:duration=7200:sample_rate=8000", 300 + salt() as u32);
+    let long = ffmpeg(dir.path(), "stall.flac", &["-f", "lavfi", "-i", &tone, "-ac", "1"]);
+    let (_, f) = upload(&node, long, "audio/flac").await;
+    let id = f["id"].as_str().unwrap().to_owned();
+    let op = json!({"op": "audio", "format": "opus", "sample_rate": 48000});
+    let (_, job) = call(&node, reqwest::Method::POST, &format!("/files/{id}/jobs"), Some(op)).await;
+    let children = || {
+        let out = Command::new("pgrep").args(["-P", &node.pid().to_string()]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let pids = eventually("the audio job to start ffmpeg", Duration::from_secs(20), || async {
+        let p = children();
+        (!p.is_empty()).then_some(p)
+    })
+    .await;
+    let stopped = Instant::now();
+    for pid in &pids {
+        let _ = Command::new("kill").args(["-STOP", pid]).status();
+    }
+    let path = format!("/jobs/{}", job["id"].as_str().unwrap());
+    let failed = eventually("the stalled job to fail", Duration::from_secs(30), || async {
+        let (_, j) = call(&node, reqwest::Method::GET, &path, None).await;
+        (j["state"] == "failed").then_some(j)
+    })
+    .await;
+    let after = stopped.elapsed();
+    assert_eq!(failed["error"]["code"], "timeout", "{failed}");
+    assert!(failed["error"]["message"].as_str().unwrap_or_default().contains("no progress"), "{failed}");
+    assert!(after >= Duration::from_secs(3) && after < Duration::from_secs(20), "killed {after:?} after the stop");
+    assert!(children().is_empty(), "the stalled ffmpeg was killed");
+    eprintln!("a stopped ffmpeg was killed {after:?} after it stopped (no-progress timeout 4 s, job timeout 120 s)");
+}
+
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status

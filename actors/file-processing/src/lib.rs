@@ -60,6 +60,7 @@ fn build(ctx: &ServiceContext) -> ServiceParts {
     let parts = ServiceParts::foundation_only(ctx);
     let f = &ctx.config.files;
     tools::set_tool_memory(f.tool_memory);
+    tools::set_no_progress(f.no_progress_timeout.get());
     let limits = imaging::Limits { max_dimension: f.max_image_dimension, max_alloc: f.max_image_alloc };
     let store = store::FileStore::new(ctx.stores.objects.clone());
     let shared = Arc::new(jobs::Shared::new(

@@ -64,6 +64,10 @@ env_table! {
         c.files.max_image_alloc = v.parse().map_err(|_| format!("`{v}` is not a byte count"))?;
         Ok(())
     },
+    "LOOM_FILES_NO_PROGRESS_TIMEOUT" => "files.no_progress_timeout": |c, v| {
+        c.files.no_progress_timeout = HumanDuration::parse(v)?;
+        Ok(())
+    },
     "LOOM_FILES_JOB_TIMEOUT" => "files.job_timeout": |c, v| {
         c.files.job_timeout = HumanDuration::parse(v)?;
         Ok(())

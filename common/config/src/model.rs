@@ -479,6 +479,9 @@ pub struct FilesSection {
     pub max_image_alloc: u64,
     /// A job running longer fails with `timeout` (`LOOM_FILES_JOB_TIMEOUT`).
     pub job_timeout: HumanDuration,
+    /// An ffmpeg run that reports no progress this long is killed and its job fails `timeout`
+    /// (`LOOM_FILES_NO_PROGRESS_TIMEOUT`; ffmpeg reports every 2 s).
+    pub no_progress_timeout: HumanDuration,
     /// Address-space limit of each ffmpeg/poppler run, in bytes (`LOOM_FILES_TOOL_MEMORY`).
     pub tool_memory: u64,
     /// Parser crashes or timeouts after which a file is quarantined (`LOOM_FILES_QUARANTINE_AFTER`).
@@ -506,6 +509,7 @@ impl Default for FilesSection {
             max_image_dimension: 16_384,
             max_image_alloc: 512 << 20,
             job_timeout: HumanDuration::from_secs(120),
+            no_progress_timeout: HumanDuration::from_secs(30),
             tool_memory: 4 << 30,
             quarantine_after: 3,
             topics: None,

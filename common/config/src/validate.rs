@@ -379,6 +379,9 @@ fn validate_files(c: &NodeConfig) -> Result<(), ConfigError> {
     if f.max_image_alloc < 1 << 20 {
         return Err(invalid("files.max_image_alloc", "at least 1 MiB"));
     }
+    if f.no_progress_timeout.get() < std::time::Duration::from_secs(1) {
+        return Err(invalid("files.no_progress_timeout", "must be at least 1s (ffmpeg reports progress every 2 s)"));
+    }
     if f.job_timeout.get().is_zero() {
         return Err(invalid("files.job_timeout", "must be positive"));
     }
