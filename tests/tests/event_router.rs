@@ -21,20 +21,11 @@ use serde_json::{Value, json};
 mod kafka;
 
 use kafka::{
-    OwnBroker, client_producer, header, kafka_section, prefix, produce, producer_for, read_all, read_all_from, section,
+    OwnBroker, client_producer, header, kafka_section, prefix, produce, producer_for, read_all, read_all_from,
+    router_env, section,
 };
 
 const ROUTER: u16 = 8013;
-
-fn router_env(options: NodeOptions, p: &str) -> NodeOptions {
-    options
-        .env("LOOM_KAFKA_BROKERS", infra::kafka_brokers())
-        .env("LOOM_KAFKA_SESSION_TIMEOUT", "6s")
-        .env("LOOM_KAFKA_HEARTBEAT_INTERVAL", "500ms")
-        .env("LOOM_ROUTER_SOURCES", format!("{p}.in"))
-        .env("LOOM_ROUTER_GROUP", format!("{p}.group"))
-        .env("LOOM_ROUTER_DLQ_TOPIC", format!("{p}.dlq"))
-}
 
 async fn call(method: reqwest::Method, node: &LoomNode, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut req = http().request(method, node.url(ROUTER, path));

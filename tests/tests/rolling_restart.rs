@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 #[path = "support/kafka.rs"]
 mod kafka;
 
-use kafka::{client_producer, kafka_section, prefix, produce, read_all};
+use kafka::{client_producer, kafka_section, prefix, produce, read_all, router_env};
 
 const ROUTER: u16 = 8013;
 const REGISTRY: u16 = 8010;
@@ -65,14 +65,7 @@ async fn a_rolling_restart_under_load_loses_no_event_and_no_registration() {
     let db = infra::fresh_postgres_database("rolling").await;
     let cookie = format!("rolling-{}", std::process::id());
     let opts = |seeds: &[&LoomNode]| -> NodeOptions {
-        member_options(&cookie, seeds)
-            .env("LOOM_DATABASE_URL", &db)
-            .env("LOOM_KAFKA_BROKERS", infra::kafka_brokers())
-            .env("LOOM_KAFKA_SESSION_TIMEOUT", "6s")
-            .env("LOOM_KAFKA_HEARTBEAT_INTERVAL", "500ms")
-            .env("LOOM_ROUTER_SOURCES", format!("{p}.in"))
-            .env("LOOM_ROUTER_GROUP", format!("{p}.group"))
-            .env("LOOM_ROUTER_DLQ_TOPIC", format!("{p}.dlq"))
+        router_env(member_options(&cookie, seeds), &p).env("LOOM_DATABASE_URL", &db)
     };
     let names = ["g1", "g2", "g3"];
     let first = start_member(names[0], opts(&[])).await;

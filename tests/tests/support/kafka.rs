@@ -20,6 +20,18 @@ pub fn section(brokers: &str) -> loom_config::KafkaSection {
     loom_config::KafkaSection { brokers: vec![brokers.to_owned()], ..Default::default() }
 }
 
+/// A node routing `{p}.in` with the Event Router (group `{p}.group`, DLQ `{p}.dlq`) on the
+/// suite's broker, with a short session timeout so a lost member's partitions move quickly.
+pub fn router_env(options: loom_testkit::NodeOptions, p: &str) -> loom_testkit::NodeOptions {
+    options
+        .env("LOOM_KAFKA_BROKERS", infra::kafka_brokers())
+        .env("LOOM_KAFKA_SESSION_TIMEOUT", "6s")
+        .env("LOOM_KAFKA_HEARTBEAT_INTERVAL", "500ms")
+        .env("LOOM_ROUTER_SOURCES", format!("{p}.in"))
+        .env("LOOM_ROUTER_GROUP", format!("{p}.group"))
+        .env("LOOM_ROUTER_DLQ_TOPIC", format!("{p}.dlq"))
+}
+
 /// A topic prefix unique to this test process and moment.
 pub fn prefix(name: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
