@@ -194,8 +194,10 @@ start_tansu() {
 start_s3() {
   mkdir -p "$DIR/s3/data/loom-test"   # s3s-fs: a bucket is a directory
   if alive "$DIR/s3/pid"; then return 0; fi
-  nohup "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3_PORT" --access-key "$S3_KEY" --secret-key "$S3_SECRET" \
-    "$DIR/s3/data" >"$DIR/s3/s3.log" 2>&1 &
+  # Started from its own directory: s3s-fs resolves paths against its working directory on every
+  # request, so a server started inside a clone that is later deleted answers 500 to everything.
+  (cd "$DIR/s3" && exec nohup "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3_PORT" --access-key "$S3_KEY" \
+    --secret-key "$S3_SECRET" "$DIR/s3/data" >"$DIR/s3/s3.log" 2>&1) &
   echo $! >"$DIR/s3/pid"
   wait_for 10 curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" || die "s3s-fs did not start (see $DIR/s3/s3.log)"
 }

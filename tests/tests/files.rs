@@ -149,15 +149,7 @@ fn crc32(data: &[u8]) -> u32 {
 
 /// Declares a body over the limit and sends none of it: the answer comes before the body.
 async fn declared_too_large(node: &LoomNode, length: usize) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect((node.address.ip.as_str(), FILES)).await.unwrap();
-    let req = format!(
-        "POST /files HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: {length}\r\n\r\n"
-    );
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await.unwrap().unwrap();
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    loom_testkit::declared_body(&node.address.ip, FILES, "POST", "/files", "application/octet-stream", length).await
 }
 
 fn multipart(name: &str, content_type: &str, bytes: &[u8]) -> (String, Vec<u8>) {

@@ -28,6 +28,23 @@ where
 }
 
 /// A client that never pools connections, so every request sees the server's current state.
+/// Sends only the head of a request declaring a `length`-byte body and returns the start of the
+/// answer. A node refuses a declared oversized body before reading it and closes the
+/// connection, so a client still writing that body may see a broken pipe instead of the 413 —
+/// this asks without the race.
+pub async fn declared_body(ip: &str, port: u16, method: &str, path: &str, content_type: &str, length: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect((ip, port)).await.expect("connects");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: {content_type}\r\ncontent-length: {length}\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.expect("writes the head");
+    let mut buf = vec![0u8; 4096];
+    let n =
+        tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await.expect("answers in time").unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(30)).build().expect("http client")
 }
